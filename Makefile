@@ -1,0 +1,28 @@
+# Two entry points (README): `make demo` (set up + main job) and `make test` (set up + tests).
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+# glibc malloc: keep big tensors mapped between steps (DESIGN.md "Performance rules").
+export MALLOC_MMAP_THRESHOLD_ := 1000000000
+export MALLOC_TRIM_THRESHOLD_ := 1000000000
+
+.PHONY: setup demo test test-all clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/r2cnn demo --out runs/demo
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q -m "not slow"
+
+test-all: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .hypothesis

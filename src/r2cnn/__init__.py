@@ -1,0 +1,12 @@
+"""sketch-r2cnn: Sketch-R2CNN (Li et al., IEEE TVCG 2020) for vector sketch recognition.
+
+The data path runs one way (DESIGN.md):
+formats -> store -> transforms -> loader -> raster -> models -> engine -> cli.
+"""
+
+from r2cnn.errors import R2CNNError, SketchFormatError
+from r2cnn.sketch import Sketch, SketchBatch
+
+__version__ = "0.1.0"
+
+__all__ = ["R2CNNError", "Sketch", "SketchBatch", "SketchFormatError", "__version__"]

@@ -1,0 +1,78 @@
+"""User-facing errors and the skip-and-count policy for bad input records.
+
+Every error a user can cause (a malformed file, a bad option) is an :class:`R2CNNError`; the command line
+prints it as one line and exits non-zero, never with a traceback. Bugs stay ordinary exceptions.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+class R2CNNError(Exception):
+    """An error caused by the user's input or options; printed as one line by the CLI."""
+
+
+class SketchFormatError(R2CNNError):
+    """A record that cannot be read. ``str()`` is one line: ``source:line: field: reason``.
+
+    ``reason`` is short and stable (it is the key under which skipped records are counted);
+    ``detail`` adds specifics for the message only.
+    """
+
+    def __init__(self, source: str, reason: str, *, line: int | None = None, record: int | None = None,
+                 field: str | None = None, detail: str | None = None):
+        self.source = str(source)
+        self.reason = reason
+        self.line = line
+        self.record = record
+        self.field = field
+        self.detail = detail
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        where = self.source
+        if self.line is not None:
+            where += f":{self.line}"
+        elif self.record is not None:
+            where += f": record {self.record}"
+        what = f"field '{self.field}': " if self.field else ""
+        tail = f" ({self.detail})" if self.detail else ""
+        return f"{where}: {what}{self.reason}{tail}"
+
+
+@dataclass
+class ErrorPolicy:
+    """What readers do with a bad record: ``"raise"`` (default) stops with the error; ``"skip"`` counts it.
+
+    Readers call :meth:`handle` with every :class:`SketchFormatError`; in skip mode it is counted by
+    reason and the reader goes on with the next record. ``summary()`` gives the counts for printing.
+    """
+
+    mode: str = "raise"
+    counts: Counter = field(default_factory=Counter)
+    examples: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.mode not in ("raise", "skip"):
+            raise R2CNNError(f"--on-error must be 'raise' or 'skip', not {self.mode!r}")
+
+    def handle(self, error: SketchFormatError) -> None:
+        if self.mode == "raise":
+            raise error
+        self.counts[error.reason] += 1
+        self.examples.setdefault(error.reason, str(error))
+
+    @property
+    def skipped(self) -> int:
+        return sum(self.counts.values())
+
+    def summary(self) -> str:
+        """One line per reason, e.g. ``skipped 3 records: 2 x non-finite coordinate (first: a.ndjson:7: ...)``."""
+        if not self.counts:
+            return "skipped 0 records"
+        lines = [f"skipped {self.skipped} records:"]
+        for reason, n in self.counts.most_common():
+            lines.append(f"  {n} x {reason} (first: {self.examples[reason]})")
+        return "\n".join(lines)

@@ -1,0 +1,118 @@
+"""Core types: :class:`Sketch` (one drawing) and :class:`SketchBatch` (packed sketches for a model).
+
+Point layout everywhere: float32 ``(N, 3)`` with columns ``x, y, pen_end``; ``pen_end`` is 1 on the last point
+of each stroke and 0 elsewhere (the paper's s_i, Sec. 3.1). Coordinates are whatever the source used
+(QuickDraw: 0..255 or screen pixels, y down) until :func:`r2cnn.data.transforms.normalize` maps the sketch
+into [-1, 1]^2 (y still down), which is what :mod:`r2cnn.raster` draws.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+
+@dataclass
+class Sketch:
+    """A vector sketch: ``points`` float32 ``(N, 3)`` = x, y, pen_end; ``label`` a class name or index; ``meta``
+    free-form (key_id, countrycode, timestamp, recognized, source file and line, raw timestamps ...)."""
+
+    points: np.ndarray
+    label: Any = None
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.points = np.asarray(self.points, dtype=np.float32).reshape(-1, 3)
+
+    @classmethod
+    def from_strokes(cls, strokes: Sequence[np.ndarray], label: Any = None, meta: dict | None = None) -> "Sketch":
+        """Build from a list of ``(n_i, 2)`` (or ``(n_i, >=2)``, extra columns ignored) stroke arrays."""
+        parts = []
+        for s in strokes:
+            s = np.asarray(s, dtype=np.float32)
+            if len(s) == 0:
+                continue
+            p = np.zeros((len(s), 3), np.float32)
+            p[:, :2] = s[:, :2]
+            p[-1, 2] = 1.0
+            parts.append(p)
+        pts = np.concatenate(parts) if parts else np.zeros((0, 3), np.float32)
+        return cls(pts, label, dict(meta or {}))
+
+    @property
+    def num_points(self) -> int:
+        return len(self.points)
+
+    @property
+    def stroke_bounds(self) -> np.ndarray:
+        """int64 ``(S+1,)`` start indices of the strokes plus the end; stroke s is ``points[b[s]:b[s+1]]``."""
+        ends = np.flatnonzero(self.points[:, 2] > 0.5) + 1
+        if len(self.points) and (len(ends) == 0 or ends[-1] != len(self.points)):
+            ends = np.append(ends, len(self.points))  # an unterminated last stroke still counts
+        return np.concatenate([[0], ends]).astype(np.int64)
+
+    @property
+    def num_strokes(self) -> int:
+        return len(self.stroke_bounds) - 1
+
+    def strokes(self) -> list[np.ndarray]:
+        """Views ``(n_i, 2)`` of x, y for each stroke, in drawing order."""
+        b = self.stroke_bounds
+        return [self.points[b[i]:b[i + 1], :2] for i in range(len(b) - 1)]
+
+    def copy(self) -> "Sketch":
+        return Sketch(self.points.copy(), self.label, dict(self.meta))
+
+
+@dataclass
+class SketchBatch:
+    """Sketches packed for a model (DESIGN.md "Core types").
+
+    - ``points``: float32 ``(P, 3)``, all sketches' points concatenated (normalised to [-1, 1]^2).
+    - ``offsets``: int64 ``(B+1,)``; sketch b is ``points[offsets[b]:offsets[b+1]]``.
+    - ``labels``: int64 ``(B,)`` class indices (-1 where unknown).
+    - ``geometry``: optional precomputed :class:`r2cnn.raster.Geometry` for these points (computed in
+      data-loader workers so the training step only renders).
+    """
+
+    points: torch.Tensor
+    offsets: torch.Tensor
+    labels: torch.Tensor
+    geometry: Any = None
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.offsets.numel()) - 1
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        return self.offsets[1:] - self.offsets[:-1]
+
+    def to(self, device, non_blocking: bool = False) -> "SketchBatch":
+        geo = self.geometry.to(device) if self.geometry is not None else None
+        return SketchBatch(self.points.to(device, non_blocking=non_blocking),
+                           self.offsets.to(device, non_blocking=non_blocking),
+                           self.labels.to(device, non_blocking=non_blocking), geo)
+
+    def pin_memory(self) -> "SketchBatch":
+        geo = self.geometry.pin_memory() if self.geometry is not None else None
+        return SketchBatch(self.points.pin_memory(), self.offsets.pin_memory(), self.labels.pin_memory(), geo)
+
+    @classmethod
+    def from_sketches(cls, sketches: Sequence[Sketch], labels: Sequence[int] | None = None) -> "SketchBatch":
+        """Pack already-normalised sketches. ``labels`` default to each sketch's integer label (or -1)."""
+        pts = [s.points for s in sketches]
+        lengths = np.array([len(p) for p in pts], np.int64)
+        offsets = np.zeros(len(pts) + 1, np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        packed = np.concatenate(pts) if pts else np.zeros((0, 3), np.float32)
+        if labels is None:
+            labels = [s.label if isinstance(s.label, (int, np.integer)) else -1 for s in sketches]
+        return cls(torch.from_numpy(np.ascontiguousarray(packed, dtype=np.float32)), torch.from_numpy(offsets),
+                   torch.as_tensor(np.asarray(labels, np.int64)))
+
+    def sketch_points(self, b: int) -> torch.Tensor:
+        return self.points[int(self.offsets[b]):int(self.offsets[b + 1])]
