@@ -1,0 +1,120 @@
+"""``r2cnn bench data``: ndjson parsing and loader throughput, each next to an anchor measured in the same run.
+
+- parse: :func:`r2cnn.data.formats.read_sketches` on simplified ndjson vs. a plain ``json.loads`` loop over the
+  same lines of the same file (the anchor: the least any JSON reader must do).
+- loader: :func:`r2cnn.data.loader.make_loader` with 1 worker (normalise only; with and without the raster
+  geometry at 224) vs. reading the same sketches from the store in the main process (the anchor).
+
+Data: ``../shared/data/quickdraw/qd5`` (train folder) when present, else the built-in generator's sketches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+HELP = "data benchmarks: ndjson parse vs json.loads, loader (1 worker, +/- geometry) vs reading the store"
+
+_QD5 = Path(__file__).resolve().parents[4] / "shared" / "data" / "quickdraw" / "qd5" / "train"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", type=Path, help=f"folder of simplified ndjson files (default {_QD5} when present, "
+                                             "else built-in data)")
+    p.add_argument("--sketches", type=int, default=20000, help="sketches to parse (default 20000)")
+    p.add_argument("--loader-sketches", type=int, default=4000, help="sketches through the loader (default 4000)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--raster-size", type=int, default=224, help="geometry size for the loader row (default 224)")
+    p.add_argument("--work-dir", type=Path, help="where to write the sample file and store (default: a temp dir)")
+    p.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON")
+
+
+def _sample_ndjson(args, path: Path) -> str:
+    """Write ``args.sketches`` simplified-ndjson lines to ``path``; returns a description of the data."""
+    data = args.data or (_QD5 if _QD5.is_dir() else None)
+    with open(path, "wb") as out:
+        if data is not None:
+            files = sorted(Path(data).glob("*.ndjson"))
+            per_file = -(-args.sketches // max(len(files), 1))
+            for f in files:
+                with open(f, "rb") as src:
+                    for _, line in zip(range(per_file), src):
+                        out.write(line if line.endswith(b"\n") else line + b"\n")
+            return f"{data} ({len(files)} files)"
+        from r2cnn.data.builtin import CLASSES, generate
+        for i, sk in enumerate(generate(-(-args.sketches // len(CLASSES)), seed=0)):
+            drawing = [[st[:, 0].astype(int).tolist(), st[:, 1].astype(int).tolist()] for st in sk.strokes()]
+            out.write(json.dumps({"word": sk.label, "key_id": str(i), "drawing": drawing}).encode() + b"\n")
+        return "built-in generator"
+
+
+def _timed(fn) -> tuple[int, float]:
+    """``(fn(), seconds)``; ``fn`` returns the number of sketches it handled."""
+    t = time.perf_counter()
+    n = fn()
+    return n, time.perf_counter() - t
+
+
+def run(args) -> int:
+    import tempfile
+
+    import numpy as np
+
+    from r2cnn.data.formats import read_sketches
+    from r2cnn.data.loader import make_loader
+    from r2cnn.data.store import prepare
+    from r2cnn.data.transforms import make_transform
+
+    with tempfile.TemporaryDirectory(dir=args.work_dir) as tmp:
+        tmp = Path(tmp)
+        sample = tmp / "sample.ndjson"
+        source = _sample_ndjson(args, sample)
+        rows = []
+
+        def json_loop():
+            n = 0
+            with open(sample, "rb") as f:
+                for line in f:
+                    json.loads(line)
+                    n += 1
+            return n
+
+        rows.append(("parse", "json.loads loop (anchor)", *_timed(json_loop)))
+        rows.append(("parse", "read_sketches (validated Sketch)", *_timed(lambda: sum(1 for _ in read_sketches(sample)))))
+
+        store = prepare([sample], tmp / "store", label_field="word", progress=False, log=lambda *_: None)
+        idx = store.indices("all")[:args.loader_sketches]
+        normalize = make_transform(train=False)
+        rng = np.random.default_rng(0)
+
+        def store_loop():
+            for i in idx:
+                normalize(store[i], rng)
+            return len(idx)
+
+        rows.append(("loader", "store[i] + normalize, main process (anchor)", *_timed(store_loop)))
+        for label, size in (("no geometry", None), (f"geometry {args.raster_size}", args.raster_size)):
+            loader = make_loader(store, None, indices=idx, batch_size=args.batch_size, transform=normalize,
+                                 num_workers=1, raster_size=size)
+            it = iter(loader)
+            first = next(it)  # worker start-up is not part of the throughput
+            rows.append(("loader", f"make_loader 1 worker, {label}", *_timed(lambda: sum(b.batch_size for b in it))))
+            del it, loader, first
+
+    anchors = {}
+    results = []
+    for group, what, n, t in rows:
+        rate = n / t if t > 0 else float("inf")
+        anchors.setdefault(group, rate)
+        results.append({"group": group, "what": what, "sketches": n, "seconds": round(t, 4),
+                        "sketches_per_s": round(rate, 1), "ratio_to_anchor": round(rate / anchors[group], 3)})
+    print(f"data: {source} (ratio: sketches/s over the anchor of the same group, same run)")
+    print(f"{'group':<7} {'what':<46} {'sketches':>9} {'seconds':>8} {'sketches/s':>11} {'ratio':>6}")
+    for r in results:
+        print(f"{r['group']:<7} {r['what']:<46} {r['sketches']:>9} {r['seconds']:>8.3f} {r['sketches_per_s']:>11.0f} "
+              f"{r['ratio_to_anchor']:>6.2f}")
+    if args.json:
+        args.json.write_text(json.dumps({"data": source, "results": results}, indent=1))
+    return 0

@@ -1,0 +1,203 @@
+"""``r2cnn bench raster``: geometry, forward, backward of each raster backend vs. standard line drawers.
+
+Times are medians over ``--repeat`` runs on the same 48 real QuickDraw sketches at 224x224 (built-in sketches when
+``../shared/data`` is absent), reported next to ``cv2.polylines`` (2 px) drawing the same sketches in the same run
+(DESIGN.md "Performance rules"). Anchors: ``cv2.polylines`` 1 px and 2 px, PIL ``ImageDraw.line`` (width 2) and a
+naive dense PyTorch rasteriser (distance of every pixel to every segment; an anchor only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+HELP = "time the differentiable rasteriser's backends against cv2.polylines, PIL and a dense PyTorch version"
+QUICKDRAW_VALID = Path("..") / "shared" / "data" / "quickdraw" / "qd5" / "valid"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", type=Path, default=None, help="write every time and its ratio to cv2.polylines 2px here")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="device for the raster backends")
+    p.add_argument("--repeat", type=int, default=20, help="repeats per measurement (the median is reported)")
+    p.add_argument("--batch", type=int, default=48, help="sketches per batch")
+    p.add_argument("--size", type=int, default=224, help="image side in pixels")
+    p.add_argument("--data", type=Path, default=QUICKDRAW_VALID,
+                   help="folder of QuickDraw simplified .ndjson files (default: ../shared/data/quickdraw/qd5/valid)")
+
+
+def sample_sketches(n: int, data_dir: Path | None = QUICKDRAW_VALID) -> list:
+    """``n`` normalised sketches: the first lines of the QuickDraw ndjson files in ``data_dir``, taken round-robin
+    over the files (so several classes appear), or built-in sketches when the folder does not exist."""
+    import numpy as np
+
+    from r2cnn.data.transforms import normalize
+    from r2cnn.sketch import Sketch
+
+    files = sorted(Path(data_dir).glob("*.ndjson")) if data_dir is not None and Path(data_dir).is_dir() else []
+    if not files:
+        from r2cnn.data.builtin import CLASSES, generate
+        return [normalize(s) for s in generate(-(-n // len(CLASSES)))[:n]]
+    per_file = -(-n // len(files))
+    columns = []
+    for f in files:
+        with open(f) as fh:
+            rows = [json.loads(next(fh)) for _ in range(per_file)]
+        columns.append([normalize(Sketch.from_strokes([np.asarray(s, np.float32).T for s in r["drawing"]], r["word"]))
+                        for r in rows])
+    return [s for group in zip(*columns) for s in group][:n]
+
+
+def _median_ms(fn, repeat: int, sync=lambda: None) -> float:
+    import statistics
+    import time
+
+    fn()  # warm-up: compilation, allocator
+    sync()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def _anchors(batch, size: int) -> dict:
+    """Callables drawing every sketch of ``batch`` with cv2 / PIL (pixel coordinates prepared beforehand, as the
+    raster backends get their geometry beforehand)."""
+    import cv2
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    from r2cnn.raster import to_pixel
+    from r2cnn.sketch import Sketch
+
+    shift = 4
+    strokes = [[to_pixel(s, size) for s in Sketch(batch.sketch_points(b).numpy()).strokes()]
+               for b in range(batch.batch_size)]
+    cv2_strokes = [[np.round((s - 0.5) * (1 << shift)).astype(np.int32) for s in sk] for sk in strokes]
+    pil_strokes = [[[tuple(p) for p in (s - 0.5).tolist()] for s in sk] for sk in strokes]
+
+    def cv2_draw(thickness):
+        def draw():
+            for sk in cv2_strokes:
+                img = np.zeros((size, size), np.uint8)
+                cv2.polylines(img, sk, False, 255, thickness, cv2.LINE_8, shift)
+        return draw
+
+    def pil_draw():
+        for sk in pil_strokes:
+            img = Image.new("L", (size, size))
+            draw = ImageDraw.Draw(img)
+            for s in sk:
+                draw.line(s, fill=255, width=2)
+
+    return {"cv2.polylines 1px": cv2_draw(1), "cv2.polylines 2px": cv2_draw(2), "PIL ImageDraw.line 2px": pil_draw}
+
+
+def _dense_torch(batch, size: int, eps: float = 1.0):
+    """Naive dense rasteriser (anchor only): distance from every pixel to every segment of a sketch, the latest
+    covering segment wins, eq. (1) for C = 1; forward and backward through autograd."""
+    import torch
+
+    from r2cnn.raster.geometry import segment_ends
+
+    u, v, end = segment_ends(batch.points, batch.offsets, size)
+    uv = torch.stack([u, v], 1).float()
+    centres = torch.stack(torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="xy"), -1)
+    centres = centres.reshape(-1, 2)
+    offsets = batch.offsets.tolist()
+
+    def draw(intensities):
+        images = []
+        for b in range(batch.batch_size):
+            idx = torch.arange(offsets[b], offsets[b + 1])
+            idx = idx[end[idx] >= 0]
+            a, bb = uv[idx], uv[end[idx]]
+            d = bb - a
+            l2 = (d * d).sum(1).clamp_min(1e-12)
+            rel = centres[None] - a[:, None]
+            t = ((rel * d[:, None]).sum(-1) / l2[:, None]).clamp(0, 1)  # (S, H*W)
+            dist2 = ((rel - t[..., None] * d[:, None]) ** 2).sum(-1)
+            covered = dist2 <= eps * eps
+            rank = torch.where(covered, torch.arange(1, len(idx) + 1)[:, None], 0)
+            owner = rank.argmax(0)
+            val = (1 - t) * intensities[idx][:, None] + t * intensities[end[idx]][:, None]
+            pixel = val.gather(0, owner[None])[0] * covered.any(0)
+            images.append(pixel.view(size, size))
+        return torch.stack(images)[:, None]
+
+    return draw
+
+
+def run(args) -> int:
+    import os
+
+    import torch
+
+    import r2cnn.raster as R
+    from r2cnn.sketch import SketchBatch
+
+    if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+        print("note: MALLOC_MMAP_THRESHOLD_ is not set; CPU timings include returning memory to the OS (see DESIGN.md)")
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        from r2cnn.errors import R2CNNError
+        raise R2CNNError("bench raster: --device cuda but no CUDA device is available")
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sketches = sample_sketches(args.batch, args.data)
+    source = "QuickDraw " + str(args.data) if Path(args.data).is_dir() else "built-in sketches"
+    batch = SketchBatch.from_sketches(sketches)
+    size, repeat = args.size, args.repeat
+    times: dict[str, float] = {}
+
+    for name, fn in _anchors(batch, size).items():
+        times[name] = _median_ms(fn, repeat)
+    dense = _dense_torch(batch, size)
+    a_dense = torch.rand(batch.points.shape[0], requires_grad=True)
+    times["dense torch forward C=1"] = _median_ms(lambda: dense(a_dense.detach()), max(1, repeat // 5))
+    times["dense torch forward+backward C=1"] = _median_ms(lambda: dense(a_dense).sum().backward(), max(1, repeat // 5))
+
+    points, offsets = batch.points.to(device), batch.offsets.to(device)
+    backends = ["reference", "triton" if device.type == "cuda" else "cpu"]
+    for backend in backends:
+        slow = backend == "reference"
+        n = max(1, repeat // 10) if slow else repeat
+        times[f"{backend} geometry"] = _median_ms(lambda: R.geometry(points, offsets, size, backend=backend), n, sync)
+        geo = R.geometry(points, offsets, size, backend=backend)
+        for c in (1, 8):
+            a = torch.rand(points.shape[0], c, device=device, requires_grad=True)
+            up = torch.ones(batch.batch_size, c, size, size, device=device).contiguous(memory_format=torch.channels_last)
+            img = R.render(geo, a, backend=backend)
+            times[f"{backend} forward C={c}"] = _median_ms(lambda: R.render(geo, a.detach(), backend=backend), n, sync)
+            times[f"{backend} backward C={c}"] = _median_ms(
+                lambda: torch.autograd.grad(img, a, up, retain_graph=True), n, sync)
+            times[f"{backend} forward+backward C={c}"] = _median_ms(
+                lambda: torch.autograd.grad(R.render(geo, a, backend=backend), a, up), n, sync)
+
+    anchor = times["cv2.polylines 2px"]
+    ratios = {k: t / anchor for k, t in times.items()}
+    print(f"raster bench: {batch.batch_size} sketches ({source}), {size}x{size}, eps=1, overlap=last, device "
+          f"{device}, median of {repeat} (reference: fewer); torch threads {torch.get_num_threads()}")
+    print(f"{'what':40s} {'ms':>10s} {'x cv2 2px':>10s}")
+    for k, t in times.items():
+        print(f"{k:40s} {t:10.3f} {ratios[k]:10.2f}")
+    fast = backends[-1]
+    goals = {
+        f"{fast} forward+backward C=1 <= 1.0x cv2.polylines 2px": ratios[f"{fast} forward+backward C=1"] <= 1.0,
+        f"{fast} forward+backward C=8 <= 3x C=1":
+            times[f"{fast} forward+backward C=8"] <= 3 * times[f"{fast} forward+backward C=1"],
+        f"{fast} geometry <= 0.1 ms per sketch": times[f"{fast} geometry"] / batch.batch_size <= 0.1,
+    }
+    for goal, ok in goals.items():
+        print(f"goal {'met' if ok else 'MISSED'}: {goal}")
+    if args.json:
+        info = {"batch": batch.batch_size, "size": size, "eps": 1.0, "overlap": "last", "device": str(device),
+                "repeat": repeat, "source": source, "torch_threads": torch.get_num_threads()}
+        if device.type == "cuda":
+            info["device_name"] = torch.cuda.get_device_name()
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"config": info, "times_ms": times, "ratio_to_cv2_polylines_2px": ratios,
+                                         "goals": goals}, indent=2))
+    return 0

@@ -1,0 +1,96 @@
+"""``r2cnn demo`` (``make demo``), the main job: built-in data -> train R2CNN and the CNN-only baseline -> compare.
+
+1. Prepare the built-in sketches (:mod:`r2cnn.data.builtin`) into ``OUT/data`` (a no-op when up to date).
+2. Train the fast CPU presets ``cpu-r2cnn`` (Sketch-R2CNN: BiLSTM attention -> NLR -> CNN) and ``cpu-cnn``
+   (the same rasteriser and CNN with constant intensity), each for the same wall-clock budget, choosing the
+   best checkpoint on the validation split.
+3. Evaluate both best checkpoints on the held-back test split and print a side-by-side table; the full
+   reports (per class, confusion matrices, partial sketches) go to ``OUT/report.md`` and ``OUT/<model>/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "the main job: built-in data, train R2CNN and CNN-only, compare on the test split"
+
+MODELS = (("R2CNN", "cpu-r2cnn", "r2cnn"), ("CNN-only", "cpu-cnn", "cnn"))
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="runs/demo", help="output folder (data, runs, report)")
+    p.add_argument("--minutes", type=float, default=5.0,
+                   help="training time for both models together (default 5, split evenly)")
+    p.add_argument("--per-class", type=int, default=700, help="built-in sketches per class (default 700)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, help="data-loader workers (default: the preset's)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+
+
+def _train_speed(run_dir) -> float | None:
+    """Mean training sketches/s from the run's log, leaving out the first window (start-up)."""
+    import json
+
+    speeds = [r["sketches_per_s"] for r in map(json.loads, (run_dir / "log.jsonl").read_text().splitlines())
+              if r.get("kind") == "train"]
+    speeds = speeds[1:] or speeds
+    return sum(speeds) / len(speeds) if speeds else None
+
+
+def run(args) -> int:
+    import json
+    import time
+    from pathlib import Path
+
+    from r2cnn.data.store import prepare
+    from r2cnn.engine.evaluate import evaluate_checkpoint
+    from r2cnn.engine.report import confusion_png, table
+    from r2cnn.engine.train import TrainOptions, train
+    from r2cnn.errors import R2CNNError
+
+    if args.minutes <= 0 or args.per_class < 10:
+        raise R2CNNError("--minutes must be > 0 and --per-class at least 10")
+    out = Path(args.out)
+    started = time.perf_counter()
+    valid = test = max(5, args.per_class // 14)
+    store = prepare([], out / "data", builtin=args.per_class, seed=args.seed,
+                    split_sizes=(args.per_class - valid - test, valid, test))
+    print(f"data: {out / 'data'} ({len(store)} sketches, {len(store.classes)} classes; "
+          f"train/valid/test {len(store.indices('train'))}/{len(store.indices('valid'))}/{len(store.indices('test'))})")
+
+    rows, reports = [], {}
+    for title, preset, folder in MODELS:
+        run_dir = out / folder
+        print(f"\n== {title}: preset {preset}, {args.minutes / len(MODELS):.1f} min of training -> {run_dir}")
+        result = train(TrainOptions(preset=preset, data=str(out / "data"), out=str(run_dir), seed=args.seed,
+                                    max_minutes=args.minutes / len(MODELS), device=args.device,
+                                    workers=args.workers))
+        report = evaluate_checkpoint(result["best_path"], str(out / "data"), split="test", device=args.device)
+        report["confusion_png"] = str(confusion_png(report["confusion"], report["classes"],
+                                                    run_dir / "confusion_test.png"))
+        report["train_sketches_per_s"] = _train_speed(run_dir)
+        report["train_steps"], report["valid_top1"] = result["step"], result["best"]["value"]
+        (run_dir / "test_report.json").write_text(json.dumps(report, indent=1))
+        reports[title] = report
+        partial = "/".join(f"{100 * v:.1f}" for v in report["partial"].values())
+        rows.append((title, preset, str(result["step"]), f"{report['train_sketches_per_s'] or 0:.0f}",
+                     f"{100 * report['valid_top1']:.2f}", f"{100 * report['top1']:.2f}", f"{100 * report['top5']:.2f}",
+                     partial, f"{report['sketches_per_s']:.0f}"))
+
+    header = ["model", "preset", "steps", "train sk/s", "valid top-1 %", "test top-1 %", "test top-5 %",
+              "partial 25/50/75/100% strokes: top-1 %", "eval sk/s"]
+    text = table(rows, header)
+    chance = 100.0 / len(store.classes)
+    minutes = (time.perf_counter() - started) / 60
+    report_md = out / "report.md"
+    report_md.write_text(
+        f"# r2cnn demo\n\nBuilt-in data ({len(store.classes)} classes, chance {chance:.1f} %), "
+        f"{args.minutes / len(MODELS):.1f} min of CPU training per model, test split of {reports['R2CNN']['count']} "
+        f"sketches. Partial sketches: {reports['R2CNN']['partial_rounding']}.\n\n{text}\n\n"
+        + "".join(f"- {t}: checkpoint `{r['checkpoint']}`, confusion matrix `{r['confusion_png']}`\n"
+                  for t, r in reports.items()))
+    print(f"\n{text}\n")
+    for t, r in reports.items():
+        print(f"{t}: checkpoint {r['checkpoint']}, confusion matrix {r['confusion_png']}")
+    print(f"report: {report_md} (demo took {minutes:.1f} min)")
+    return 0

@@ -1,0 +1,54 @@
+"""``r2cnn evaluate``: top-1/top-5, per-class accuracy, confusion matrix (JSON + PNG), partial sketches."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "evaluate a checkpoint: top-1/top-5, per class, confusion, partial sketches"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", required=True, help="store directory made by `r2cnn prepare`")
+    p.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    p.add_argument("--fold", type=int, help="k-fold stores: default the checkpoint's training fold")
+    p.add_argument("--json", metavar="FILE", help="write the full report (per class, confusion) as JSON")
+    p.add_argument("--out", metavar="DIR", help="write report.json and confusion.png into DIR")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--batch-size", type=int)
+
+
+def format_report(report: dict) -> str:
+    from r2cnn.engine.report import table
+
+    lines = [f"{report['checkpoint']} on {report['data']} [{report['split']}]: {report['count']} sketches",
+             f"top-1 {report['top1']:.4f}   top-5 {report['top5']:.4f}   ({report['sketches_per_s']:.0f} sketches/s)",
+             "partial sketches (" + report["partial_rounding"] + "): "
+             + "  ".join(f"{float(f):.0%}: {acc:.4f}" for f, acc in report["partial"].items())]
+    worst = sorted(((acc, name) for name, acc in report["per_class"].items() if acc is not None))[:10]
+    lines.append(table([(name, f"{acc:.4f}") for acc, name in worst],
+                       ["class (lowest accuracy first)", "top-1"]))
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    import json
+    from pathlib import Path
+
+    from r2cnn.engine.evaluate import evaluate_checkpoint
+    from r2cnn.engine.report import confusion_png
+
+    report = evaluate_checkpoint(args.checkpoint, args.data, split=args.split, fold=args.fold, device=args.device,
+                                 workers=args.workers, batch_size=args.batch_size)
+    if args.out:
+        out = Path(args.out)
+        report["confusion_png"] = str(confusion_png(report["confusion"], report["classes"], out / "confusion.png"))
+        (out / "report.json").write_text(json.dumps(report, indent=1))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=1))
+    print(format_report(report))
+    if args.out:
+        print(f"report: {Path(args.out) / 'report.json'}, confusion matrix: {report['confusion_png']}")
+    return 0

@@ -1,0 +1,125 @@
+"""Checkpoints: one file per run state, written atomically, loadable with ``torch.load(weights_only=True)``.
+
+A checkpoint (DESIGN.md "Engine") is a plain dict::
+
+    format      int, CHECKPOINT_FORMAT
+    version     package version that wrote it
+    config      the preset dict merged with the command-line overrides (plain JSON types)
+    classes     list[str], class names in label order
+    model       model.state_dict() (the bare module's, never DDP's "module." prefix)
+    optimizer, scheduler, scaler   their state_dicts (scaler None without fp16)
+    epoch, step, batch_in_epoch    where training stands: batches already consumed in ``epoch``
+    best        {"metric": name, "value": float, "step": int} or None
+    rng         torch / numpy / python / cuda generator states, as tensors and ints only
+    extra       free-form plain-typed dict
+
+Only tensors, numbers, strings, lists and dicts are stored so that ``weights_only=True`` (no pickle code
+execution) can load it. The write is: temporary file in the same directory, flush + fsync, ``os.replace``,
+fsync of the directory; a crash at any point leaves either the old or the new file, never a torn one.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from r2cnn.errors import R2CNNError
+
+CHECKPOINT_FORMAT = 1
+
+
+def save_atomic(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save(obj)`` to ``path`` atomically (temp file + fsync + rename + directory fsync)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        # The previous checkpoint at `path` is untouched; only our partial temp file goes.
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename itself durable (POSIX); not possible on every platform, hence the guard."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint written by :func:`save_atomic` with ``weights_only=True``; user errors are one line."""
+    path = Path(path)
+    if not path.is_file():
+        raise R2CNNError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # a torn, foreign or non-checkpoint file
+        raise R2CNNError(f"{path}: not a readable r2cnn checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})") from e
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
+        raise R2CNNError(f"{path}: not an r2cnn checkpoint (no 'model'/'config' entries)")
+    if ckpt.get("format", 0) > CHECKPOINT_FORMAT:
+        raise R2CNNError(f"{path}: checkpoint format {ckpt['format']} is newer than this sketch-r2cnn "
+                         f"(reads up to {CHECKPOINT_FORMAT}); upgrade the package")
+    return ckpt
+
+
+def rng_state() -> dict:
+    """Every generator a training step draws from, as tensors/ints (``weights_only``-safe)."""
+    np_state = np.random.get_state()  # ("MT19937", uint32[624], pos, has_gauss, cached_gaussian)
+    py_version, py_internal, py_gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "python": {"version": int(py_version), "internal": torch.tensor(py_internal, dtype=torch.int64),
+                   "gauss_next": py_gauss},
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what :func:`rng_state` captured."""
+    torch.set_rng_state(state["torch"].cpu())
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(int(v) for v in p["internal"].tolist()), p["gauss_next"]))
+
+
+def to_plain(value: Any) -> Any:
+    """Config values as plain JSON types (numpy scalars, tuples and paths would need pickle to load)."""
+    if isinstance(value, dict):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value

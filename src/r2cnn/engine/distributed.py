@@ -1,0 +1,141 @@
+"""Distributed data parallel set-up for ``torchrun --nproc_per_node N -m r2cnn train ...``.
+
+torchrun sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and the rendezvous address; this module turns them
+into a process group (NCCL on GPUs, gloo on CPU), a device per process, and the few collectives the engine
+needs. Without those variables everything degrades to one process and no collective runs.
+
+Batch normalisation under DDP: each rank sees only its shard of the global batch, so plain BN would
+normalise with per-rank statistics and training would differ from one process with the same global batch.
+:func:`convert_sync_batchnorm` replaces BN layers with synchronised ones (``torch.nn.SyncBatchNorm`` on CUDA,
+:class:`GlooSyncBatchNorm` on CPU, where torch's has no kernel), so N processes x batch b train the same model
+as one process x batch N*b, up to floating-point summation order.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Only rank 0 writes logs, checkpoints and progress bars."""
+        return self.rank == 0
+
+
+def init_distributed(device: str) -> tuple[DistInfo, torch.device]:
+    """Join the torchrun process group when launched by torchrun; returns the rank info and this rank's device.
+
+    ``device`` is "cpu" or "cuda" (one GPU per process, chosen by LOCAL_RANK).
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return DistInfo(), torch.device(device)
+    info = DistInfo(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")))
+    if device == "cuda":
+        torch.cuda.set_device(info.local_rank)
+        dev = torch.device("cuda", info.local_rank)
+        dist.init_process_group("nccl", device_id=dev)
+    else:
+        dev = torch.device("cpu")
+        dist.init_process_group("gloo")
+    return info, dev
+
+
+def cleanup() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum over ranks (in place, also returned); a no-op in one process."""
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def broadcast_object(obj, src: int = 0):
+    """Rank ``src``'s Python object on every rank (e.g. a stop decision taken from rank 0's clock)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+class GlooSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """Batch norm whose training statistics are summed over all ranks (CPU / gloo counterpart of
+    ``nn.SyncBatchNorm``). Outside training or without a process group it is an ordinary batch norm.
+
+    The per-channel sums of x and x^2 and the element count are all-reduced with the autograd-aware
+    ``torch.distributed.nn.functional.all_reduce``, so gradients flow through the global statistics exactly
+    as they would in one process over the whole batch.
+    """
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2D input (got {input.dim()}D)")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and dist.is_available() and dist.is_initialized()):
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+
+        c = x.shape[1]
+        dims = [0, *range(2, x.dim())]
+        count = x.new_full((1,), x.numel() // c)
+        stats = all_reduce(torch.cat([x.sum(dims), (x * x).sum(dims), count]))
+        n = stats[-1]
+        mean = stats[:c] / n
+        var = stats[c:2 * c] / n - mean * mean  # biased, as batch norm normalises with
+        if self.track_running_stats:
+            self.num_batches_tracked += 1
+            momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+            with torch.no_grad():
+                self.running_mean.lerp_(mean.detach(), momentum)
+                self.running_var.lerp_(var.detach() * n / (n - 1).clamp(min=1), momentum)
+        shape = (1, c) + (1,) * (x.dim() - 2)
+        y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        if self.affine:
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        return y
+
+
+def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
+    """Replace every batch-norm layer by its synchronised version for this device (see module docstring)."""
+    if device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return _convert_gloo(model)
+
+
+def _convert_gloo(module: nn.Module) -> nn.Module:
+    out = module
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, GlooSyncBatchNorm):
+        out = GlooSyncBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+                                module.track_running_stats)
+        if module.affine:
+            with torch.no_grad():
+                out.weight.copy_(module.weight)
+                out.bias.copy_(module.bias)
+        if module.track_running_stats:
+            out.running_mean.copy_(module.running_mean)
+            out.running_var.copy_(module.running_var)
+            out.num_batches_tracked.copy_(module.num_batches_tracked)
+        out.train(module.training)
+    for name, child in module.named_children():
+        out.add_module(name, _convert_gloo(child))
+    return out

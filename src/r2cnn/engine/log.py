@@ -1,0 +1,54 @@
+"""Run log: one JSON object per line in ``RUN/log.jsonl``, optionally mirrored to TensorBoard.
+
+Records carry ``kind`` ("train" every ``log_every`` steps, "valid" after each validation, "event" for
+start/resume/stop), ``step`` and ``epoch``; every numeric field of a record becomes a TensorBoard scalar
+``<kind>/<field>``. Only rank 0 creates a :class:`RunLog`; other ranks get a disabled one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+from r2cnn.errors import R2CNNError
+
+
+class RunLog:
+    def __init__(self, run_dir: str | Path | None, *, tensorboard: bool = False, resume_step: int | None = None):
+        """``run_dir=None`` disables logging (non-zero ranks). With ``resume_step`` the existing log is kept up
+        to that step: records that a killed run wrote after its last checkpoint are dropped, since the resumed
+        run writes them again."""
+        self.path = Path(run_dir) / "log.jsonl" if run_dir is not None else None
+        self.writer = None
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume_step is not None and self.path.exists():
+            kept = [line for line in self.path.read_text().splitlines()
+                    if line.strip() and json.loads(line).get("step", 0) <= resume_step]
+            self.path.write_text("".join(line + "\n" for line in kept))
+        elif resume_step is None:
+            self.path.write_text("")
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as e:
+                raise R2CNNError("--tensorboard needs the 'tensorboard' package: pip install tensorboard") from e
+            self.writer = SummaryWriter(str(Path(run_dir) / "tensorboard"), purge_step=resume_step)
+
+    def write(self, kind: str, **fields) -> None:
+        if self.path is None:
+            return
+        record = {"kind": kind, "time": round(time.time(), 3), **fields}
+        with self.path.open("a") as f:
+            f.write(json.dumps(record, allow_nan=True) + "\n")
+        if self.writer is not None and "step" in fields:
+            for key, value in fields.items():
+                if key not in ("step", "epoch") and isinstance(value, (int, float)) and math.isfinite(value):
+                    self.writer.add_scalar(f"{kind}/{key}", value, fields["step"])
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()

@@ -1,0 +1,379 @@
+"""Training loop for ``r2cnn train`` (single process or DDP under torchrun).
+
+Reads top to bottom like torchvision's ``references/classification/train.py``: set-up (process group, seed,
+store, model, loaders, optimiser, schedule, resume), then epochs of :func:`train_one_epoch`, each followed
+by validation and checkpoints. Model selection uses the validation split only; the test split is never
+read here.
+
+Exact resume: everything a step depends on is in the checkpoint (weights, optimiser, schedule, GradScaler,
+the torch/numpy/python/cuda generators, epoch, step and the number of batches already taken from the
+current epoch). The loader's sample order and augmentation are functions of (seed, epoch, index), and its
+sampler can skip the batches already consumed, so a run killed at any point and resumed from ``last.pt``
+replays exactly the steps an uninterrupted run takes (bit-identical on CPU). Runs with a time budget
+(``max_minutes``) stop on the clock and are therefore not reproducible step for step.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import r2cnn
+from r2cnn.engine import distributed as dist_utils
+from r2cnn.engine.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, rng_state, save_atomic, set_rng_state, to_plain
+from r2cnn.engine.evaluate import autocast, evaluate_model
+from r2cnn.engine.factory import build_model, build_transform, classifier_parameter_names
+from r2cnn.engine.log import RunLog
+from r2cnn.errors import R2CNNError
+
+
+@dataclass
+class TrainOptions:
+    """What ``r2cnn train`` takes. ``None`` means "the preset's value"."""
+
+    preset: str | None
+    data: str
+    out: str
+    epochs: int | None = None
+    steps: int | None = None  # total optimiser steps; overrides epochs
+    max_minutes: float | None = None  # wall-clock budget (rank 0's clock); stops early, schedule follows time
+    resume: bool = False
+    seed: int = 0
+    fold: int | None = None
+    init_from: str | None = None
+    device: str = "cpu"
+    workers: int | None = None
+    batch_size: int | None = None  # per process; the global batch is batch_size * world_size
+    lr: float | None = None
+    amp: str | None = None  # "bf16" | "fp16" | "none"; CUDA only
+    tensorboard: bool = False
+    checkpoint_every: int = 0  # also write last.pt every N steps (0: at epoch ends only)
+    log_every: int = 10
+    progress: bool | None = None  # tqdm's disable=None: bars only on a terminal
+    config_overrides: dict = field(default_factory=dict)
+
+
+class LRSchedule:
+    """Learning-rate factor for ``LambdaLR``: linear warm-up then ``kind`` ("constant" or "cosine" to 0).
+
+    Progress is the larger of step/total_steps and the fraction of the time budget used, so that a run
+    stopped by the clock still anneals. A callable object, not a closure, so ``LambdaLR.state_dict`` saves
+    its fields (total_steps, time_fraction) in the checkpoint.
+    """
+
+    def __init__(self, kind: str, total_steps: int, warmup_steps: int = 0):
+        if kind not in ("constant", "cosine"):
+            raise R2CNNError(f"lr_schedule must be 'constant' or 'cosine', not {kind!r}")
+        self.kind, self.total_steps, self.warmup_steps = kind, max(int(total_steps), 1), int(warmup_steps)
+        self.time_fraction = 0.0
+
+    def __call__(self, step: int) -> float:
+        warm = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps else 1.0
+        if self.kind == "constant":
+            return warm
+        progress = min(1.0, max(step / self.total_steps, self.time_fraction))
+        return warm * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def parse_schedule(spec, total_steps: int) -> LRSchedule:
+    """A preset's ``lr_schedule``: None/"none"/"constant", "cosine", or {"name": ..., "warmup": steps or fraction}."""
+    if spec is None or spec == "none":
+        spec = "constant"
+    if isinstance(spec, str):
+        return LRSchedule(spec, total_steps)
+    warmup = spec.get("warmup", 0) or 0
+    warmup = int(round(warmup * total_steps)) if isinstance(warmup, float) and warmup < 1 else int(warmup)
+    return LRSchedule(spec.get("name", spec.get("kind", "constant")), total_steps, warmup)
+
+
+def build_optimizer(config: dict, params) -> torch.optim.Optimizer:
+    name = (config.get("optimizer") or "adam").lower()
+    lr, wd = float(config["lr"]), float(config.get("weight_decay") or 0.0)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=wd)
+    raise R2CNNError(f"unknown optimizer {name!r} (adam, adamw, sgd)")
+
+
+def make_config(opts: TrainOptions) -> dict:
+    """The preset dict merged with the command-line overrides: what the checkpoint stores as ``config``."""
+    from r2cnn.presets import get_preset
+
+    if opts.preset is None:
+        raise R2CNNError("--preset is required (see `r2cnn presets`)")
+    config = dict(get_preset(opts.preset))
+    config.update(opts.config_overrides)
+    for key, value in (("batch_size", opts.batch_size), ("lr", opts.lr), ("epochs", opts.epochs),
+                       ("amp", opts.amp), ("num_workers", opts.workers)):
+        if value is not None:
+            config[key] = value
+    config.update(preset=opts.preset, steps=opts.steps, seed=opts.seed, fold=opts.fold,
+                  init_from=opts.init_from, max_minutes=opts.max_minutes)
+    return to_plain(config)
+
+
+def amp_dtype(config: dict, device: torch.device) -> torch.dtype | None:
+    """bf16 / fp16 autocast dtype on CUDA; None (full precision) otherwise."""
+    amp = (config.get("amp") or "none").lower()
+    if amp not in ("bf16", "fp16", "none"):
+        raise R2CNNError(f"--amp must be bf16, fp16 or none, not {amp!r}")
+    if amp == "none" or device.type != "cuda":
+        return None
+    return torch.bfloat16 if amp == "bf16" else torch.float16
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def init_from_checkpoint(model: nn.Module, path: str) -> list[str]:
+    """Copy a checkpoint's weights into ``model`` except the classifier (pre-training on QuickDraw, then
+    fine-tuning on TU-Berlin, paper Sec. 4.2). Returns the names left at their fresh initialisation."""
+    source = load_checkpoint(path)["model"]
+    target = model.state_dict()
+    skip = classifier_parameter_names(model)
+    loaded = {k: v for k, v in source.items() if k in target and k not in skip and v.shape == target[k].shape}
+    missing = sorted(set(target) - set(loaded))
+    if not loaded:
+        raise R2CNNError(f"{path}: no weights match this model (different architecture?)")
+    model.load_state_dict(loaded, strict=False)
+    return missing
+
+
+class NonFiniteLoss(R2CNNError):
+    """The loss became NaN or infinite; training stops and the last good checkpoint is kept."""
+
+
+def train(opts: TrainOptions) -> dict:
+    """Run (or resume) a training run into ``opts.out``; returns the final validation summary and paths."""
+    from r2cnn.data.loader import make_loader
+    from r2cnn.data.store import SketchStore
+
+    run_dir = Path(opts.out)
+    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+    ckpt = None
+    if opts.resume:
+        if not last_path.exists():
+            raise R2CNNError(f"--resume: {last_path} does not exist (nothing to resume)")
+        ckpt = load_checkpoint(last_path)
+        config = ckpt["config"]  # the run continues exactly as configured; only runtime options may change
+    else:
+        config = make_config(opts)
+    info, device = dist_utils.init_distributed(opts.device)
+    try:
+        return _train(opts, config, ckpt, info, device, run_dir, last_path, best_path, SketchStore, make_loader)
+    finally:
+        dist_utils.cleanup()
+
+
+def _train(opts, config, ckpt, info, device, run_dir, last_path, best_path, SketchStore, make_loader) -> dict:
+    seed_everything(config["seed"])
+    store = SketchStore(opts.data)
+    classes = list(store.classes)
+    if ckpt is not None and list(ckpt["classes"]) != classes:
+        raise R2CNNError(f"--resume: the store {opts.data} has other classes than {last_path}")
+
+    model = build_model(config, len(classes))
+    if config.get("init_from") and ckpt is None:
+        fresh = init_from_checkpoint(model, config["init_from"])
+        if info.is_main:
+            print(f"initialised from {config['init_from']} (fresh: {', '.join(fresh) or 'nothing'})")
+    model.to(device)
+    bare = model
+    if info.enabled:
+        model = dist_utils.convert_sync_batchnorm(model, device)
+        bare = model
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    batch_size = int(config["batch_size"])
+    workers = int(opts.workers if opts.workers is not None else config.get("num_workers") or 0)
+    loader_args = dict(batch_size=batch_size, num_workers=workers, raster_size=bare.raster_size,
+                       raster_eps=bare.raster_eps, rank=info.rank, world_size=info.world_size,
+                       fold=config.get("fold"))
+    train_loader = make_loader(store, "train", transform=build_transform(config, train=True), shuffle=True,
+                               seed=config["seed"], drop_last=True, **loader_args)
+    valid_loader = make_loader(store, "valid", transform=build_transform(config, train=False), **loader_args)
+    for loader in (train_loader, valid_loader):
+        # DataLoader draws its workers' base seed from this generator instead of the global one, so starting
+        # an epoch (or a validation pass) does not shift the dropout stream: needed for exact resume.
+        # Augmentation is seeded from (seed, epoch, index) by the loader, not from the base seed.
+        loader.generator = torch.Generator().manual_seed(config["seed"])
+    steps_per_epoch = len(train_loader)
+    if steps_per_epoch == 0:
+        raise R2CNNError(f"{opts.data}: the train split has fewer sketches than one global batch "
+                         f"({batch_size} x {info.world_size})")
+    if config.get("steps"):
+        total_steps = int(config["steps"])
+        epochs = math.ceil(total_steps / steps_per_epoch)
+    else:
+        epochs = int(config["epochs"])
+        total_steps = epochs * steps_per_epoch
+
+    optimizer = build_optimizer(config, bare.parameters())
+    schedule = parse_schedule(config.get("lr_schedule"), total_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    dtype = amp_dtype(config, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+
+    start_epoch, step, batch_in_epoch, best = 0, 0, 0, None
+    if ckpt is not None:
+        bare.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
+        start_epoch, step, batch_in_epoch, best = ckpt["epoch"], ckpt["step"], ckpt["batch_in_epoch"], ckpt["best"]
+        set_rng_state(ckpt["rng"])  # last: building the model and loaders above drew from the generators
+    log = RunLog(run_dir if info.is_main else None, tensorboard=opts.tensorboard and info.is_main,
+                 resume_step=step if ckpt is not None else None)
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        log.write("event", step=step, epoch=start_epoch, event="resume" if ckpt else "start",
+                  world_size=info.world_size, config=config)
+
+    def save(path: Path, epoch: int, batch_in_epoch: int, step: int) -> None:
+        if not info.is_main:
+            return
+        save_atomic({
+            "format": CHECKPOINT_FORMAT, "version": r2cnn.__version__, "config": config, "classes": classes,
+            "model": bare.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+            "epoch": epoch, "step": step, "batch_in_epoch": batch_in_epoch, "best": best, "rng": rng_state(),
+            "extra": {"steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
+                      "world_size": info.world_size},
+        }, path)
+
+    clock = Clock(config.get("max_minutes"), is_main=info.is_main)
+    summary = None
+    stopped_by = "steps"
+    epoch = start_epoch
+    for epoch in range(start_epoch, epochs):
+        train_loader.batch_sampler.set_epoch(epoch)
+        if batch_in_epoch:
+            train_loader.batch_sampler.skip(batch_in_epoch)
+        try:
+            step, batch_in_epoch, out_of_time = train_one_epoch(
+                model, train_loader, optimizer, scheduler, scaler, schedule, device, dtype, config, epoch, step,
+                batch_in_epoch, steps_per_epoch, total_steps, clock, log, info, opts,
+                checkpoint=lambda e, b, s: save(last_path, e, b, s))
+        except NonFiniteLoss as e:
+            log.write("event", step=step, epoch=epoch, event="non-finite loss", message=str(e))
+            log.close()
+            raise
+        epoch_done = batch_in_epoch == steps_per_epoch
+        metrics = evaluate_model(model, valid_loader, len(classes), device, dtype,
+                                 desc=f"valid {epoch}", progress=opts.progress if info.is_main else False)
+        summary = metrics.summary()
+        log.write("valid", step=step, epoch=epoch, **summary)
+        if info.is_main:
+            print(f"epoch {epoch} step {step}: valid top-1 {summary['top1']:.4f} top-5 {summary['top5']:.4f} "
+                  f"({summary['count']} sketches)")
+        if best is None or summary["top1"] > best["value"]:
+            best = {"metric": "valid_top1", "value": summary["top1"], "step": step, "epoch": epoch}
+            save(best_path, epoch + 1 if epoch_done else epoch, 0 if epoch_done else batch_in_epoch, step)
+        save(last_path, epoch + 1 if epoch_done else epoch, 0 if epoch_done else batch_in_epoch, step)
+        batch_in_epoch = 0
+        if out_of_time:
+            stopped_by = "time"
+        if step >= total_steps or out_of_time:
+            break
+    log.write("event", step=step, epoch=epoch, event="done", stopped_by=stopped_by, best=best)
+    log.close()
+    return {"valid": summary, "best": best, "step": step, "last": str(last_path), "best_path": str(best_path),
+            "classes": classes, "stopped_by": stopped_by, "rank": info.rank}
+
+
+class Clock:
+    """Rank 0's wall clock against an optional budget; the fraction used travels with the step's all-reduce
+    so that every rank stops (and anneals its learning rate) at the same step."""
+
+    def __init__(self, max_minutes: float | None, is_main: bool):
+        self.budget = max_minutes * 60.0 if max_minutes else None
+        self.start = time.perf_counter()
+        self.is_main = is_main
+
+    def fraction(self) -> float:
+        if self.budget is None or not self.is_main:
+            return 0.0
+        return (time.perf_counter() - self.start) / self.budget
+
+
+def train_one_epoch(model, loader, optimizer, scheduler, scaler, schedule, device, dtype, config, epoch, step,
+                    batch_in_epoch, steps_per_epoch, total_steps, clock, log, info, opts, checkpoint):
+    """One pass over the rest of the epoch (the loader already skips the ``batch_in_epoch`` batches done).
+
+    Returns (step, batches done in this epoch, out_of_time).
+    """
+    from tqdm import tqdm
+
+    model.train()
+    grad_clip = config.get("grad_clip")
+    n_batches = min(steps_per_epoch - batch_in_epoch, total_steps - step)
+    window = {"loss": 0.0, "correct": 0.0, "n": 0.0, "t": time.perf_counter()}
+    disable = True if (opts.progress is False or not info.is_main) else (None if opts.progress is None else False)
+    bar = tqdm(total=n_batches, desc=f"epoch {epoch}", unit="batch", leave=False, disable=disable)
+    out_of_time = False
+    try:
+        for batch in loader:
+            batch = batch.to(device, non_blocking=True)
+            with autocast(device, dtype):
+                logits = model(batch)
+                loss = F.cross_entropy(logits.float(), batch.labels)
+            bs = batch.labels.numel()
+            # One all-reduce per step gives every rank the global loss, accuracy and rank 0's clock.
+            stats = torch.stack([loss.detach().float() * bs, (logits.argmax(1) == batch.labels).sum().float(),
+                                 torch.tensor(float(bs), device=device),
+                                 torch.tensor(clock.fraction(), device=device)])
+            loss_sum, correct, n, time_fraction = dist_utils.all_reduce_sum(stats).tolist()
+            if not math.isfinite(loss_sum):
+                last = Path(opts.out) / "last.pt"
+                kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint had been written yet"
+                raise NonFiniteLoss(f"non-finite loss ({loss_sum / n}) at step {step + 1} (epoch {epoch}): training "
+                                    f"stopped, {kept}; try a lower --lr, grad_clip or --amp none")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if grad_clip:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), float(grad_clip))
+            scaler.step(optimizer)
+            scaler.update()
+            schedule.time_fraction = min(1.0, time_fraction)
+            scheduler.step()
+            step += 1
+            batch_in_epoch += 1
+
+            window["loss"] += loss_sum
+            window["correct"] += correct
+            window["n"] += n
+            bar.update(1)
+            elapsed = time.perf_counter() - window["t"]
+            bar.set_postfix(loss=f"{loss_sum / n:.3f}", acc=f"{correct / n:.3f}",
+                            sk_s=f"{window['n'] / max(elapsed, 1e-9):.0f}", refresh=False)
+            if step % opts.log_every == 0:
+                log.write("train", step=step, epoch=epoch, loss=window["loss"] / window["n"],
+                          acc=window["correct"] / window["n"], lr=optimizer.param_groups[0]["lr"],
+                          sketches_per_s=window["n"] / max(elapsed, 1e-9))
+                window.update(loss=0.0, correct=0.0, n=0.0, t=time.perf_counter())
+            if opts.checkpoint_every and step % opts.checkpoint_every == 0:
+                checkpoint(epoch, batch_in_epoch, step)
+            if time_fraction >= 1.0:
+                out_of_time = True
+                break
+            if batch_in_epoch >= steps_per_epoch or step >= total_steps:
+                break
+    finally:
+        bar.close()
+    return step, batch_in_epoch, out_of_time

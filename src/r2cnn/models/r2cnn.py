@@ -1,0 +1,210 @@
+"""Sketch classifiers: Sketch-R2CNN (paper Fig. 1), the CNN-only baselines (Tables 1 and 3) and the design
+alternatives of Table 2. Every model maps a :class:`~r2cnn.sketch.SketchBatch` of normalised sketches to logits.
+
+All of them draw their input with the same neural line rasteriser (:mod:`r2cnn.raster`, Sec. 3.3), so a CNN-only
+model sees exactly the pixels R2CNN sees, with constant intensity 1 instead of the learned attention. The raster
+geometry (which segment covers which pixel) does not depend on anything learned: the data loader computes it for
+``(model.raster_size, model.raster_eps)`` and the model only renders; without it the model computes it here.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from r2cnn.models.backbones import ResNetBackbone
+from r2cnn.models.encoder import AttentionEncoder, SequenceEncoder
+from r2cnn.sketch import SketchBatch
+
+
+class SketchClassifier(nn.Module):
+    """Base class: a canvas of ``raster_size`` x ``raster_size`` pixels, stroke half-width ``raster_eps`` pixels
+    (paper: 1.0) and the NLR overlap rule. Subclasses implement :meth:`forward_with_attention`."""
+
+    def __init__(self, raster_size: int, raster_eps: float = 1.0, overlap: str = "last"):
+        super().__init__()
+        self.raster_size = int(raster_size)
+        self.raster_eps = float(raster_eps)
+        self.overlap = overlap
+
+    def geometry(self, batch: SketchBatch, size: int | None = None, eps: float | None = None):
+        """The batch's precomputed geometry when it was made for this canvas, else a fresh one."""
+        from r2cnn import raster
+
+        size = self.raster_size if size is None else size
+        eps = self.raster_eps if eps is None else eps
+        geo = batch.geometry
+        if geo is not None and _geometry_matches(geo, batch.points.shape[0], size, eps, self.overlap):
+            return geo
+        return raster.geometry(batch.points, batch.offsets, size, eps, overlap=self.overlap)
+
+    def render(self, batch: SketchBatch, intensities: torch.Tensor, size: int | None = None,
+               eps: float | None = None) -> torch.Tensor:
+        """NLR, eq. (1): per-point ``intensities`` ``(P, C)`` -> images ``(B, C, H, W)``; gradients by eq. (3)."""
+        from r2cnn import raster
+
+        return raster.render(self.geometry(batch, size, eps), intensities)
+
+    def get_classifier(self) -> nn.Module:
+        """The final fully connected layer (timm's convention; replaced when fine-tuning to new classes)."""
+        return self.classifier
+
+    def forward(self, batch: SketchBatch) -> torch.Tensor:
+        """``batch`` -> logits ``(B, K)``."""
+        return self.forward_with_attention(batch)["logits"]
+
+    def forward_with_attention(self, batch: SketchBatch) -> dict:
+        """-> ``dict(logits (B, K), attention (P, C) or None, image (B, C, H, W))``: what the CNN saw."""
+        raise NotImplementedError
+
+
+def _geometry_matches(geo, num_points: int, size: int, eps: float, overlap: str) -> bool:
+    """Compare what the geometry records about itself (fields it lacks are not compared)."""
+    if getattr(geo, "num_points", num_points) != num_points:
+        return False
+    geo_size = getattr(geo, "size", None)
+    if geo_size is not None:
+        geo_size = tuple(geo_size) if not isinstance(geo_size, int) else (geo_size, geo_size)
+        if geo_size != (size, size):
+            return False
+    geo_eps = getattr(geo, "eps", None)
+    if geo_eps is not None and abs(float(geo_eps) - eps) > 1e-9:
+        return False
+    geo_overlap = getattr(geo, "overlap", None)
+    return geo_overlap is None or geo_overlap == overlap
+
+
+def sketching_order_intensities(offsets: torch.Tensor, num_points: int) -> torch.Tensor:
+    """Table 2, Attention-using-Sketching-Order: 1 at the first point of each sketch, 0 at the last, linear in
+    the point index in between (a one-point sketch gets 1). -> ``(P,)``."""
+    lengths = offsets[1:] - offsets[:-1]
+    sketch = torch.repeat_interleave(torch.arange(lengths.numel(), device=offsets.device), lengths,
+                                     output_size=num_points)
+    index = torch.arange(num_points, device=offsets.device) - offsets[:-1][sketch]
+    span = (lengths[sketch] - 1).clamp(min=1)
+    return 1.0 - index.float() / span.float()
+
+
+class CNNOnly(SketchClassifier):
+    """A CNN on rasterised sketches (Tables 1, 3: "Sketch-a-Net v2", "ResNet50").
+
+    ``intensity="constant"``: every stroke pixel is 1 (the binary image the CNN-only baselines use);
+    ``intensity="order"``: Table 2's Attention-using-Sketching-Order (:func:`sketching_order_intensities`).
+    The value is repeated over the ``in_channels`` channels."""
+
+    def __init__(self, backbone: nn.Module, num_classes: int, in_channels: int = 1, intensity: str = "constant",
+                 **raster):
+        super().__init__(**raster)
+        self.backbone = backbone
+        self.classifier = nn.Linear(backbone.out_features, num_classes)
+        self.in_channels = in_channels
+        self.intensity = intensity
+
+    def intensities(self, batch: SketchBatch) -> torch.Tensor:
+        p = batch.points.shape[0]
+        if self.intensity == "order":
+            value = sketching_order_intensities(batch.offsets, p).to(batch.points.dtype)
+        else:
+            value = batch.points.new_ones(p)
+        return value[:, None].expand(p, self.in_channels)
+
+    def forward_with_attention(self, batch: SketchBatch) -> dict:
+        image = self.render(batch, self.intensities(batch))
+        return dict(logits=self.classifier(self.backbone(image)), attention=None, image=image)
+
+
+class R2CNN(SketchClassifier):
+    """Sketch-R2CNN (Fig. 1): attention encoder (BiLSTM -> FC -> sigmoid, Sec. 3.2) -> NLR (Sec. 3.3) -> CNN
+    backbone -> fully connected classifier, trained end to end with cross entropy. The encoder's C attention
+    channels are the CNN's input channels."""
+
+    def __init__(self, encoder: AttentionEncoder, backbone: nn.Module, num_classes: int, **raster):
+        super().__init__(**raster)
+        self.encoder = encoder
+        self.backbone = backbone
+        self.classifier = nn.Linear(backbone.out_features, num_classes)
+
+    def forward_with_attention(self, batch: SketchBatch) -> dict:
+        attention = self.encoder(batch)
+        image = self.render(batch, attention)
+        return dict(logits=self.classifier(self.backbone(image)), attention=attention, image=image)
+
+
+class SpatialAttention(nn.Module):
+    """Song et al. 2017 ("Deep spatial-semantic attention for fine-grained sketch-based image retrieval"):
+    two 1x1 convolutions give one score per location, a softmax over the locations gives the mask ``m``, and the
+    features become ``f + f * m`` (the residual keeps the features where the mask is small)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.score = nn.Sequential(nn.Conv2d(channels, channels, 1), nn.ReLU(inplace=True), nn.Conv2d(channels, 1, 1))
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, _, h, w = features.shape
+        mask = torch.softmax(self.score(features).view(b, -1), dim=1).view(b, 1, h, w)
+        return features + features * mask, mask
+
+
+class AttentiveCNN(SketchClassifier):
+    """Table 2, Attentive-ResNet50: a ResNet on binary images with :class:`SpatialAttention` after the C2 block
+    (layer1; 56x56 for a 224 canvas). ``forward_with_attention`` also returns the mask as ``feature_attention``."""
+
+    def __init__(self, backbone: ResNetBackbone, num_classes: int, in_channels: int = 1, **raster):
+        super().__init__(**raster)
+        self.backbone = backbone
+        self.attention = SpatialAttention(backbone.c2_channels)
+        self.classifier = nn.Linear(backbone.out_features, num_classes)
+        self.in_channels = in_channels
+
+    def forward_with_attention(self, batch: SketchBatch) -> dict:
+        p = batch.points.shape[0]
+        image = self.render(batch, batch.points.new_ones(p, self.in_channels))
+        features, mask = self.attention(self.backbone.c2(image))
+        logits = self.classifier(self.backbone.head(features))
+        return dict(logits=logits, attention=None, image=image, feature_attention=mask)
+
+
+class LateFusion(SketchClassifier):
+    """Table 2/3, Two-Branch-Late-Fusion (Xu et al.): the RNN branch's final hidden states (both directions of
+    the top layer, ``(B, 2H)``) concatenated with the CNN branch's global features of the binary image, then one
+    fully connected layer. Same RNN cell and CNN backbone as R2CNN."""
+
+    def __init__(self, encoder: SequenceEncoder, backbone: nn.Module, num_classes: int, in_channels: int = 1,
+                 **raster):
+        super().__init__(**raster)
+        self.encoder = encoder
+        self.backbone = backbone
+        self.classifier = nn.Linear(backbone.out_features + encoder.output_size, num_classes)
+        self.in_channels = in_channels
+
+    def forward_with_attention(self, batch: SketchBatch) -> dict:
+        p = batch.points.shape[0]
+        image = self.render(batch, batch.points.new_ones(p, self.in_channels))
+        _, sequence = self.encoder(batch)
+        logits = self.classifier(torch.cat([self.backbone(image), sequence], dim=1))
+        return dict(logits=logits, attention=None, image=image)
+
+
+class EarlyFusion(SketchClassifier):
+    """Table 2, Two-Branch-Early-Fusion: the CNN takes the binary image; the RNN's attention is rasterised at the
+    resolution of the C2 block (56x56 for a 224 canvas) with stroke half-width ``fusion_eps`` (paper: 0.5) and
+    multiplies the C2 features (zero off the strokes, which the paper blames for its lower accuracy).
+    ``forward_with_attention`` also returns that map as ``attention_map``."""
+
+    def __init__(self, encoder: AttentionEncoder, backbone: ResNetBackbone, num_classes: int, in_channels: int = 1,
+                 fusion_eps: float = 0.5, **raster):
+        super().__init__(**raster)
+        self.encoder = encoder
+        self.backbone = backbone
+        self.classifier = nn.Linear(backbone.out_features, num_classes)
+        self.in_channels = in_channels
+        self.fusion_eps = float(fusion_eps)
+
+    def forward_with_attention(self, batch: SketchBatch) -> dict:
+        p = batch.points.shape[0]
+        image = self.render(batch, batch.points.new_ones(p, self.in_channels))
+        c2 = self.backbone.c2(image)
+        attention = self.encoder(batch)
+        attention_map = self.render(batch, attention, size=c2.shape[-1], eps=self.fusion_eps)
+        logits = self.classifier(self.backbone.head(c2 * attention_map))
+        return dict(logits=logits, attention=attention, image=image, attention_map=attention_map)

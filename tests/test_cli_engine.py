@@ -1,0 +1,39 @@
+"""Engine commands fail with one line (``r2cnn: error: ...``), never a traceback, on bad input."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ENV = dict(os.environ, R2CNN_NO_REEXEC="1")
+
+
+def r2cnn(*args):
+    return subprocess.run([sys.executable, "-m", "r2cnn", *map(str, args)], env=ENV, capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--data", "{tmp}/nope", "--out", "{tmp}/run"], "--preset is required"),
+    (["train", "--preset", "no-such", "--data", "{tmp}/nope", "--out", "{tmp}/run"], "unknown preset"),
+    (["train", "--resume", "--data", "{tmp}/nope", "--out", "{tmp}/run"], "nothing to resume"),
+    (["train", "--preset", "cpu-r2cnn", "--data", "{tmp}", "--out", "{tmp}/run", "--steps", "0"], "--steps must be"),
+    (["train", "--preset", "cpu-r2cnn", "--data", "{tmp}", "--out", "{tmp}/run", "--set", "x"], "KEY=VALUE"),
+    (["evaluate", "--checkpoint", "{tmp}/missing.pt", "--data", "{tmp}"], "checkpoint not found"),
+    (["evaluate", "--checkpoint", "{tmp}/junk.pt", "--data", "{tmp}"], "not a readable r2cnn checkpoint"),
+    (["predict", "--checkpoint", "{tmp}/missing.pt", "{tmp}/a.ndjson"], "checkpoint not found"),
+])
+def test_one_line_errors(tmp_path, args, message):
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    proc = r2cnn(*[a.format(tmp=tmp_path) for a in args])
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("r2cnn: error:") and message in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_train_on_a_missing_store_is_one_line(tmp_path):
+    proc = r2cnn("train", "--preset", "cpu-r2cnn", "--data", tmp_path / "nope", "--out", tmp_path / "run")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr

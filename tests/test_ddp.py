@@ -1,0 +1,57 @@
+"""DDP: two gloo processes under torchrun train the same model as one process with the same global batch.
+
+Batch norm is synchronised under DDP (``GlooSyncBatchNorm`` on CPU, ``nn.SyncBatchNorm`` on CUDA), so the only
+differences left are floating-point summation orders; dropout is switched off because each rank draws its own
+dropout masks.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from r2cnn.engine.checkpoint import load_checkpoint
+
+TINY = '{"canvas": 32, "width": 8, "stem": "small", "hidden": 16, "layers": 1, "dropout": 0.0}'
+ENV = dict(os.environ, MALLOC_MMAP_THRESHOLD_="1000000000", MALLOC_TRIM_THRESHOLD_="1000000000",
+           R2CNN_NO_REEXEC="1", OMP_NUM_THREADS="1")
+
+
+def _train(store, out, batch_size, nproc):
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+    cmd = [*(launcher if nproc > 1 else [sys.executable]), "-m", "r2cnn", "train", "--preset", "cpu-r2cnn",
+           "--data", str(store), "--out", str(out), "--steps", "5", "--batch-size", str(batch_size), "--workers", "0",
+           "--seed", "2", "--log-every", "1", "--set", f"model_options={TINY}",
+           "--set", 'lr_schedule={"name": "cosine", "warmup": 2}']
+    proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
+def _records(out, kind):
+    return [r for r in map(json.loads, (out / "log.jsonl").read_text().splitlines()) if r["kind"] == kind]
+
+
+def test_two_gloo_processes_match_one_process(tmp_path):
+    from r2cnn.data.store import prepare
+
+    store = tmp_path / "store"
+    prepare([], store, builtin=12, split_sizes=(8, 2, 2), log=lambda *a: None, progress=False)
+    _train(store, tmp_path / "one", 8, 1)
+    ddp = _train(store, tmp_path / "two", 4, 2)
+    assert ddp.stdout.count("last checkpoint:") == 1  # only rank 0 reports and writes
+
+    one, two = load_checkpoint(tmp_path / "one" / "last.pt"), load_checkpoint(tmp_path / "two" / "last.pt")
+    assert two["extra"]["world_size"] == 2 and one["step"] == two["step"] == 5
+    for name, a in one["model"].items():
+        b = two["model"][name]
+        assert torch.allclose(a.float(), b.float(), rtol=1e-3, atol=1e-4), (name, (a.float() - b.float()).abs().max())
+    # metrics are all-reduced: the global loss of every step and the validation counts agree
+    loss1 = [r["loss"] for r in _records(tmp_path / "one", "train")]
+    loss2 = [r["loss"] for r in _records(tmp_path / "two", "train")]
+    assert loss1 == pytest.approx(loss2, rel=1e-4)
+    v1, v2 = _records(tmp_path / "one", "valid")[-1], _records(tmp_path / "two", "valid")[-1]
+    assert v1["count"] == v2["count"] == 24 and v1["top1"] == pytest.approx(v2["top1"])

@@ -1,0 +1,126 @@
+"""The attention encoder (paper Sec. 3.2): RNN input, packed <-> padded layout, and the flipped-sequence BiLSTM
+against ``nn.LSTM(bidirectional=True)`` on packed sequences (the oracle)."""
+
+import time
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from r2cnn.models.encoder import AttentionEncoder, BiLSTM, PackedLayout, point_offsets
+from r2cnn.sketch import SketchBatch
+
+
+def _offsets(lengths):
+    lengths = torch.as_tensor(lengths, dtype=torch.int64)
+    offsets = torch.zeros(len(lengths) + 1, dtype=torch.int64)
+    offsets[1:] = lengths.cumsum(0)
+    return offsets
+
+
+def _batch(lengths, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    offsets = _offsets(lengths)
+    points = torch.rand(int(offsets[-1]), 3, generator=g) * 2 - 1
+    points[:, 2] = (torch.rand(len(points), generator=g) < 0.2).float()
+    return SketchBatch(points, offsets, torch.zeros(len(lengths), dtype=torch.int64))
+
+
+def _packed_reference(lstm: nn.LSTM, x: torch.Tensor, offsets: torch.Tensor):
+    """nn.LSTM on a PackedSequence; returns packed-order outputs (P, 2H) and top-layer h_n as (B, 2H)."""
+    layout = PackedLayout.from_offsets(offsets)
+    lengths = offsets[1:] - offsets[:-1]
+    packed = pack_padded_sequence(layout.pad(x), lengths, batch_first=True, enforce_sorted=False)
+    out, (h, _) = lstm(packed)
+    out, _ = pad_packed_sequence(out, batch_first=True, total_length=layout.max_len)
+    return layout.unpad(out), torch.cat([h[-2], h[-1]], dim=1)
+
+
+def test_point_offsets_first_point_from_origin_and_no_crossing():
+    points = torch.tensor([[0.5, 0.5, 0], [0.6, 0.4, 1], [-0.2, 0.1, 1], [0.3, -0.3, 0], [0.1, -0.1, 1]])
+    offsets = torch.tensor([0, 3, 5])
+    got = point_offsets(points, offsets)
+    want = torch.tensor([[0.5, 0.5, 0], [0.1, -0.1, 1], [-0.8, -0.3, 1],   # sketch 0: first point from origin
+                         [0.3, -0.3, 0], [-0.2, 0.2, 1]])                 # sketch 1 starts again from the origin
+    assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_layout_pad_unpad_roundtrip_and_reverse():
+    offsets = _offsets([3, 1, 4])
+    x = torch.arange(8, dtype=torch.float32)[:, None]
+    layout = PackedLayout.from_offsets(offsets)
+    padded = layout.pad(x)
+    assert padded.shape == (3, 4, 1)
+    assert padded[:, :, 0].tolist() == [[0, 1, 2, 0], [3, 0, 0, 0], [4, 5, 6, 7]]
+    rev = layout.pad(x, reverse=True)
+    assert rev[:, :, 0].tolist() == [[2, 1, 0, 0], [3, 0, 0, 0], [7, 6, 5, 4]]
+    assert torch.equal(layout.unpad(padded), x)
+    assert torch.equal(layout.unpad(rev, reverse=True), x)
+
+
+@pytest.mark.parametrize("lengths", [[5, 1, 17, 9, 17, 2], [1], [40, 3]])
+def test_bilstm_equals_packed_bidirectional_lstm(lengths):
+    torch.manual_seed(0)
+    batch = _batch(lengths)
+    x = point_offsets(batch.points, batch.offsets)
+    ref = nn.LSTM(3, 24, num_layers=2, bidirectional=True, batch_first=True)
+    mine = BiLSTM(3, 24, num_layers=2)
+    mine.load_lstm_state_dict(ref.state_dict())
+    x_ref, x_mine = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out_ref, final_ref = _packed_reference(ref, x_ref, batch.offsets)
+    out, final = mine(x_mine, PackedLayout.from_offsets(batch.offsets))
+    assert out.shape == (len(x), 48) and final.shape == (len(lengths), 48)
+    assert torch.allclose(out, out_ref, atol=1e-5)
+    assert torch.allclose(final, final_ref, atol=1e-5)
+    # gradients agree too (the backward direction really is the reversed sequence, not padding)
+    w = torch.randn_like(out)
+    (out * w).sum().backward()
+    (out_ref * w).sum().backward()
+    assert torch.allclose(x_mine.grad, x_ref.grad, atol=1e-5)
+
+
+def test_dropout_only_between_layers_and_only_in_training():
+    torch.manual_seed(0)
+    batch = _batch([6, 4])
+    enc = AttentionEncoder(hidden_size=16, num_layers=2, dropout=0.5)
+    enc.eval()
+    assert torch.equal(enc(batch), enc(batch))
+    enc.train()
+    assert not torch.equal(enc(batch), enc(batch))
+    single = AttentionEncoder(hidden_size=16, num_layers=1, dropout=0.5).train()
+    assert torch.equal(single(batch), single(batch))  # like nn.LSTM: no dropout after the last layer
+
+
+def test_attention_encoder_shape_range_and_channels():
+    batch = _batch([7, 3, 12])
+    att = AttentionEncoder(hidden_size=8, num_layers=2, dropout=0.0, channels=3)(batch)
+    assert att.shape == (22, 3)
+    assert bool(((att > 0) & (att < 1)).all())
+
+
+@pytest.mark.slow
+def test_flipped_bilstm_is_faster_than_packed_on_cpu():
+    """Speed claim of DESIGN.md ("Performance rules"); prints the ratio. Noisy on a loaded machine."""
+    torch.manual_seed(0)
+    lengths = torch.randint(10, 120, (64,))
+    batch = _batch(lengths.tolist())
+    x = point_offsets(batch.points, batch.offsets)
+    ref = nn.LSTM(3, 64, num_layers=2, bidirectional=True, batch_first=True)
+    mine = BiLSTM(3, 64, num_layers=2)
+    mine.load_lstm_state_dict(ref.state_dict())
+
+    def step(fn):
+        xx = x.clone().requires_grad_()
+        t = time.perf_counter()
+        out, final = fn(xx)
+        (out.sum() + final.sum()).backward()
+        return time.perf_counter() - t
+
+    t_ref, t_mine = [], []
+    for _ in range(5):
+        t_ref.append(step(lambda xx: _packed_reference(ref, xx, batch.offsets)))
+        t_mine.append(step(lambda xx: mine(xx, PackedLayout.from_offsets(batch.offsets))))
+    ratio = sorted(t_ref)[2] / sorted(t_mine)[2]
+    print(f"packed nn.LSTM / flipped BiLSTM step time: {ratio:.2f}x")
+    assert ratio > 1.2
