@@ -51,6 +51,8 @@ def test_generate_is_deterministic_and_prefix_stable(sketches):
     house = builtin.CLASSES.index("house") * 30
     for i, s in enumerate(fewer):  # sketch i of a class does not depend on how many were asked for
         np.testing.assert_array_equal(s.points, sketches[house + i].points)
+    lazy = builtin.iterate(30, seed=0)
+    assert all(np.array_equal(a.points, b.points) for a, b in zip(sketches, lazy))
     other = builtin.generate(30, seed=1)
     assert sum(np.array_equal(a.points, b.points) for a, b in zip(sketches, other)) == 0
     assert not set(s.meta["key_id"] for s in other) & set(s.meta["key_id"] for s in sketches)

@@ -2,7 +2,8 @@
 
 Batch norm is synchronised under DDP (``GlooSyncBatchNorm`` on CPU, ``nn.SyncBatchNorm`` on CUDA), so the only
 differences left are floating-point summation orders; dropout is switched off because each rank draws its own
-dropout masks.
+dropout masks. Plain SGD keeps updates linear in the gradients (Adam divides by sqrt(v), which turns last-bit
+gradient differences on near-zero gradients into visible weight differences).
 """
 
 import json
@@ -20,15 +21,10 @@ ENV = dict(os.environ, MALLOC_MMAP_THRESHOLD_="1000000000", MALLOC_TRIM_THRESHOL
            R2CNN_NO_REEXEC="1", OMP_NUM_THREADS="1")
 
 
-def _train(store, out, batch_size, nproc):
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
-    cmd = [*(launcher if nproc > 1 else [sys.executable]), "-m", "r2cnn", "train", "--preset", "cpu-r2cnn",
-           "--data", str(store), "--out", str(out), "--steps", "5", "--batch-size", str(batch_size), "--workers", "0",
-           "--seed", "2", "--log-every", "1", "--set", f"model_options={TINY}",
-           "--set", 'lr_schedule={"name": "cosine", "warmup": 2}']
-    proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return proc
+def _train_args(store, out, batch_size):
+    return ["train", "--preset", "cpu-r2cnn", "--data", str(store), "--out", str(out), "--steps", "1",
+            "--batch-size", str(batch_size), "--workers", "0", "--seed", "2", "--log-every", "1", "--lr", "0.05",
+            "--set", f"model_options={TINY}", "--set", "optimizer=sgd", "--set", "lr_schedule=constant"]
 
 
 def _records(out, kind):
@@ -40,15 +36,20 @@ def test_two_gloo_processes_match_one_process(tmp_path):
 
     store = tmp_path / "store"
     prepare([], store, builtin=12, split_sizes=(8, 2, 2), log=lambda *a: None, progress=False)
-    _train(store, tmp_path / "one", 8, 1)
-    ddp = _train(store, tmp_path / "two", 4, 2)
+    from r2cnn.cli import main
+
+    assert main(_train_args(store, tmp_path / "one", 8)) == 0  # one process, in this one
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          "-m", "r2cnn", *_train_args(store, tmp_path / "two", 4)],
+                         env=ENV, capture_output=True, text=True, timeout=240)
+    assert ddp.returncode == 0, ddp.stderr[-4000:]
     assert ddp.stdout.count("last checkpoint:") == 1  # only rank 0 reports and writes
 
     one, two = load_checkpoint(tmp_path / "one" / "last.pt"), load_checkpoint(tmp_path / "two" / "last.pt")
-    assert two["extra"]["world_size"] == 2 and one["step"] == two["step"] == 5
+    assert two["extra"]["world_size"] == 2 and one["step"] == two["step"] == 1
     for name, a in one["model"].items():
         b = two["model"][name]
-        assert torch.allclose(a.float(), b.float(), rtol=1e-3, atol=1e-4), (name, (a.float() - b.float()).abs().max())
+        assert torch.allclose(a.float(), b.float(), rtol=1e-4, atol=1e-5), (name, (a.float() - b.float()).abs().max())
     # metrics are all-reduced: the global loss of every step and the validation counts agree
     loss1 = [r["loss"] for r in _records(tmp_path / "one", "train")]
     loss2 = [r["loss"] for r in _records(tmp_path / "two", "train")]

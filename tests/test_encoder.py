@@ -12,6 +12,15 @@ from r2cnn.models.encoder import AttentionEncoder, BiLSTM, PackedLayout, point_o
 from r2cnn.sketch import SketchBatch
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small LSTMs gain nothing from intra-op threads; on a shared machine 2 spinning threads cost far more."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _offsets(lengths):
     lengths = torch.as_tensor(lengths, dtype=torch.int64)
     offsets = torch.zeros(len(lengths) + 1, dtype=torch.int64)

@@ -150,10 +150,16 @@ def test_read_file_skip_policy_counts_and_goes_on(tmp_path):
     assert "cat.ndjson:5" in policy.summary()
 
 
-def test_gzip_ndjson(tmp_path):
-    sketches = simplified_sketches(5)
-    write_sketches(tmp_path / "a.ndjson.gz", sketches)
-    same_sketches(list(read_sketches(tmp_path / "a.ndjson.gz")), sketches)
+@pytest.mark.parametrize("name", ["a.ndjson.gz", "a.bin.gz"])
+def test_gzip_streams(tmp_path, name):
+    sketches = simplified_sketches(5, labels=("a",))
+    write_sketches(tmp_path / name, sketches)
+    same_sketches(list(read_sketches(tmp_path / name)), sketches)
+    data = (tmp_path / name).read_bytes()
+    for broken in (data[:len(data) // 2], b"\x1f\x8b" + b"x" * 30):
+        (tmp_path / name).write_bytes(broken)
+        with pytest.raises(SketchFormatError, match=f"{name}: (unreadable file|record)"):
+            list(read_sketches(tmp_path / name))
 
 
 # ---------------------------------------------------------------- lossless round trips between formats

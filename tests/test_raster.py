@@ -78,7 +78,8 @@ def check_backend(batch, size, eps, channels, overlap, backend, device="cpu", se
     img, grad = render_and_grad(got, a.to(device), upstream.to(device), backend)
     assert img.shape == (batch.batch_size, channels, size, size)
     torch.testing.assert_close(img.cpu(), img_ref, atol=1e-6, rtol=0)
-    torch.testing.assert_close(grad.cpu(), grad_ref, atol=1e-6, rtol=1e-6)
+    # gradients are sums of many float32 terms, accumulated in another order than index_add_
+    torch.testing.assert_close(grad.cpu(), grad_ref, atol=1e-5, rtol=1e-5)
     return ref
 
 

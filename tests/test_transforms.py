@@ -148,17 +148,18 @@ def test_raw_to_simplified_grid():
 @pytest.mark.shared_data
 def test_raw_to_simplified_agrees_with_google(shared_data):
     """Measured on all 7,728 key_ids shared by raw-sample and simplified-sample (r2cnn.bench.simplify_agreement):
-    93.6% identical, 97.8% same point counts, mean Chamfer 0.018 px. Here an evenly spaced subset of 800."""
+    93.6% identical, 97.7% same point counts, mean Chamfer 0.018 px. Here an evenly spaced subset of 800
+    (measured: 93.6% identical, 98.4% same point counts, 99.7% of strokes with the same count, Chamfer 0.013)."""
     from r2cnn.bench.simplify_agreement import load_pairs, measure
 
     qd = shared_data / "quickdraw"
     m = measure(load_pairs(qd / "raw-sample", qd / "simplified-sample", limit=800))
     assert m["drawings"] == 800
-    assert m["exact"] > 0.90
-    assert m["same_point_counts"] > 0.95
+    assert m["exact"] > 0.92
+    assert m["same_point_counts"] > 0.97
     assert m["stroke_point_counts_equal"] > 0.99
-    assert abs(m["point_count_ratio"] - 1) < 0.01
-    assert m["chamfer_mean"] < 0.05
+    assert abs(m["point_count_ratio"] - 1) < 0.005
+    assert m["chamfer_mean"] < 0.03
 
 
 # ---------------------------------------------------------------------------------------------- augmentation
@@ -249,10 +250,10 @@ def test_make_transform_train_is_seeded_picklable_and_normalised():
 def test_make_transform_random_order_applies_in_evaluation():
     s = _random_sketch(np.random.default_rng(10), strokes=8)
     tf = T.make_transform(False, stroke_order="random")
-    out = tf(s, np.random.default_rng(0))
-    assert [len(x) for x in out.strokes()] != [len(x) for x in s.strokes()] or not np.array_equal(
-        out.points, T.normalize(s).points)
-    np.testing.assert_allclose(np.sort(out.points[:, 0]), np.sort(T.normalize(s).points[:, 0]), atol=1e-6)
+    out, reference = tf(s, np.random.default_rng(0)), T.normalize(s)
+    assert not np.array_equal(out.points, reference.points)
+    key = lambda strokes: sorted(x.tobytes() for x in strokes)
+    assert key(out.strokes()) == key(reference.strokes())  # the same strokes, in another order
 
 
 @pytest.mark.parametrize("kwargs", [dict(flip=1.5), dict(deform=-0.1), dict(stroke_order="reversed"),
@@ -260,3 +261,22 @@ def test_make_transform_random_order_applies_in_evaluation():
 def test_make_transform_rejects_bad_options(kwargs):
     with pytest.raises(R2CNNError):
         T.make_transform(True, **kwargs)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(0, 2**31), st.integers(1, 12), st.sampled_from(["human", "random"]),
+       st.sampled_from([None, 3, 40]))
+def test_make_transform_output_always_valid(seed, strokes, order, cap):
+    """Any sketch, even degenerate (dots, repeated or collinear points), comes out finite, non-empty and
+    inside [-1, 1]^2, whatever the augmentation draws."""
+    rng = np.random.default_rng(seed)
+    s = _random_sketch(rng, strokes=strokes, max_len=8)
+    if rng.random() < 0.3:
+        s.points[:, :2] = np.round(s.points[:, :2] / 50) * 50  # many repeated and collinear points
+    tf = T.make_transform(True, max_points=cap, rdp_epsilon=1.0, flip=0.5, stroke_removal=0.5, deform=0.5,
+                          stroke_order=order)
+    out = tf(s, rng)
+    assert out.num_points >= 1 and out.points[-1, 2] == 1
+    assert np.isfinite(out.points).all() and np.abs(out.points[:, :2]).max() <= 1.0
+    if cap is not None:
+        assert out.num_points <= cap

@@ -8,6 +8,7 @@ TARGETS = {
     "raster": "r2cnn.bench.raster",
     "train": "r2cnn.bench.train",
     "data": "r2cnn.bench.data",
+    "simplify-agreement": "r2cnn.bench.simplify_agreement",
 }
 
 

@@ -2,10 +2,10 @@
 
 Geometry visits, per segment, only the pixels near it: row by row, the columns within ``eps`` (+ slack) of the
 part of the segment that is within ``eps`` of the row, then applies the exact coverage test of
-:mod:`r2cnn.raster.geometry`. Two passes size the output exactly: count the entries of every segment, prefix-sum
-them into slices, fill the slices. For "last", each pass first marks the owner of every stroke pixel of the sketch
-(a later segment overwrites) in a per-thread ``H*W`` scratch that stays in cache; a dense ``B*H*W`` owner map
-would cost page faults on every call.
+:mod:`r2cnn.raster.geometry`. For "last", each sketch first marks the owner of every stroke pixel (a later
+segment overwrites) in a per-thread ``H*W`` scratch that stays in cache (a dense ``B*H*W`` owner map would cost
+page faults on every call), then writes the owned pixels; a prefix sum over the counts places the sketches'
+entries. For "max", a counting pass sizes each segment's slice and a second pass fills it.
 
 Small jobs run on the calling thread only: on a busy machine, waking a second thread for a sub-millisecond job
 can cost a whole scheduler time slice. Results never depend on the number of threads.
@@ -81,39 +81,61 @@ def _mark_sketch(u, v, end, lo, hi, h, w, eps, owner):
 
 
 @njit(parallel=True, cache=True)
-def _count(u, v, end, offsets, h, w, eps, last, counts, nchunks):
-    """Entries per segment into ``counts``; sketches are split into ``nchunks`` ranges, each with its own owner
-    scratch (one sketch's ``H*W``, reused: it stays in cache)."""
+def _last_entries(u, v, end, offsets, h, w, eps, counts, pixel, segment, alpha, nchunks):
+    """"last": per sketch, mark the owners, then write the owned entries, segment by segment, from ``b*H*W`` on
+    (a sketch has at most ``H*W`` of them); ``counts`` gets the entries per segment."""
+    nb = offsets.size - 1
+    for chunk in prange(nchunks):
+        owner = np.empty(h * w, np.int64)
+        for b in range(chunk * nb // nchunks, (chunk + 1) * nb // nchunks):
+            _mark_sketch(u, v, end, offsets[b], offsets[b + 1], h, w, eps, owner)
+            k = b * h * w
+            for i in range(offsets[b], offsets[b + 1]):
+                if end[i] >= 0:
+                    counts[i] = _visit_segment(i, end[i], b * h * w, u, v, h, w, eps, _WRITE, True, owner, k, pixel,
+                                               segment, alpha)
+                    k += counts[i]
+
+
+@njit(parallel=True, cache=True)
+def _compact(offsets, ptr, h, w, pixel, segment, alpha, out_pixel, out_segment, out_alpha):
+    """Move sketch b's entries from ``b*H*W`` to their final place ``ptr[offsets[b]]``."""
+    for b in prange(offsets.size - 1):
+        lo, hi = ptr[offsets[b]], ptr[offsets[b + 1]]
+        src = b * h * w
+        out_pixel[lo:hi] = pixel[src:src + hi - lo]
+        out_segment[lo:hi] = segment[src:src + hi - lo]
+        out_alpha[lo:hi] = alpha[src:src + hi - lo]
+
+
+@njit(parallel=True, cache=True)
+def _max_count(u, v, end, offsets, h, w, eps, counts, nchunks):
+    """"max": candidates per segment into ``counts``."""
     dummy_i = np.zeros(0, np.int64)
     dummy_f = np.zeros(0, np.float32)
     nb = offsets.size - 1
     for chunk in prange(nchunks):
-        owner = np.empty(h * w if last else 0, np.int64)
         for b in range(chunk * nb // nchunks, (chunk + 1) * nb // nchunks):
-            if last:
-                _mark_sketch(u, v, end, offsets[b], offsets[b + 1], h, w, eps, owner)
             for i in range(offsets[b], offsets[b + 1]):
                 if end[i] >= 0:
-                    counts[i] = _visit_segment(i, end[i], 0, u, v, h, w, eps, _COUNT, last, owner, 0, dummy_i,
+                    counts[i] = _visit_segment(i, end[i], 0, u, v, h, w, eps, _COUNT, False, dummy_i, 0, dummy_i,
                                                dummy_i, dummy_f)
 
 
 @njit(parallel=True, cache=True)
-def _fill(u, v, end, offsets, h, w, eps, last, ptr, pixel, segment, alpha, pixel_order, nchunks):
-    """Write every segment's entries into its slice ``[ptr[i], ptr[i+1])`` (pixels flat over the batch)."""
+def _max_fill(u, v, end, offsets, h, w, eps, ptr, pixel, segment, alpha, pixel_order, nchunks):
+    """"max": write every segment's candidates into its slice ``[ptr[i], ptr[i+1])``, then sort each sketch's
+    entries by pixel (stable: by segment within a pixel) into ``pixel_order``."""
+    dummy_i = np.zeros(0, np.int64)
     nb = offsets.size - 1
     for chunk in prange(nchunks):
-        owner = np.empty(h * w if last else 0, np.int64)
         for b in range(chunk * nb // nchunks, (chunk + 1) * nb // nchunks):
-            if last:
-                _mark_sketch(u, v, end, offsets[b], offsets[b + 1], h, w, eps, owner)
             for i in range(offsets[b], offsets[b + 1]):
                 if end[i] >= 0:
-                    _visit_segment(i, end[i], b * h * w, u, v, h, w, eps, _WRITE, last, owner, ptr[i], pixel,
+                    _visit_segment(i, end[i], b * h * w, u, v, h, w, eps, _WRITE, False, dummy_i, ptr[i], pixel,
                                    segment, alpha)
-            if pixel_order.size:  # "max": this sketch's entries sorted by pixel (stable: by segment within a pixel)
-                lo, hi = ptr[offsets[b]], ptr[offsets[b + 1]]
-                pixel_order[lo:hi] = np.argsort(pixel[lo:hi], kind="mergesort") + lo
+            lo, hi = ptr[offsets[b]], ptr[offsets[b + 1]]
+            pixel_order[lo:hi] = np.argsort(pixel[lo:hi], kind="mergesort") + lo
 
 
 def geometry(points: torch.Tensor, offsets: torch.Tensor, size, eps: float, overlap: str) -> Geometry:
@@ -122,19 +144,28 @@ def geometry(points: torch.Tensor, offsets: torch.Tensor, size, eps: float, over
     p, b = points.shape[0], offsets.numel() - 1
     u, v, end = (t.numpy() for t in segment_ends(points, offsets, size))
     offs = offsets.to(torch.int64).numpy()
-    last = overlap == "last"
     nchunks = max(1, min(b, get_num_threads()))
+    pixel_type = np.int32 if index_dtype(b * h * w) == torch.int32 else np.int64
+    segment_type = np.int32 if index_dtype(p) == torch.int32 else np.int64
     counts = np.zeros(p, np.int64)
-    _count(u, v, end, offs, h, w, eps, last, counts, nchunks)
     ptr = np.zeros(p + 1, np.int64)
-    np.cumsum(counts, out=ptr[1:])
-    e = int(ptr[-1])
-    pixel = np.empty(e, np.int32 if index_dtype(b * h * w) == torch.int32 else np.int64)
-    segment = np.empty(e, np.int32 if index_dtype(p) == torch.int32 else np.int64)
-    alpha = np.empty(e, np.float32)
-    pixel_order = np.empty(0 if last else e, np.int64)
-    _fill(u, v, end, offs, h, w, eps, last, ptr, pixel, segment, alpha, pixel_order, nchunks)
-    order = None if last else torch.from_numpy(pixel_order).to(index_dtype(e))
+    if overlap == "last":
+        # written at b*H*W first (only the touched pages of these buffers are ever mapped), then compacted
+        spread = (np.empty(b * h * w, pixel_type), np.empty(b * h * w, segment_type), np.empty(b * h * w, np.float32))
+        _last_entries(u, v, end, offs, h, w, eps, counts, *spread, nchunks)
+        np.cumsum(counts, out=ptr[1:])
+        e = int(ptr[-1])
+        pixel, segment, alpha = np.empty(e, pixel_type), np.empty(e, segment_type), np.empty(e, np.float32)
+        _compact(offs, ptr, h, w, *spread, pixel, segment, alpha)
+        order = None
+    else:
+        _max_count(u, v, end, offs, h, w, eps, counts, nchunks)
+        np.cumsum(counts, out=ptr[1:])
+        e = int(ptr[-1])
+        pixel, segment, alpha = np.empty(e, pixel_type), np.empty(e, segment_type), np.empty(e, np.float32)
+        pixel_order = np.empty(e, np.int64)
+        _max_fill(u, v, end, offs, h, w, eps, ptr, pixel, segment, alpha, pixel_order, nchunks)
+        order = torch.from_numpy(pixel_order).to(index_dtype(e))
     return Geometry((h, w), eps, overlap, offsets.to(torch.int64), torch.from_numpy(pixel), torch.from_numpy(segment),
                     torch.from_numpy(alpha), torch.from_numpy(ptr), order)
 
@@ -201,25 +232,29 @@ def _forward_max(pixel, segment, alpha, pixel_order, ptr, offsets, a, out, wins,
 
 
 @njit(parallel=True, cache=True)
-def _backward(pixel, alpha, ptr, grad, wins, out, nchunks):
-    """Eq. (3) per point i, in a fixed order: its own segment's entries (weight 1 - alpha), then those of the
-    segment ending at it (weight alpha). ``wins`` (E, C) masks non-winning "max" candidates (empty for "last")."""
-    p_total, c = out.shape
+def _backward(pixel, segment, alpha, offsets, ptr, grad, wins, out, nchunks):
+    """Eq. (3): each entry adds ``(1 - alpha) * grad`` to a_i and ``alpha * grad`` to a_{i+1}, entries in
+    (segment, pixel) order. Chunks are whole sketches (segments never cross them), so each point is summed by one
+    thread in one fixed order whatever the number of threads. ``wins`` (E, C) masks non-winning "max" candidates
+    (empty for "last")."""
     masked = wins.shape[0] > 0
     one = grad.dtype.type(1)
+    c = out.shape[1]
+    nb = offsets.size - 1
     for chunk in prange(nchunks):
-        for i in range(chunk * p_total // nchunks, (chunk + 1) * p_total // nchunks):
-            out[i, :] = 0
-            for e in range(ptr[i], ptr[i + 1]):
-                weight = one - grad.dtype.type(alpha[e])
-                for ch in range(c):
-                    if not masked or wins[e, ch]:
-                        out[i, ch] += grad[pixel[e], ch] * weight
-            for e in range(ptr[i - 1] if i > 0 else ptr[0], ptr[i]):
-                weight = grad.dtype.type(alpha[e])
-                for ch in range(c):
-                    if not masked or wins[e, ch]:
-                        out[i, ch] += grad[pixel[e], ch] * weight
+        p0, p1 = offsets[chunk * nb // nchunks], offsets[(chunk + 1) * nb // nchunks]
+        out[p0:p1, :] = 0
+        for e in range(ptr[p0], ptr[p1]):
+            s, px = segment[e], pixel[e]
+            al = grad.dtype.type(alpha[e])
+            to_next = al != 0 and s + 1 < p1  # a dot (alpha 0) has no second point
+            for ch in range(c):
+                if masked and not wins[e, ch]:
+                    continue
+                g = grad[px, ch]
+                out[s, ch] += g * (one - al)
+                if to_next:
+                    out[s + 1, ch] += g * al
 
 
 def forward(geo: Geometry, intensities: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -242,6 +277,6 @@ def backward(geo: Geometry, grad: torch.Tensor, wins: torch.Tensor | None) -> to
     out = torch.empty(geo.num_points, grad.shape[1], dtype=grad.dtype)
     mask = wins if wins is not None else torch.zeros(0, 1, dtype=torch.bool)
     with _threads(geo.num_entries * grad.shape[1]) as nchunks:
-        _backward(geo.pixel.numpy(), geo.alpha.numpy(), geo.segment_ptr.numpy(), grad.numpy(), mask.numpy(),
-                  out.numpy(), nchunks)
+        _backward(geo.pixel.numpy(), geo.segment.numpy(), geo.alpha.numpy(), geo.offsets.numpy(),
+                  geo.segment_ptr.numpy(), grad.numpy(), mask.numpy(), out.numpy(), min(nchunks, max(1, geo.batch_size)))
     return out

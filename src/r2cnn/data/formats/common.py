@@ -1,0 +1,187 @@
+"""What every format shares: size limits, point validation, labels from paths, atomic output files.
+
+Readers build a :class:`~r2cnn.sketch.Sketch` through :func:`points_from_strokes` (the ndjson fast path through
+an equivalent check, compared with it by the fuzz tests), so one set of rules (non-empty, finite, at most
+:data:`MAX_POINTS`) holds for every format.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import zlib
+from pathlib import Path
+from typing import IO, Callable, Iterable
+
+import numpy as np
+
+from r2cnn.errors import ErrorPolicy, R2CNNError, SketchFormatError
+from r2cnn.sketch import Sketch
+
+# QuickDraw's .bin stores point and stroke counts as u16; anything larger is not a sketch but a broken file.
+MAX_POINTS = 65535
+MAX_STROKES = 65535
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+# Keys the readers add to ``meta`` to say where a record came from; writers never copy them into a record.
+ORIGIN_KEYS = ("source", "line", "record")
+
+
+def points_from_strokes(xy: np.ndarray, lengths: np.ndarray, source: str, *, line: int | None = None,
+                        record: int | None = None) -> np.ndarray:
+    """Points ``(N, 3)`` float32 (x, y, pen_end) from concatenated stroke coordinates.
+
+    ``xy``: ``(N, 2)`` any real dtype, strokes concatenated in drawing order; ``lengths``: ``(S,)`` points per
+    stroke. Raises :class:`SketchFormatError` for an empty drawing, an empty stroke, too many points or
+    strokes, and coordinates that are not finite once in float32.
+    """
+    where = dict(line=line, record=record)
+    if len(lengths) == 0:
+        raise SketchFormatError(source, "empty drawing", field="drawing", **where)
+    if len(lengths) > MAX_STROKES:
+        raise SketchFormatError(source, "too many strokes", field="drawing", detail=f"{len(lengths)} > {MAX_STROKES}", **where)
+    if lengths.min() <= 0:
+        raise SketchFormatError(source, "empty stroke", field=f"drawing[{int(np.argmin(lengths))}]", **where)
+    n = len(xy)
+    if n > MAX_POINTS:
+        raise SketchFormatError(source, "too many points", field="drawing", detail=f"{n} > {MAX_POINTS}", **where)
+    if xy.dtype.kind == "f":  # integer inputs are always finite in float32; floats may be NaN, inf or too big
+        finite = (np.abs(xy) <= FLOAT32_MAX).all(axis=1)  # False for NaN too
+        if not finite.all():
+            bad = int(np.flatnonzero(~finite)[0])
+            raise SketchFormatError(source, "non-finite coordinate", field="drawing", detail=f"point {bad}", **where)
+    points = np.zeros((n, 3), np.float32)
+    points[:, :2] = xy
+    points[np.cumsum(lengths) - 1, 2] = 1.0
+    return points
+
+
+def origin(sketch: Sketch, index: int, fallback: str) -> dict:
+    """``SketchFormatError`` location keywords for a sketch being written: where it was read from, if known."""
+    meta = sketch.meta
+    if "source" in meta:
+        return dict(source=meta["source"], line=meta.get("line"), record=meta.get("record"))
+    return dict(source=fallback, record=index)
+
+
+def check_writable(sketch: Sketch, index: int, fallback: str) -> None:
+    """Writers refuse what readers would refuse: a sketch with no points, or with NaN/inf coordinates."""
+    if len(sketch.points) == 0:
+        raise SketchFormatError(**origin(sketch, index, fallback), reason="empty drawing", field="points")
+    if not np.isfinite(sketch.points).all():
+        raise SketchFormatError(**origin(sketch, index, fallback), reason="non-finite coordinate", field="points")
+
+
+def integer_points(sketch: Sketch, index: int, fallback: str, lo: int, hi: int, *, round_coords: bool,
+                   what: str) -> np.ndarray:
+    """x, y as int64 ``(N, 2)`` for integer formats; raises :class:`SketchFormatError` when a coordinate is not
+    an integer (unless ``round_coords``) or lies outside ``[lo, hi]``: writing must never change data silently."""
+    check_writable(sketch, index, fallback)
+    xy = sketch.points[:, :2].astype(np.float64)
+    if round_coords:
+        xy = np.rint(xy)
+    elif not np.array_equal(xy, np.rint(xy)):
+        raise SketchFormatError(**origin(sketch, index, fallback), reason="coordinate not an integer",
+                                field="points", detail=f"{what} stores integers; use --round or simplify first")
+    if xy.min() < lo or xy.max() > hi:
+        raise SketchFormatError(**origin(sketch, index, fallback), reason="coordinate out of range", field="points",
+                                detail=f"{what} stores {lo}..{hi}; got {xy.min():g}..{xy.max():g}")
+    return xy.astype(np.int64)
+
+
+def class_name(label) -> str:
+    """A file or folder name for a class label (``unlabeled`` for ``None``; path separators replaced)."""
+    name = "unlabeled" if label is None else str(label)
+    return re.sub(r"[/\\\x00]", "_", name) or "unlabeled"
+
+
+def natural_key(path: Path) -> list:
+    """Sort key that puts ``2.svg`` before ``10.svg``."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
+
+
+def file_stem(path: Path) -> str:
+    """The class a one-class-per-file name stands for: ``car.ndjson`` and ``car.bin.gz`` -> ``car``."""
+    return Path(path.stem).stem if path.suffix == ".gz" else path.stem
+
+
+# What reading a damaged or unreadable file raises (a truncated .gz: EOFError; bad gzip data: OSError, zlib.error).
+READ_ERRORS = (OSError, EOFError, zlib.error)
+
+
+def unreadable(source: str, error: BaseException) -> SketchFormatError:
+    return SketchFormatError(source, "unreadable file", detail=f"{type(error).__name__}: {error}"[:100])
+
+
+def open_read(path: Path) -> IO[bytes]:
+    """Binary reader; ``*.gz`` is decompressed on the fly (Google also serves gzip-compressed files)."""
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+class AtomicWriter:
+    """A binary output file written under a temporary name and renamed into place on success, so a failed or
+    interrupted conversion never leaves a half-written file that looks complete. ``*.gz`` is compressed."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.path.with_name(f".{self.path.name}.part{os.getpid()}")
+        raw = open(self._tmp, "wb")
+        self.file: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="wb", filename="", mtime=0) if self.path.suffix == ".gz" else raw
+        self._raw = raw
+
+    def write(self, data: bytes) -> None:
+        self.file.write(data)
+
+    def commit(self) -> None:
+        if self.file is not self._raw:
+            self.file.close()
+        self._raw.close()
+        os.replace(self._tmp, self.path)
+
+    def discard(self) -> None:
+        if self.file is not self._raw:
+            self.file.close()
+        self._raw.close()
+        self._tmp.unlink(missing_ok=True)
+
+
+def check_one_label(labels: dict, target: Path, sketch: Sketch, what: str) -> None:
+    """A single output file of a format without a label field must hold one class (the file stem is the class)."""
+    first = labels.setdefault(target, sketch.label)
+    if first != sketch.label:
+        raise R2CNNError(f"{target}: {what} has no label field, so one file holds one class; got {first!r} and "
+                         f"{sketch.label!r}: write to a folder instead")
+
+
+def write_stream(path: Path, sketches: Iterable[Sketch], encode: Callable[[Sketch, int, str], bytes], *,
+                 policy: ErrorPolicy, per_class: bool, suffix: str, one_label: bool) -> tuple[int, list[Path]]:
+    """Append ``encode(sketch, index, target)`` for each sketch to ``path``, or with ``per_class`` to
+    ``path/<label><suffix>``. A record ``encode`` rejects goes to ``policy``; files appear only when all went
+    well. ``one_label``: the format has no label field, so a single file must hold one class.
+    Returns (sketches written, files written)."""
+    writers: dict[Path, AtomicWriter] = {}
+    labels: dict[Path, object] = {}
+    written = 0
+    try:
+        for i, sketch in enumerate(sketches):
+            target = path / f"{class_name(sketch.label)}{suffix}" if per_class else path
+            if one_label and not per_class:
+                check_one_label(labels, target, sketch, suffix)
+            try:
+                data = encode(sketch, i, str(target))
+            except SketchFormatError as e:
+                policy.handle(e)
+                continue
+            if target not in writers:
+                writers[target] = AtomicWriter(target)
+            writers[target].write(data)
+            written += 1
+    except BaseException:
+        for w in writers.values():
+            w.discard()
+        raise
+    for w in writers.values():
+        w.commit()
+    return written, list(writers)

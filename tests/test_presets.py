@@ -1,0 +1,112 @@
+"""Presets (r2cnn.presets): schema, the paper's settings (Sec. 4.1), the CPU pair, and ``r2cnn presets``."""
+
+import json
+import os
+import time
+
+import pytest
+import torch
+
+from r2cnn import models
+from r2cnn.cli import main
+from r2cnn.data.transforms import make_transform
+from r2cnn.errors import R2CNNError
+from r2cnn.presets import PRESETS, cnn_twin, get_preset
+
+KEYS = {"description", "model", "model_options", "batch_size", "optimizer", "lr", "weight_decay", "epochs",
+        "lr_schedule", "grad_clip", "transform", "eval_transform", "num_workers", "amp"}
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_schema_and_everything_it_names_exists(name):
+    preset = get_preset(name)
+    assert set(preset) == KEYS
+    assert json.loads(json.dumps(preset)) == preset                  # stored in checkpoints as plain JSON
+    assert preset["optimizer"] == "adam" and preset["lr"] > 0 and preset["batch_size"] > 0
+    models.get_spec(preset["model"])
+    assert set(preset["model_options"]) <= set(models.DEFAULT_OPTIONS)
+    make_transform(True, **preset["transform"])
+    make_transform(False, **preset["eval_transform"])
+
+
+def test_paper_settings():
+    """Sec. 4.1: Adam, batch 48; lr 1e-4 on QuickDraw, 5e-5 on TU-Berlin; TU-Berlin RDP to <= 448 points and
+    flip / stroke removal / deformation augmentation; 224 canvas for ResNet50, 225 for Sketch-a-Net v2."""
+    for name in ("qd-r2cnn-resnet50", "qd-r2cnn-sketchanet", "qd-cnn-resnet50", "qd-cnn-sketchanet",
+                 "qd-two-branch-late-fusion"):
+        p = get_preset(name)
+        assert (p["lr"], p["batch_size"]) == (1e-4, 48)
+    tables_1_2 = ("cnn-sketchanet", "cnn-resnet50", "r2cnn-sketchanet", "r2cnn-resnet50", "attentive-resnet50",
+                  "random-stroke-order", "attention-sketching-order", "two-branch-late-fusion",
+                  "two-branch-early-fusion")
+    for model in tables_1_2:
+        p = get_preset(f"tub-{model}")
+        assert (p["lr"], p["batch_size"], p["model"]) == (5e-5, 48, model)
+        assert p["transform"]["max_points"] == 448 and p["eval_transform"]["max_points"] == 448
+        assert min(p["transform"][k] for k in ("flip", "stroke_removal", "deform")) > 0
+    assert get_preset("tub-random-stroke-order")["eval_transform"]["stroke_order"] == "random"
+    assert get_preset("tub-random-stroke-order")["transform"]["stroke_order"] == "random"
+    assert "stroke_order" not in get_preset("tub-r2cnn-resnet50")["transform"]
+    assert models.create("r2cnn-sketchanet", 3, hidden=8).raster_size == 225
+
+
+def test_cpu_pair_differs_only_in_the_model():
+    r2cnn, cnn = get_preset("cpu-r2cnn"), get_preset("cpu-cnn")
+    assert cnn_twin("cpu-r2cnn") == "cpu-cnn" and cnn_twin("qd-r2cnn-resnet50") == "qd-cnn-resnet50"
+    assert r2cnn["model_options"] == cnn["model_options"]
+    assert {k: v for k, v in r2cnn.items() if k not in ("model", "description")} == \
+           {k: v for k, v in cnn.items() if k not in ("model", "description")}
+    assert models.get_spec(r2cnn["model"]).kind == "r2cnn" and models.get_spec(cnn["model"]).kind == "cnn"
+
+
+def test_get_preset_returns_a_copy_and_rejects_unknown_names():
+    get_preset("cpu-r2cnn")["model_options"]["canvas"] = 1
+    assert PRESETS["cpu-r2cnn"]["model_options"]["canvas"] == 64
+    with pytest.raises(R2CNNError, match="unknown preset"):
+        get_preset("no-such-preset")
+
+
+def test_presets_command_lists_every_preset(capsys):
+    assert main(["presets"]) == 0
+    out = capsys.readouterr().out
+    header = out.splitlines()[0].split()
+    assert header == ["name", "model", "canvas", "lr", "batch", "description"]
+    for name, preset in PRESETS.items():
+        row = next(line for line in out.splitlines() if line.split()[0] == name)
+        assert row.split()[1] == preset["model"]
+    assert main(["presets", "cpu-cnn"]) == 0
+    assert json.loads(capsys.readouterr().out) == get_preset("cpu-cnn")
+    assert main(["presets", "nope"]) == 2
+
+
+@pytest.mark.slow
+def test_cpu_r2cnn_step_close_to_its_cnn_twin():
+    """Issue 4 goal: the R2CNN step at most ~1.3x the CNN-only step of the same backbone on CPU (batch 64 of
+    QuickDraw-like sketches, geometry precomputed as the loader does). Interleaved steps, median ratio."""
+    if os.environ.get("MALLOC_MMAP_THRESHOLD_") is None:
+        pytest.skip("run with MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_ set (DESIGN.md performance rules)")
+    from r2cnn import raster
+    from r2cnn.data import builtin
+    from r2cnn.data.transforms import normalize
+    from r2cnn.sketch import SketchBatch
+
+    sketches = [normalize(s) for s in builtin.generate(8, seed=0)][:64]
+    batch = SketchBatch.from_sketches(sketches, labels=[i % 5 for i in range(len(sketches))])
+    runs = {}
+    for name in ("cpu-r2cnn", "cpu-cnn"):
+        p = get_preset(name)
+        model = models.create(p["model"], 5, **p["model_options"])
+        runs[name] = (model, torch.optim.Adam(model.parameters(), p["lr"]))
+    batch.geometry = raster.geometry(batch.points, batch.offsets, model.raster_size, model.raster_eps)
+    times = {name: [] for name in runs}
+    for _ in range(8):
+        for name, (model, opt) in runs.items():
+            t = time.perf_counter()
+            loss = torch.nn.functional.cross_entropy(model(batch), batch.labels)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            times[name].append(time.perf_counter() - t)
+    ratio = sorted(times["cpu-r2cnn"][2:])[3] / sorted(times["cpu-cnn"][2:])[3]
+    print(f"cpu-r2cnn / cpu-cnn step time: {ratio:.2f}")
+    assert ratio < 1.4
