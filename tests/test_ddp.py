@@ -22,8 +22,8 @@ ENV = dict(os.environ, MALLOC_MMAP_THRESHOLD_="1000000000", MALLOC_TRIM_THRESHOL
 
 
 def _train_args(store, out, batch_size):
-    return ["train", "--preset", "cpu-r2cnn", "--data", str(store), "--out", str(out), "--steps", "1",
-            "--batch-size", str(batch_size), "--workers", "0", "--seed", "2", "--log-every", "1", "--lr", "0.05",
+    return ["train", "--preset", "cpu-r2cnn", "--data", str(store), "--out", str(out), "--steps", "3",
+            "--batch-size", str(batch_size), "--workers", "0", "--seed", "2", "--log-every", "1", "--lr", "0.01",
             "--set", f"model_options={TINY}", "--set", "optimizer=sgd", "--set", "lr_schedule=constant"]
 
 
@@ -46,7 +46,7 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     assert ddp.stdout.count("last checkpoint:") == 1  # only rank 0 reports and writes
 
     one, two = load_checkpoint(tmp_path / "one" / "last.pt"), load_checkpoint(tmp_path / "two" / "last.pt")
-    assert two["extra"]["world_size"] == 2 and one["step"] == two["step"] == 1
+    assert two["extra"]["world_size"] == 2 and one["step"] == two["step"] == 3
     for name, a in one["model"].items():
         b = two["model"][name]
         assert torch.allclose(a.float(), b.float(), rtol=1e-4, atol=1e-5), (name, (a.float() - b.float()).abs().max())

@@ -123,6 +123,43 @@ def test_raster_geometry_in_workers_after_the_parent_rasterised(store):
             assert torch.equal(getattr(a.geometry, name), getattr(ref, name))
 
 
+_TRAINER = """
+import sys, time
+from r2cnn.data.loader import make_loader
+if __name__ == "__main__":
+    loader = make_loader(sys.argv[1], "train", batch_size=4, num_workers=1)
+    it = iter(loader)
+    next(it)
+    print(*[w.pid for w in it._workers], flush=True)
+    time.sleep(120)
+"""
+
+
+def test_workers_exit_when_the_trainer_is_killed(store, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    script = tmp_path / "trainer.py"
+    script.write_text(_TRAINER)
+    proc = subprocess.Popen([sys.executable, str(script), str(store.path)], stdout=subprocess.PIPE, text=True,
+                            env=dict(os.environ, MALLOC_MMAP_THRESHOLD_="1000000000"))
+    try:
+        workers = [psutil.Process(int(pid)) for pid in proc.stdout.readline().split()]
+        assert workers and all(w.is_running() for w in workers)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    deadline = time.monotonic() + 10
+    while any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)
+
+
 def test_bench_data_runs_on_builtin_data(tmp_path, monkeypatch, capsys):
     import argparse
     import json

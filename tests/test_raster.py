@@ -275,9 +275,12 @@ def test_geometry_is_small_picklable_and_movable():
 
 @pytest.mark.parametrize("backend", FAST_BACKENDS)
 @pytest.mark.parametrize("overlap", OVERLAPS)
-def test_bit_identical_on_any_number_of_threads(backend, overlap):
+def test_bit_identical_on_any_number_of_threads(backend, overlap, monkeypatch):
     import numba
 
+    from r2cnn.raster import cpu
+    monkeypatch.setattr(cpu, "PARALLEL_MIN_POINTS", 0)  # use the multi-threaded drivers even for small jobs
+    monkeypatch.setattr(cpu, "PARALLEL_MIN_ENTRIES", 0)
     batch = batch_of(random_sketches(64, seed=7, max_points=60))
     a = torch.rand(batch.points.shape[0], 8, generator=torch.Generator().manual_seed(0))
     up = torch.randn(64, 8, 64, 64, generator=torch.Generator().manual_seed(1))
@@ -295,6 +298,31 @@ def test_bit_identical_on_any_number_of_threads(backend, overlap):
     for geo, img, grad in results[1:]:
         assert_same_geometry(results[0][0], geo)
         assert torch.equal(img, results[0][1]) and torch.equal(grad, results[0][2])
+
+
+def _entries_in_worker(batch):
+    return R.geometry(batch.points, batch.offsets, 64).num_entries
+
+
+def test_geometry_in_forked_workers_after_parallel_use(monkeypatch):
+    """Data-loader workers compute geometry; numba's OpenMP pool aborts a forked child that uses it after its parent
+    did, so workers must take the single-threaded path."""
+    import multiprocessing
+
+    from r2cnn.raster import cpu
+    monkeypatch.setattr(cpu, "PARALLEL_MIN_POINTS", 0)
+    monkeypatch.setattr(cpu, "PARALLEL_MIN_ENTRIES", 0)
+    batch = batch_of(random_sketches(16, seed=8))
+    expect = _entries_in_worker(batch)  # starts the thread pool here, in the parent
+    R.render(R.geometry(batch.points, batch.offsets, 64), torch.rand(batch.points.shape[0], 8))
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        assert pool.map(_entries_in_worker, [batch] * 2) == [expect] * 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_reference_on_cuda_equals_reference_on_cpu():
+    batch = batch_of(random_sketches(6, seed=11))
+    check_backend(batch, 32, 1.0, 2, "last", "reference", "cuda")
 
 
 # ---------------------------------------------------------------------------------------------------------------

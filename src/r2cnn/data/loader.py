@@ -10,7 +10,8 @@ batch size would see) is cut into W contiguous shards and rank r keeps shard r.
 Workers start from a ``forkserver`` (a clean process that imported this module and the rasteriser once), not by
 forking the training process: numba's OpenMP threading layer (used by :mod:`r2cnn.raster`'s CPU kernels) aborts
 a forked child that runs parallel code once the parent has, which the parent does in every training step. Each
-worker runs numba (like torch) on one thread: the workers are the parallelism. As on macOS and Windows, a script
+worker runs numba (like torch) on one thread: the workers are the parallelism, and exits when the training process
+is gone (:func:`_exit_with_trainer`). As on macOS and Windows, a script
 that makes a loader with workers needs the ``if __name__ == "__main__":`` guard (``r2cnn`` and
 ``python -m r2cnn`` have it).
 
@@ -20,7 +21,11 @@ permutation depends only on (seed, epoch), so the remaining batches are exactly 
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
+import os
+import threading
+import time
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -35,6 +40,7 @@ from r2cnn.sketch import Sketch, SketchBatch
 _PERMUTATION, _SAMPLE = 0x5EED0001, 0x5EED0002
 # Imported once by the forkserver, so that each worker starts in milliseconds rather than importing torch.
 _WORKER_PRELOAD = ["r2cnn.data.loader", "r2cnn.data.transforms", "r2cnn.raster"]
+_WATCH_SECONDS = 1.0  # how often a worker checks that the training process still exists
 
 
 def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -128,10 +134,27 @@ class CollateSketches:
         return batch
 
 
-def _init_worker(worker_id: int) -> None:
-    """One numba thread per worker, as PyTorch does for its own threads: workers are the parallelism."""
+def _init_worker(worker_id: int, trainer_pid: int, trainer_started: float) -> None:
+    """One numba thread per worker, as PyTorch does for its own threads (the workers are the parallelism); and a
+    watch on the training process, which the worker's own parent (the forkserver) is not."""
     import numba
     numba.set_num_threads(1)
+    threading.Thread(target=_exit_with_trainer, args=(trainer_pid, trainer_started), daemon=True).start()
+
+
+def _exit_with_trainer(pid: int, started: float) -> None:
+    """Exit when the training process is gone (e.g. SIGKILLed). PyTorch's own watchdog only checks the parent
+    process, here the forkserver, which itself stays alive as long as any worker holds its pipe: without this, a
+    killed run would leave its workers (and their shared memory) behind forever."""
+    import psutil
+    while True:
+        time.sleep(_WATCH_SECONDS)
+        try:
+            trainer = psutil.Process(pid)
+            if trainer.create_time() != started or trainer.status() == psutil.STATUS_ZOMBIE:
+                os._exit(0)
+        except psutil.NoSuchProcess:
+            os._exit(0)
 
 
 def make_loader(store: SketchStore | str, split: str | None, *, batch_size: int,
@@ -159,11 +182,14 @@ def make_loader(store: SketchStore | str, split: str | None, *, batch_size: int,
         indices = store.indices(split, fold=fold)
     sampler = ShardedBatchSampler(indices, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last, rank=rank,
                                   world_size=world_size)
-    context = None
+    context = init_worker = None
     if num_workers > 0:
+        import psutil
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(_WORKER_PRELOAD)
+        init_worker = functools.partial(_init_worker, trainer_pid=os.getpid(),
+                                        trainer_started=psutil.Process().create_time())
     return DataLoader(StoreDataset(store, transform, seed), batch_sampler=sampler, num_workers=num_workers,
                       collate_fn=CollateSketches(raster_size, raster_eps), pin_memory=torch.cuda.is_available(),
                       persistent_workers=num_workers > 0, multiprocessing_context=context,
-                      worker_init_fn=_init_worker if num_workers > 0 else None)
+                      worker_init_fn=init_worker)

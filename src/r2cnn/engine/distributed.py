@@ -77,13 +77,29 @@ def broadcast_object(obj, src: int = 0):
     return box[0]
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """y = sum over ranks of x; every rank's loss depends on y, so dL/dx = sum over ranks of dL_r/dy."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        y = x.clone()
+        dist.all_reduce(y, op=dist.ReduceOp.SUM)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad
+
+
 class GlooSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
     """Batch norm whose training statistics are summed over all ranks (CPU / gloo counterpart of
     ``nn.SyncBatchNorm``). Outside training or without a process group it is an ordinary batch norm.
 
-    The per-channel sums of x and x^2 and the element count are all-reduced with the autograd-aware
-    ``torch.distributed.nn.functional.all_reduce``, so gradients flow through the global statistics exactly
-    as they would in one process over the whole batch.
+    The per-channel sums of x and x^2 and the element count are all-reduced with :class:`_AllReduceSum`
+    (autograd-aware), so gradients flow through the global statistics as they would in one process over the
+    whole batch.
     """
 
     def _check_input_dim(self, input: torch.Tensor) -> None:
@@ -93,12 +109,10 @@ class GlooSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and dist.is_available() and dist.is_initialized()):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         c = x.shape[1]
         dims = [0, *range(2, x.dim())]
         count = x.new_full((1,), x.numel() // c)
-        stats = all_reduce(torch.cat([x.sum(dims), (x * x).sum(dims), count]))
+        stats = _AllReduceSum.apply(torch.cat([x.sum(dims), (x * x).sum(dims), count]))
         n = stats[-1]
         mean = stats[:c] / n
         var = stats[c:2 * c] / n - mean * mean  # biased, as batch norm normalises with

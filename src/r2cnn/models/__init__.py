@@ -131,12 +131,14 @@ def create(name: str, num_classes: int, in_channels: int = 1, **options) -> Sket
     elif spec.kind == "late-fusion":
         model = LateFusion(SequenceEncoder(*rnn), backbone, num_classes, in_channels, **raster)
     else:
-        model = EarlyFusion(AttentionEncoder(*rnn, 1), backbone, num_classes, in_channels, float(o["fusion_eps"]), **raster)
+        model = EarlyFusion(AttentionEncoder(*rnn, 1), backbone, num_classes, in_channels, float(o["fusion_eps"]),
+                            **raster)
     model.config = dict(name=name, num_classes=num_classes, in_channels=in_channels, **options)
     model.transform_requirements = dict(spec.transform_requirements)
     return model
 
 
-__all__ = ["AttentionEncoder", "AttentiveCNN", "BiLSTM", "CNNOnly", "EarlyFusion", "LateFusion", "ModelSpec",
-           "PackedLayout", "R2CNN", "ResNetBackbone", "SequenceEncoder", "SketchANet", "SketchClassifier", "create", "create_backbone",
-           "get_spec", "list_models", "point_offsets", "register", "sketching_order_intensities"]
+__all__ = ["AttentionEncoder", "AttentiveCNN", "BiLSTM", "CNNOnly", "DEFAULT_OPTIONS", "EarlyFusion", "LateFusion",
+           "ModelSpec", "PackedLayout", "R2CNN", "ResNetBackbone", "SequenceEncoder", "SketchANet", "SketchClassifier",
+           "create", "create_backbone", "get_spec", "list_models", "point_offsets", "register",
+           "sketching_order_intensities"]

@@ -40,10 +40,11 @@ class SketchClassifier(nn.Module):
 
     def render(self, batch: SketchBatch, intensities: torch.Tensor, size: int | None = None,
                eps: float | None = None) -> torch.Tensor:
-        """NLR, eq. (1): per-point ``intensities`` ``(P, C)`` -> images ``(B, C, H, W)``; gradients by eq. (3)."""
+        """NLR, eq. (1): per-point ``intensities`` ``(P, C)`` -> images ``(B, C, H, W)``; gradients by eq. (3).
+        Rendered in float32 whatever autocast made of the intensities (the NLR is a gather: precision is free)."""
         from r2cnn import raster
 
-        return raster.render(self.geometry(batch, size, eps), intensities)
+        return raster.render(self.geometry(batch, size, eps), intensities.float())
 
     def get_classifier(self) -> nn.Module:
         """The final fully connected layer (timm's convention; replaced when fine-tuning to new classes)."""
@@ -59,19 +60,8 @@ class SketchClassifier(nn.Module):
 
 
 def _geometry_matches(geo, num_points: int, size: int, eps: float, overlap: str) -> bool:
-    """Compare what the geometry records about itself (fields it lacks are not compared)."""
-    if getattr(geo, "num_points", num_points) != num_points:
-        return False
-    geo_size = getattr(geo, "size", None)
-    if geo_size is not None:
-        geo_size = tuple(geo_size) if not isinstance(geo_size, int) else (geo_size, geo_size)
-        if geo_size != (size, size):
-            return False
-    geo_eps = getattr(geo, "eps", None)
-    if geo_eps is not None and abs(float(geo_eps) - eps) > 1e-9:
-        return False
-    geo_overlap = getattr(geo, "overlap", None)
-    return geo_overlap is None or geo_overlap == overlap
+    return (geo.num_points == num_points and tuple(geo.size) == (size, size) and abs(geo.eps - eps) < 1e-9
+            and geo.overlap == overlap)
 
 
 def sketching_order_intensities(offsets: torch.Tensor, num_points: int) -> torch.Tensor:

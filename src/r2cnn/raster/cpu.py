@@ -1,4 +1,4 @@
-"""CPU backend: numba kernels, parallel over sketches (geometry) and over entries/points (render).
+"""CPU backend: numba kernels over ranges of sketches (or entries), run on one thread or split over numba's.
 
 Geometry visits, per segment, only the pixels near it: row by row, the columns within ``eps`` (+ slack) of the
 part of the segment that is within ``eps`` of the row, then applies the exact coverage test of
@@ -7,18 +7,20 @@ segment overwrites) in a per-thread ``H*W`` scratch that stays in cache (a dense
 page faults on every call), then writes the owned pixels; a prefix sum over the counts places the sketches'
 entries. For "max", a counting pass sizes each segment's slice and a second pass fills it.
 
-Small jobs run on the calling thread only: on a busy machine, waking a second thread for a sub-millisecond job
-can cost a whole scheduler time slice. Results never depend on the number of threads.
+Threads: each kernel is a serial function over a range ``[lo, hi)`` plus a thin ``prange`` driver that splits the
+range. The driver is used only for big jobs (waking threads for a millisecond job costs more than it saves, a
+whole scheduler time slice on a busy machine) and only in the main process: numba's OpenMP pool aborts a forked
+child (a data-loader worker) that uses it after its parent did. Results never depend on the split.
 """
 
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
+import multiprocessing
 
 import numpy as np
 import torch
-from numba import get_num_threads, njit, prange, set_num_threads
+from numba import get_num_threads, njit, prange
 
 from r2cnn.raster.geometry import CANDIDATE_SLACK, Geometry, index_dtype, segment_ends
 
@@ -80,27 +82,27 @@ def _mark_sketch(u, v, end, lo, hi, h, w, eps, owner):
             _visit_segment(i, end[i], 0, u, v, h, w, eps, _MARK, True, owner, 0, dummy_i, dummy_i, dummy_i)
 
 
-@njit(parallel=True, cache=True)
-def _last_entries(u, v, end, offsets, h, w, eps, counts, pixel, segment, alpha, nchunks):
+# --- geometry, per range of sketches [b0, b1) -------------------------------------------------------------------
+
+@njit(cache=True, nogil=True)
+def _last_entries(b0, b1, u, v, end, offsets, h, w, eps, counts, pixel, segment, alpha):
     """"last": per sketch, mark the owners, then write the owned entries, segment by segment, from ``b*H*W`` on
     (a sketch has at most ``H*W`` of them); ``counts`` gets the entries per segment."""
-    nb = offsets.size - 1
-    for chunk in prange(nchunks):
-        owner = np.empty(h * w, np.int64)
-        for b in range(chunk * nb // nchunks, (chunk + 1) * nb // nchunks):
-            _mark_sketch(u, v, end, offsets[b], offsets[b + 1], h, w, eps, owner)
-            k = b * h * w
-            for i in range(offsets[b], offsets[b + 1]):
-                if end[i] >= 0:
-                    counts[i] = _visit_segment(i, end[i], b * h * w, u, v, h, w, eps, _WRITE, True, owner, k, pixel,
-                                               segment, alpha)
-                    k += counts[i]
+    owner = np.empty(h * w, np.int64)
+    for b in range(b0, b1):
+        _mark_sketch(u, v, end, offsets[b], offsets[b + 1], h, w, eps, owner)
+        k = b * h * w
+        for i in range(offsets[b], offsets[b + 1]):
+            if end[i] >= 0:
+                counts[i] = _visit_segment(i, end[i], b * h * w, u, v, h, w, eps, _WRITE, True, owner, k, pixel,
+                                           segment, alpha)
+                k += counts[i]
 
 
-@njit(parallel=True, cache=True)
-def _compact(offsets, ptr, h, w, pixel, segment, alpha, out_pixel, out_segment, out_alpha):
+@njit(cache=True, nogil=True)
+def _compact(b0, b1, offsets, ptr, h, w, pixel, segment, alpha, out_pixel, out_segment, out_alpha):
     """Move sketch b's entries from ``b*H*W`` to their final place ``ptr[offsets[b]]``."""
-    for b in prange(offsets.size - 1):
+    for b in range(b0, b1):
         lo, hi = ptr[offsets[b]], ptr[offsets[b + 1]]
         src = b * h * w
         out_pixel[lo:hi] = pixel[src:src + hi - lo]
@@ -108,34 +110,155 @@ def _compact(offsets, ptr, h, w, pixel, segment, alpha, out_pixel, out_segment, 
         out_alpha[lo:hi] = alpha[src:src + hi - lo]
 
 
-@njit(parallel=True, cache=True)
-def _max_count(u, v, end, offsets, h, w, eps, counts, nchunks):
+@njit(cache=True, nogil=True)
+def _max_count(b0, b1, u, v, end, offsets, h, w, eps, counts):
     """"max": candidates per segment into ``counts``."""
     dummy_i = np.zeros(0, np.int64)
     dummy_f = np.zeros(0, np.float32)
-    nb = offsets.size - 1
-    for chunk in prange(nchunks):
-        for b in range(chunk * nb // nchunks, (chunk + 1) * nb // nchunks):
-            for i in range(offsets[b], offsets[b + 1]):
-                if end[i] >= 0:
-                    counts[i] = _visit_segment(i, end[i], 0, u, v, h, w, eps, _COUNT, False, dummy_i, 0, dummy_i,
-                                               dummy_i, dummy_f)
+    for i in range(offsets[b0], offsets[b1]):
+        if end[i] >= 0:
+            counts[i] = _visit_segment(i, end[i], 0, u, v, h, w, eps, _COUNT, False, dummy_i, 0, dummy_i, dummy_i,
+                                       dummy_f)
 
 
-@njit(parallel=True, cache=True)
-def _max_fill(u, v, end, offsets, h, w, eps, ptr, pixel, segment, alpha, pixel_order, nchunks):
+@njit(cache=True, nogil=True)
+def _max_fill(b0, b1, u, v, end, offsets, h, w, eps, ptr, pixel, segment, alpha, pixel_order):
     """"max": write every segment's candidates into its slice ``[ptr[i], ptr[i+1])``, then sort each sketch's
     entries by pixel (stable: by segment within a pixel) into ``pixel_order``."""
     dummy_i = np.zeros(0, np.int64)
-    nb = offsets.size - 1
-    for chunk in prange(nchunks):
-        for b in range(chunk * nb // nchunks, (chunk + 1) * nb // nchunks):
-            for i in range(offsets[b], offsets[b + 1]):
-                if end[i] >= 0:
-                    _visit_segment(i, end[i], b * h * w, u, v, h, w, eps, _WRITE, False, dummy_i, ptr[i], pixel,
-                                   segment, alpha)
-            lo, hi = ptr[offsets[b]], ptr[offsets[b + 1]]
-            pixel_order[lo:hi] = np.argsort(pixel[lo:hi], kind="mergesort") + lo
+    for b in range(b0, b1):
+        for i in range(offsets[b], offsets[b + 1]):
+            if end[i] >= 0:
+                _visit_segment(i, end[i], b * h * w, u, v, h, w, eps, _WRITE, False, dummy_i, ptr[i], pixel, segment,
+                               alpha)
+        lo, hi = ptr[offsets[b]], ptr[offsets[b + 1]]
+        pixel_order[lo:hi] = np.argsort(pixel[lo:hi], kind="mergesort") + lo
+
+
+# --- render -----------------------------------------------------------------------------------------------------
+
+@njit(cache=True, nogil=True)
+def _forward_last(e0, e1, pixel, segment, alpha, a, out):
+    """Eq. (1) into ``out`` (B*H*W, C) for entries [e0, e1); "last" has one entry per pixel: no write conflicts."""
+    c = a.shape[1]
+    last_point = a.shape[0] - 1
+    one = a.dtype.type(1)
+    for e in range(e0, e1):
+        s = segment[e]
+        n = min(s + 1, last_point)  # a dot on the very last point has no successor (its alpha is 0)
+        al = a.dtype.type(alpha[e])
+        p = pixel[e]
+        for ch in range(c):
+            out[p, ch] = (one - al) * a[s, ch] + al * a[n, ch]
+
+
+@njit(cache=True, nogil=True)
+def _forward_max(b0, b1, pixel, segment, alpha, pixel_order, ptr, offsets, a, out, wins):
+    """Per sketch, walk its entries in (pixel, segment) order; per pixel keep the largest value (ties: latest)."""
+    c = a.shape[1]
+    last_point = a.shape[0] - 1
+    one = a.dtype.type(1)
+    k, hi = ptr[offsets[b0]], ptr[offsets[b1]]
+    while k < hi:
+        p = pixel[pixel_order[k]]
+        group_end = k
+        while group_end < hi and pixel[pixel_order[group_end]] == p:
+            group_end += 1
+        for ch in range(c):
+            best_e = -1
+            best = a.dtype.type(0)
+            for q in range(k, group_end):
+                e = pixel_order[q]
+                s = segment[e]
+                al = a.dtype.type(alpha[e])
+                val = (one - al) * a[s, ch] + al * a[min(s + 1, last_point), ch]
+                if best_e < 0 or val >= best:
+                    best, best_e = val, e
+            out[p, ch] = best
+            wins[best_e, ch] = True
+        k = group_end
+
+
+@njit(cache=True, nogil=True)
+def _backward(b0, b1, pixel, segment, alpha, offsets, ptr, grad, wins, out):
+    """Eq. (3): each entry adds ``(1 - alpha) * grad`` to a_i and ``alpha * grad`` to a_{i+1}, entries in
+    (segment, pixel) order. Ranges are whole sketches (segments never cross them), so each point is summed in one
+    fixed order whatever the split. ``wins`` (E, C) masks non-winning "max" candidates (empty for "last")."""
+    masked = wins.shape[0] > 0
+    one = grad.dtype.type(1)
+    c = out.shape[1]
+    p0, p1 = offsets[b0], offsets[b1]
+    out[p0:p1, :] = 0
+    for e in range(ptr[p0], ptr[p1]):
+        s, px = segment[e], pixel[e]
+        al = grad.dtype.type(alpha[e])
+        to_next = al != 0 and s + 1 < p1  # a dot (alpha 0) has no second point
+        for ch in range(c):
+            if masked and not wins[e, ch]:
+                continue
+            g = grad[px, ch]
+            out[s, ch] += g * (one - al)
+            if to_next:
+                out[s + 1, ch] += g * al
+
+
+# --- parallel drivers: split [0, n) at ``bounds`` over numba's threads ------------------------------------------
+
+@njit(parallel=True, cache=True)
+def _last_entries_parallel(bounds, u, v, end, offsets, h, w, eps, counts, pixel, segment, alpha):
+    for k in prange(bounds.size - 1):
+        _last_entries(bounds[k], bounds[k + 1], u, v, end, offsets, h, w, eps, counts, pixel, segment, alpha)
+
+
+@njit(parallel=True, cache=True)
+def _compact_parallel(bounds, offsets, ptr, h, w, pixel, segment, alpha, out_pixel, out_segment, out_alpha):
+    for k in prange(bounds.size - 1):
+        _compact(bounds[k], bounds[k + 1], offsets, ptr, h, w, pixel, segment, alpha, out_pixel, out_segment,
+                 out_alpha)
+
+
+@njit(parallel=True, cache=True)
+def _max_count_parallel(bounds, u, v, end, offsets, h, w, eps, counts):
+    for k in prange(bounds.size - 1):
+        _max_count(bounds[k], bounds[k + 1], u, v, end, offsets, h, w, eps, counts)
+
+
+@njit(parallel=True, cache=True)
+def _max_fill_parallel(bounds, u, v, end, offsets, h, w, eps, ptr, pixel, segment, alpha, pixel_order):
+    for k in prange(bounds.size - 1):
+        _max_fill(bounds[k], bounds[k + 1], u, v, end, offsets, h, w, eps, ptr, pixel, segment, alpha, pixel_order)
+
+
+@njit(parallel=True, cache=True)
+def _forward_last_parallel(bounds, pixel, segment, alpha, a, out):
+    for k in prange(bounds.size - 1):
+        _forward_last(bounds[k], bounds[k + 1], pixel, segment, alpha, a, out)
+
+
+@njit(parallel=True, cache=True)
+def _forward_max_parallel(bounds, pixel, segment, alpha, pixel_order, ptr, offsets, a, out, wins):
+    for k in prange(bounds.size - 1):
+        _forward_max(bounds[k], bounds[k + 1], pixel, segment, alpha, pixel_order, ptr, offsets, a, out, wins)
+
+
+@njit(parallel=True, cache=True)
+def _backward_parallel(bounds, pixel, segment, alpha, offsets, ptr, grad, wins, out):
+    for k in prange(bounds.size - 1):
+        _backward(bounds[k], bounds[k + 1], pixel, segment, alpha, offsets, ptr, grad, wins, out)
+
+
+# Below these sizes one thread is faster than waking others (tests lower them to exercise the drivers).
+PARALLEL_MIN_POINTS = 20_000  # geometry
+PARALLEL_MIN_ENTRIES = 1 << 20  # render: entries x channels
+
+
+def _run(serial, parallel, n: int, big: bool, *args) -> None:
+    """``serial(0, n, *args)``, or ``parallel`` over numba's threads for ``big`` jobs in the main process."""
+    threads = min(n, get_num_threads())
+    if not big or threads < 2 or multiprocessing.parent_process() is not None:
+        serial(0, n, *args)
+    else:
+        parallel(np.linspace(0, n, threads + 1).astype(np.int64), *args)
 
 
 def geometry(points: torch.Tensor, offsets: torch.Tensor, size, eps: float, overlap: str) -> Geometry:
@@ -144,7 +267,7 @@ def geometry(points: torch.Tensor, offsets: torch.Tensor, size, eps: float, over
     p, b = points.shape[0], offsets.numel() - 1
     u, v, end = (t.numpy() for t in segment_ends(points, offsets, size))
     offs = offsets.to(torch.int64).numpy()
-    nchunks = max(1, min(b, get_num_threads()))
+    big = p >= PARALLEL_MIN_POINTS
     pixel_type = np.int32 if index_dtype(b * h * w) == torch.int32 else np.int64
     segment_type = np.int32 if index_dtype(p) == torch.int32 else np.int64
     counts = np.zeros(p, np.int64)
@@ -152,109 +275,23 @@ def geometry(points: torch.Tensor, offsets: torch.Tensor, size, eps: float, over
     if overlap == "last":
         # written at b*H*W first (only the touched pages of these buffers are ever mapped), then compacted
         spread = (np.empty(b * h * w, pixel_type), np.empty(b * h * w, segment_type), np.empty(b * h * w, np.float32))
-        _last_entries(u, v, end, offs, h, w, eps, counts, *spread, nchunks)
+        _run(_last_entries, _last_entries_parallel, b, big, u, v, end, offs, h, w, eps, counts, *spread)
         np.cumsum(counts, out=ptr[1:])
         e = int(ptr[-1])
         pixel, segment, alpha = np.empty(e, pixel_type), np.empty(e, segment_type), np.empty(e, np.float32)
-        _compact(offs, ptr, h, w, *spread, pixel, segment, alpha)
+        _run(_compact, _compact_parallel, b, big, offs, ptr, h, w, *spread, pixel, segment, alpha)
         order = None
     else:
-        _max_count(u, v, end, offs, h, w, eps, counts, nchunks)
+        _run(_max_count, _max_count_parallel, b, big, u, v, end, offs, h, w, eps, counts)
         np.cumsum(counts, out=ptr[1:])
         e = int(ptr[-1])
         pixel, segment, alpha = np.empty(e, pixel_type), np.empty(e, segment_type), np.empty(e, np.float32)
         pixel_order = np.empty(e, np.int64)
-        _max_fill(u, v, end, offs, h, w, eps, ptr, pixel, segment, alpha, pixel_order, nchunks)
+        _run(_max_fill, _max_fill_parallel, b, big, u, v, end, offs, h, w, eps, ptr, pixel, segment, alpha,
+             pixel_order)
         order = torch.from_numpy(pixel_order).to(index_dtype(e))
     return Geometry((h, w), eps, overlap, offsets.to(torch.int64), torch.from_numpy(pixel), torch.from_numpy(segment),
                     torch.from_numpy(alpha), torch.from_numpy(ptr), order)
-
-
-_PARALLEL_MIN_WORK = 1 << 18  # entry-channels (render) below which one thread is faster than waking others
-
-
-@contextmanager
-def _threads(work: int):
-    """Run numba kernels inside with all threads for big ``work``, with one thread otherwise."""
-    saved = get_num_threads()
-    set_num_threads(saved if work >= _PARALLEL_MIN_WORK else 1)
-    try:
-        yield get_num_threads()
-    finally:
-        set_num_threads(saved)
-
-
-@njit(parallel=True, cache=True)
-def _forward_last(pixel, segment, alpha, a, out, nchunks):
-    """Eq. (1) into ``out`` (B*H*W, C); "last" has one entry per pixel, so chunks never write the same place."""
-    e_total, c = pixel.size, a.shape[1]
-    last_point = a.shape[0] - 1
-    one = a.dtype.type(1)
-    for chunk in prange(nchunks):
-        for e in range(chunk * e_total // nchunks, (chunk + 1) * e_total // nchunks):
-            s = segment[e]
-            n = min(s + 1, last_point)
-            al = a.dtype.type(alpha[e])
-            p = pixel[e]
-            for ch in range(c):
-                out[p, ch] = (one - al) * a[s, ch] + al * a[n, ch]
-
-
-@njit(parallel=True, cache=True)
-def _forward_max(pixel, segment, alpha, pixel_order, ptr, offsets, a, out, wins, nchunks):
-    """Per sketch, walk its entries in (pixel, segment) order; per pixel keep the largest value (ties: latest)."""
-    c = a.shape[1]
-    last_point = a.shape[0] - 1
-    one = a.dtype.type(1)
-    nb = offsets.size - 1
-    for chunk in prange(nchunks):
-        for b in range(chunk * nb // nchunks, (chunk + 1) * nb // nchunks):
-            lo, hi = ptr[offsets[b]], ptr[offsets[b + 1]]
-            k = lo
-            while k < hi:
-                p = pixel[pixel_order[k]]
-                g_end = k
-                while g_end < hi and pixel[pixel_order[g_end]] == p:
-                    g_end += 1
-                for ch in range(c):
-                    best_e = -1
-                    best = a.dtype.type(0)
-                    for q in range(k, g_end):
-                        e = pixel_order[q]
-                        s = segment[e]
-                        al = a.dtype.type(alpha[e])
-                        val = (one - al) * a[s, ch] + al * a[min(s + 1, last_point), ch]
-                        if best_e < 0 or val >= best:
-                            best, best_e = val, e
-                    out[p, ch] = best
-                    wins[best_e, ch] = True
-                k = g_end
-
-
-@njit(parallel=True, cache=True)
-def _backward(pixel, segment, alpha, offsets, ptr, grad, wins, out, nchunks):
-    """Eq. (3): each entry adds ``(1 - alpha) * grad`` to a_i and ``alpha * grad`` to a_{i+1}, entries in
-    (segment, pixel) order. Chunks are whole sketches (segments never cross them), so each point is summed by one
-    thread in one fixed order whatever the number of threads. ``wins`` (E, C) masks non-winning "max" candidates
-    (empty for "last")."""
-    masked = wins.shape[0] > 0
-    one = grad.dtype.type(1)
-    c = out.shape[1]
-    nb = offsets.size - 1
-    for chunk in prange(nchunks):
-        p0, p1 = offsets[chunk * nb // nchunks], offsets[(chunk + 1) * nb // nchunks]
-        out[p0:p1, :] = 0
-        for e in range(ptr[p0], ptr[p1]):
-            s, px = segment[e], pixel[e]
-            al = grad.dtype.type(alpha[e])
-            to_next = al != 0 and s + 1 < p1  # a dot (alpha 0) has no second point
-            for ch in range(c):
-                if masked and not wins[e, ch]:
-                    continue
-                g = grad[px, ch]
-                out[s, ch] += g * (one - al)
-                if to_next:
-                    out[s + 1, ch] += g * al
 
 
 def forward(geo: Geometry, intensities: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -262,21 +299,22 @@ def forward(geo: Geometry, intensities: torch.Tensor) -> tuple[torch.Tensor, tor
     a = intensities.detach().contiguous()
     c = a.shape[1]
     out = torch.zeros(geo.batch_size * h * w, c, dtype=a.dtype)
-    args = (geo.pixel.numpy(), geo.segment.numpy(), geo.alpha.numpy())
-    with _threads(geo.num_entries * c) as nchunks:
-        if geo.overlap == "last":
-            _forward_last(*args, a.numpy(), out.numpy(), nchunks)
-            return out, None
-        wins = torch.zeros(geo.num_entries, c, dtype=torch.bool)
-        _forward_max(*args, geo.pixel_order.numpy(), geo.segment_ptr.numpy(), geo.offsets.numpy(), a.numpy(),
-                     out.numpy(), wins.numpy(), min(nchunks, max(1, geo.batch_size)))
+    big = geo.num_entries * c >= PARALLEL_MIN_ENTRIES
+    if geo.overlap == "last":
+        _run(_forward_last, _forward_last_parallel, geo.num_entries, big, geo.pixel.numpy(), geo.segment.numpy(),
+             geo.alpha.numpy(), a.numpy(), out.numpy())
+        return out, None
+    wins = torch.zeros(geo.num_entries, c, dtype=torch.bool)
+    _run(_forward_max, _forward_max_parallel, geo.batch_size, big, geo.pixel.numpy(), geo.segment.numpy(),
+         geo.alpha.numpy(), geo.pixel_order.numpy(), geo.segment_ptr.numpy(), geo.offsets.numpy(), a.numpy(),
+         out.numpy(), wins.numpy())
     return out, wins
 
 
 def backward(geo: Geometry, grad: torch.Tensor, wins: torch.Tensor | None) -> torch.Tensor:
     out = torch.empty(geo.num_points, grad.shape[1], dtype=grad.dtype)
     mask = wins if wins is not None else torch.zeros(0, 1, dtype=torch.bool)
-    with _threads(geo.num_entries * grad.shape[1]) as nchunks:
-        _backward(geo.pixel.numpy(), geo.segment.numpy(), geo.alpha.numpy(), geo.offsets.numpy(),
-                  geo.segment_ptr.numpy(), grad.numpy(), mask.numpy(), out.numpy(), min(nchunks, max(1, geo.batch_size)))
+    _run(_backward, _backward_parallel, geo.batch_size, geo.num_entries * grad.shape[1] >= PARALLEL_MIN_ENTRIES,
+         geo.pixel.numpy(), geo.segment.numpy(), geo.alpha.numpy(), geo.offsets.numpy(), geo.segment_ptr.numpy(),
+         grad.numpy(), mask.numpy(), out.numpy())
     return out
