@@ -37,3 +37,33 @@ def test_train_on_a_missing_store_is_one_line(tmp_path):
     proc = r2cnn("train", "--preset", "cpu-r2cnn", "--data", tmp_path / "nope", "--out", tmp_path / "run")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+@pytest.mark.slow
+def test_bench_train_reports_both_models_and_the_loader(tmp_path):
+    import json
+
+    out = tmp_path / "bench.json"
+    proc = r2cnn("bench", "train", "--preset", "cpu-r2cnn", "--steps", 2, "--warmup", 1, "--batch-size", 4,
+                 "--workers", 0, "--json", out)
+    assert proc.returncode == 0, proc.stderr
+    assert "R2CNN step =" in proc.stdout and "loader" in proc.stdout
+    result = json.loads(out.read_text())
+    assert result["twin"] == "cpu-cnn"
+    assert set(result["models"]) == {"R2CNN", "CNN-only"}
+    for m in result["models"].values():
+        assert m["step_ms_median"] > 0 and m["sketches_per_s"] > 0
+    assert result["r2cnn_over_cnn_step_time"] == pytest.approx(
+        result["models"]["R2CNN"]["step_ms_median"] / result["models"]["CNN-only"]["step_ms_median"])
+    assert result["loader"]["sketches_per_s"] > 0
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end_and_reruns(tmp_path):
+    for _ in range(2):  # the second run finds the store up to date and retrains
+        proc = r2cnn("demo", "--out", tmp_path, "--minutes", 0.2, "--per-class", 20, "--workers", 0)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "up to date" in proc.stdout
+    assert "| R2CNN" in proc.stdout and "| CNN-only" in proc.stdout
+    report = (tmp_path / "report.md").read_text()
+    assert "test top-1" in report and (tmp_path / "r2cnn" / "best.pt").exists() and (tmp_path / "cnn" / "best.pt").exists()

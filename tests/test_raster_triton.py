@@ -14,7 +14,7 @@ if not CUDA:
 pytest.importorskip("triton")
 import r2cnn.raster as R  # noqa: E402
 from test_raster import (FAST_CASES, SLOW_CASES, assert_same_geometry, batch_of, check_backend,  # noqa: E402
-                         random_sketches, render_and_grad)
+                         random_sketches, real_batch, render_and_grad)  # noqa: F401 (real_batch: a fixture)
 
 DEVICE = "cuda" if CUDA else "cpu"
 if not CUDA and "r2cnn.raster.triton_kernels" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1":
@@ -42,12 +42,6 @@ def test_triton_matches_reference_gpu(real_batch, size, eps, channels, overlap):
 @pytest.mark.parametrize("size,eps,channels,overlap", SLOW_CASES)
 def test_triton_matches_reference_gpu_all(real_batch, size, eps, channels, overlap):
     check_backend(real_batch, size, eps, channels, overlap, "triton", DEVICE)
-
-
-@pytest.fixture(scope="module")
-def real_batch(shared_data):
-    from r2cnn.bench.raster import sample_sketches
-    return batch_of(sample_sketches(48, shared_data / "quickdraw" / "qd5" / "valid"))
 
 
 @pytest.mark.parametrize("overlap", ["last", "max"])

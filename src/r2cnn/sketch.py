@@ -9,10 +9,12 @@ into [-1, 1]^2 (y still down), which is what :mod:`r2cnn.raster` draws.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -104,6 +106,8 @@ class SketchBatch:
     @classmethod
     def from_sketches(cls, sketches: Sequence[Sketch], labels: Sequence[int] | None = None) -> "SketchBatch":
         """Pack already-normalised sketches. ``labels`` default to each sketch's integer label (or -1)."""
+        import torch  # imported here so that reading and converting files does not load torch
+
         pts = [s.points for s in sketches]
         lengths = np.array([len(p) for p in pts], np.int64)
         offsets = np.zeros(len(pts) + 1, np.int64)

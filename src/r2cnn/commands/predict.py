@@ -41,7 +41,7 @@ def run(args) -> int:
     for sketch, top in zip(sketches, results):
         if args.json:
             print(json.dumps({"source": _where(sketch), "label": sketch.label,
-                              "top": [{"class": c, "probability": p} for c, p in top]}))
+                              "top": [{"class": c, "probability": p} for c, p in top]}, default=str))
         else:
             print(f"{_where(sketch)}: " + ", ".join(f"{c} {p:.3f}" for c, p in top))
     if policy.skipped:

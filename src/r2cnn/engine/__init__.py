@@ -1,0 +1,14 @@
+"""Training, evaluation, prediction, checkpoints and distributed training (DESIGN.md "Engine").
+
+- :mod:`r2cnn.engine.train`: ``train(TrainOptions(...))``, the loop behind ``r2cnn train`` (DDP under torchrun).
+- :mod:`r2cnn.engine.evaluate`: ``evaluate_model`` (metrics over a loader), ``evaluate_checkpoint`` (the report of
+  ``r2cnn evaluate``: top-1/top-5, per class, confusion matrix, partial sketches).
+- :mod:`r2cnn.engine.predict`: ``Predictor(checkpoint).predict(sketch) -> [(class, probability), ...]``.
+- :mod:`r2cnn.engine.checkpoint`: atomic ``save_atomic``, ``load_checkpoint`` (``weights_only=True``), RNG states.
+- :mod:`r2cnn.engine.distributed`: process group set-up, all-reduce, synchronised batch norm on CPU and GPU.
+- :mod:`r2cnn.engine.metrics`, :mod:`r2cnn.engine.log` (JSONL + optional TensorBoard),
+  :mod:`r2cnn.engine.report` (confusion-matrix PNG, tables), :mod:`r2cnn.engine.factory` (model and transforms
+  from a run's config).
+
+Submodules import torch; this package itself imports nothing, so ``import r2cnn`` stays light.
+"""

@@ -159,9 +159,6 @@ class NonFiniteLoss(R2CNNError):
 
 def train(opts: TrainOptions) -> dict:
     """Run (or resume) a training run into ``opts.out``; returns the final validation summary and paths."""
-    from r2cnn.data.loader import make_loader
-    from r2cnn.data.store import SketchStore
-
     run_dir = Path(opts.out)
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
     ckpt = None
@@ -174,12 +171,18 @@ def train(opts: TrainOptions) -> dict:
         config = make_config(opts)
     info, device = dist_utils.init_distributed(opts.device)
     try:
-        return _train(opts, config, ckpt, info, device, run_dir, last_path, best_path, SketchStore, make_loader)
+        if ckpt is not None and ckpt["extra"]["world_size"] != info.world_size:
+            raise R2CNNError(f"--resume: {last_path} was written by {ckpt['extra']['world_size']} processes; resume "
+                             f"it with the same number (the position in the epoch depends on it)")
+        return _train(opts, config, ckpt, info, device, run_dir, last_path, best_path)
     finally:
         dist_utils.cleanup()
 
 
-def _train(opts, config, ckpt, info, device, run_dir, last_path, best_path, SketchStore, make_loader) -> dict:
+def _train(opts, config, ckpt, info, device, run_dir, last_path, best_path) -> dict:
+    from r2cnn.data.loader import make_loader
+    from r2cnn.data.store import SketchStore
+
     seed_everything(config["seed"])
     store = SketchStore(opts.data)
     classes = list(store.classes)
@@ -211,6 +214,9 @@ def _train(opts, config, ckpt, info, device, run_dir, last_path, best_path, Sket
         # an epoch (or a validation pass) does not shift the dropout stream: needed for exact resume.
         # Augmentation is seeded from (seed, epoch, index) by the loader, not from the base seed.
         loader.generator = torch.Generator().manual_seed(config["seed"])
+    if len(store.indices("valid", fold=config.get("fold"))) == 0:
+        raise R2CNNError(f"{opts.data}: the validation split is empty; best.pt is chosen on it (prepare the store "
+                         f"with a validation part, e.g. --split-sizes TRAIN,VALID,TEST)")
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
         raise R2CNNError(f"{opts.data}: the train split has fewer sketches than one global batch "
@@ -261,6 +267,8 @@ def _train(opts, config, ckpt, info, device, run_dir, last_path, best_path, Sket
     stopped_by = "steps"
     epoch = start_epoch
     for epoch in range(start_epoch, epochs):
+        if step >= total_steps:  # resuming a run that already finished
+            break
         train_loader.batch_sampler.set_epoch(epoch)
         if batch_in_epoch:
             train_loader.batch_sampler.skip(batch_in_epoch)
@@ -274,7 +282,9 @@ def _train(opts, config, ckpt, info, device, run_dir, last_path, best_path, Sket
             log.close()
             raise
         epoch_done = batch_in_epoch == steps_per_epoch
-        metrics = evaluate_model(model, valid_loader, len(classes), device, dtype,
+        # The bare module, not the DDP wrapper: ranks may hold different numbers of validation batches, and
+        # DDP's forward would try to broadcast buffers in lockstep. The counts are all-reduced afterwards.
+        metrics = evaluate_model(bare, valid_loader, len(classes), device, dtype,
                                  desc=f"valid {epoch}", progress=opts.progress if info.is_main else False)
         summary = metrics.summary()
         log.write("valid", step=step, epoch=epoch, **summary)

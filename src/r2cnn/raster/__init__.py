@@ -24,7 +24,8 @@ only (eq. 3). Every backend returns the same pixels, deterministically.
 
 Backends: ``"reference"`` (plain PyTorch, slow; the oracle), ``"cpu"`` (numba, parallel over sketches),
 ``"triton"`` (CUDA tensors in, CUDA tensors out); ``"auto"`` picks ``"triton"`` for CUDA tensors, else ``"cpu"``.
-Images come back as ``(B, C, H, W)`` views of ``(B, H, W, C)`` memory (``torch.channels_last``).
+Images come back as ``(B, C, H, W)`` views of ``(B, H, W, C)`` memory (``torch.channels_last``), in the
+intensities' dtype (float16/bfloat16 are computed in float32).
 """
 
 from __future__ import annotations
@@ -80,7 +81,11 @@ def render(geo: Geometry, intensities: torch.Tensor, backend: str = "auto") -> t
         raise R2CNNError(f"raster: intensities must be (P={geo.num_points}, C), got {tuple(intensities.shape)}")
     if geo.device != intensities.device:
         geo = geo.to(intensities.device)
-    return RenderFunction.apply(intensities, geo, _backend(backend, intensities.device))
+    kernels = _backend(backend, intensities.device)
+    if intensities.dtype in (torch.float32, torch.float64):
+        return RenderFunction.apply(intensities, geo, kernels)
+    # half precision (autocast): the kernels work in float32; autograd follows the casts
+    return RenderFunction.apply(intensities.float(), geo, kernels).to(intensities.dtype)
 
 
 def rasterize(points: torch.Tensor, offsets: torch.Tensor, intensities: torch.Tensor, size, eps: float = 1.0,

@@ -1,4 +1,4 @@
-"""CPU backend: numba kernels over ranges of sketches (or entries), run on one thread or split over numba's.
+"""CPU backend: numba kernels over ranges of sketches, run on the calling thread or split over numba's threads.
 
 Geometry visits, per segment, only the pixels near it: row by row, the columns within ``eps`` (+ slack) of the
 part of the segment that is within ``eps`` of the row, then applies the exact coverage test of
@@ -138,26 +138,33 @@ def _max_fill(b0, b1, u, v, end, offsets, h, w, eps, ptr, pixel, segment, alpha,
 # --- render -----------------------------------------------------------------------------------------------------
 
 @njit(cache=True, nogil=True)
-def _forward_last(e0, e1, pixel, segment, alpha, a, out):
-    """Eq. (1) into ``out`` (B*H*W, C) for entries [e0, e1); "last" has one entry per pixel: no write conflicts."""
+def _forward_last(b0, b1, pixel, segment, alpha, ptr, offsets, a, out):
+    """Eq. (1) into ``out`` (B*H*W, C, uninitialised) for sketches [b0, b1): zero a sketch's image, then write its
+    entries while that image is still in cache ("last" has one entry per pixel: no write conflicts)."""
     c = a.shape[1]
+    hw = out.shape[0] // (offsets.size - 1)
     last_point = a.shape[0] - 1
     one = a.dtype.type(1)
-    for e in range(e0, e1):
-        s = segment[e]
-        n = min(s + 1, last_point)  # a dot on the very last point has no successor (its alpha is 0)
-        al = a.dtype.type(alpha[e])
-        p = pixel[e]
-        for ch in range(c):
-            out[p, ch] = (one - al) * a[s, ch] + al * a[n, ch]
+    for b in range(b0, b1):
+        out[b * hw:(b + 1) * hw, :] = 0
+        for e in range(ptr[offsets[b]], ptr[offsets[b + 1]]):
+            s = segment[e]
+            n = min(s + 1, last_point)  # a dot on the very last point has no successor (its alpha is 0)
+            al = a.dtype.type(alpha[e])
+            p = pixel[e]
+            for ch in range(c):
+                out[p, ch] = (one - al) * a[s, ch] + al * a[n, ch]
 
 
 @njit(cache=True, nogil=True)
 def _forward_max(b0, b1, pixel, segment, alpha, pixel_order, ptr, offsets, a, out, wins):
-    """Per sketch, walk its entries in (pixel, segment) order; per pixel keep the largest value (ties: latest)."""
+    """Per sketch, walk its entries in (pixel, segment) order; per pixel keep the largest value (ties: latest).
+    ``out`` (B*H*W, C) is uninitialised: each sketch's image is zeroed first."""
     c = a.shape[1]
     last_point = a.shape[0] - 1
     one = a.dtype.type(1)
+    hw = out.shape[0] // (offsets.size - 1)
+    out[b0 * hw:b1 * hw, :] = 0
     k, hi = ptr[offsets[b0]], ptr[offsets[b1]]
     while k < hi:
         p = pixel[pixel_order[k]]
@@ -180,26 +187,30 @@ def _forward_max(b0, b1, pixel, segment, alpha, pixel_order, ptr, offsets, a, ou
 
 
 @njit(cache=True, nogil=True)
-def _backward(b0, b1, pixel, segment, alpha, offsets, ptr, grad, wins, out):
-    """Eq. (3): each entry adds ``(1 - alpha) * grad`` to a_i and ``alpha * grad`` to a_{i+1}, entries in
-    (segment, pixel) order. Ranges are whole sketches (segments never cross them), so each point is summed in one
-    fixed order whatever the split. ``wins`` (E, C) masks non-winning "max" candidates (empty for "last")."""
+def _backward(b0, b1, pixel, alpha, offsets, ptr, grad, wins, out):
+    """Eq. (3) segment by segment: the segment from point i sums ``(1 - alpha) * grad`` over its entries for a_i and
+    ``alpha * grad`` for a_{i+1}, in registers, in entry order. Ranges are whole sketches (segments never cross
+    them), so every point is summed in one fixed order whatever the split. ``wins`` (E, C) masks non-winning "max"
+    candidates (empty for "last")."""
     masked = wins.shape[0] > 0
-    one = grad.dtype.type(1)
+    one, zero = grad.dtype.type(1), grad.dtype.type(0)
     c = out.shape[1]
     p0, p1 = offsets[b0], offsets[b1]
     out[p0:p1, :] = 0
-    for e in range(ptr[p0], ptr[p1]):
-        s, px = segment[e], pixel[e]
-        al = grad.dtype.type(alpha[e])
-        to_next = al != 0 and s + 1 < p1  # a dot (alpha 0) has no second point
-        for ch in range(c):
-            if masked and not wins[e, ch]:
-                continue
-            g = grad[px, ch]
-            out[s, ch] += g * (one - al)
-            if to_next:
-                out[s + 1, ch] += g * al
+    for i in range(p0, p1):
+        lo, hi = ptr[i], ptr[i + 1]
+        for ch in range(c if hi > lo else 0):
+            own, following = zero, zero
+            for e in range(lo, hi):
+                if masked and not wins[e, ch]:
+                    continue
+                g = grad[pixel[e], ch]
+                al = grad.dtype.type(alpha[e])
+                own += g * (one - al)
+                following += g * al
+            out[i, ch] += own
+            if i + 1 < p1:  # a dot on a sketch's last point adds its zero `following` nowhere
+                out[i + 1, ch] += following
 
 
 # --- parallel drivers: split [0, n) at ``bounds`` over numba's threads ------------------------------------------
@@ -230,9 +241,9 @@ def _max_fill_parallel(bounds, u, v, end, offsets, h, w, eps, ptr, pixel, segmen
 
 
 @njit(parallel=True, cache=True)
-def _forward_last_parallel(bounds, pixel, segment, alpha, a, out):
+def _forward_last_parallel(bounds, pixel, segment, alpha, ptr, offsets, a, out):
     for k in prange(bounds.size - 1):
-        _forward_last(bounds[k], bounds[k + 1], pixel, segment, alpha, a, out)
+        _forward_last(bounds[k], bounds[k + 1], pixel, segment, alpha, ptr, offsets, a, out)
 
 
 @njit(parallel=True, cache=True)
@@ -242,9 +253,9 @@ def _forward_max_parallel(bounds, pixel, segment, alpha, pixel_order, ptr, offse
 
 
 @njit(parallel=True, cache=True)
-def _backward_parallel(bounds, pixel, segment, alpha, offsets, ptr, grad, wins, out):
+def _backward_parallel(bounds, pixel, alpha, offsets, ptr, grad, wins, out):
     for k in prange(bounds.size - 1):
-        _backward(bounds[k], bounds[k + 1], pixel, segment, alpha, offsets, ptr, grad, wins, out)
+        _backward(bounds[k], bounds[k + 1], pixel, alpha, offsets, ptr, grad, wins, out)
 
 
 # Below these sizes one thread is faster than waking others (tests lower them to exercise the drivers).
@@ -298,11 +309,13 @@ def forward(geo: Geometry, intensities: torch.Tensor) -> tuple[torch.Tensor, tor
     h, w = geo.size
     a = intensities.detach().contiguous()
     c = a.shape[1]
-    out = torch.zeros(geo.batch_size * h * w, c, dtype=a.dtype)
+    out = torch.empty(geo.batch_size * h * w, c, dtype=a.dtype)
+    if geo.batch_size == 0:
+        return out, None if geo.overlap == "last" else torch.zeros(0, c, dtype=torch.bool)
     big = geo.num_entries * c >= PARALLEL_MIN_ENTRIES
     if geo.overlap == "last":
-        _run(_forward_last, _forward_last_parallel, geo.num_entries, big, geo.pixel.numpy(), geo.segment.numpy(),
-             geo.alpha.numpy(), a.numpy(), out.numpy())
+        _run(_forward_last, _forward_last_parallel, geo.batch_size, big, geo.pixel.numpy(), geo.segment.numpy(),
+             geo.alpha.numpy(), geo.segment_ptr.numpy(), geo.offsets.numpy(), a.numpy(), out.numpy())
         return out, None
     wins = torch.zeros(geo.num_entries, c, dtype=torch.bool)
     _run(_forward_max, _forward_max_parallel, geo.batch_size, big, geo.pixel.numpy(), geo.segment.numpy(),
@@ -315,6 +328,6 @@ def backward(geo: Geometry, grad: torch.Tensor, wins: torch.Tensor | None) -> to
     out = torch.empty(geo.num_points, grad.shape[1], dtype=grad.dtype)
     mask = wins if wins is not None else torch.zeros(0, 1, dtype=torch.bool)
     _run(_backward, _backward_parallel, geo.batch_size, geo.num_entries * grad.shape[1] >= PARALLEL_MIN_ENTRIES,
-         geo.pixel.numpy(), geo.segment.numpy(), geo.alpha.numpy(), geo.offsets.numpy(), geo.segment_ptr.numpy(),
-         grad.numpy(), mask.numpy(), out.numpy())
+         geo.pixel.numpy(), geo.alpha.numpy(), geo.offsets.numpy(), geo.segment_ptr.numpy(), grad.numpy(),
+         mask.numpy(), out.numpy())
     return out

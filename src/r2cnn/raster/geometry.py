@@ -117,9 +117,11 @@ class Geometry:
     - ``overlap="max"``: every (pixel, segment) pair within ``eps``; ``pixel_order`` ``(E,)`` lists the entries
       sorted by (pixel, segment), so the candidates of one pixel are consecutive.
 
-    Entries are sorted by (segment, pixel); ``segment_ptr`` ``(P+1,)`` int64 is the CSR over points: entries of
-    segments starting at point ``i`` are ``[segment_ptr[i], segment_ptr[i+1])``. It makes the backward pass (eq. 3)
-    a fixed-order sum per point, hence deterministic on any number of threads.
+    Entries are sorted by (segment, pixel), so every backend returns the same tensors; ``segment_ptr`` ``(P+1,)``
+    int64 is the CSR over points: entries of the segment starting at point ``i`` are
+    ``[segment_ptr[i], segment_ptr[i+1])`` (sketch b's entries: ``[segment_ptr[offsets[b]], segment_ptr[offsets[b+1]])``).
+    It makes the backward pass (eq. 3) a fixed-order sum per point, hence deterministic on any number of threads.
+    Size: 12 bytes per entry (16 for "max"), 8 per point; about 1 MB for 48 QuickDraw sketches at 224x224.
     """
 
     size: tuple[int, int]
