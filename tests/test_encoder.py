@@ -110,7 +110,8 @@ def test_attention_encoder_shape_range_and_channels():
 
 @pytest.mark.slow
 def test_flipped_bilstm_is_faster_than_packed_on_cpu():
-    """Speed claim of DESIGN.md ("Performance rules"); prints the ratio. Noisy on a loaded machine."""
+    """Speed claim of DESIGN.md ("Performance rules"); prints the ratio of the fastest steps (other processes only
+    add time, so minima are the least noisy estimate on a shared machine)."""
     torch.manual_seed(0)
     lengths = torch.randint(10, 120, (64,))
     batch = _batch(lengths.tolist())
@@ -130,6 +131,6 @@ def test_flipped_bilstm_is_faster_than_packed_on_cpu():
     for _ in range(5):
         t_ref.append(step(lambda xx: _packed_reference(ref, xx, batch.offsets)))
         t_mine.append(step(lambda xx: mine(xx, PackedLayout.from_offsets(batch.offsets))))
-    ratio = sorted(t_ref)[2] / sorted(t_mine)[2]
+    ratio = min(t_ref) / min(t_mine)
     print(f"packed nn.LSTM / flipped BiLSTM step time: {ratio:.2f}x")
     assert ratio > 1.2

@@ -82,7 +82,8 @@ def test_presets_command_lists_every_preset(capsys):
 @pytest.mark.slow
 def test_cpu_r2cnn_step_close_to_its_cnn_twin():
     """Issue 4 goal: the R2CNN step at most ~1.3x the CNN-only step of the same backbone on CPU (batch 64 of
-    QuickDraw-like sketches, geometry precomputed as the loader does). Interleaved steps, median ratio."""
+    QuickDraw-like sketches, geometry precomputed as the loader does). Interleaved steps; the fastest step of each
+    (other processes only ever add time, so the minimum is the least noisy estimate on a shared machine)."""
     if os.environ.get("MALLOC_MMAP_THRESHOLD_") is None:
         pytest.skip("run with MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_ set (DESIGN.md performance rules)")
     from r2cnn import raster
@@ -107,6 +108,6 @@ def test_cpu_r2cnn_step_close_to_its_cnn_twin():
             loss.backward()
             opt.step()
             times[name].append(time.perf_counter() - t)
-    ratio = sorted(times["cpu-r2cnn"][2:])[3] / sorted(times["cpu-cnn"][2:])[3]
+    ratio = min(times["cpu-r2cnn"][2:]) / min(times["cpu-cnn"][2:])
     print(f"cpu-r2cnn / cpu-cnn step time: {ratio:.2f}")
     assert ratio < 1.4

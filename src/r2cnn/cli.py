@@ -78,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("r2cnn: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `r2cnn presets | head`: the reader went away; stop quietly, as other Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from torch import nn
 
 from r2cnn.errors import R2CNNError
 from r2cnn.models.backbones import ResNetBackbone, SketchANet, create_backbone, torchvision_archs
