@@ -208,3 +208,17 @@ def test_predict_cli_and_python(trained, tmp_path):
     assert rows[0]["top"][0]["probability"] == pytest.approx(top[0][1], abs=1e-5)
     table = r2cnn("predict", "--checkpoint", out / "best.pt", path).stdout.splitlines()
     assert len(table) == 3 and table[0].startswith(f"{path}:")
+
+
+def test_kfold_store_trains_on_other_folds_and_evaluates_on_fold_k(tmp_path):
+    """TU-Berlin style 3-fold store: --fold K trains on the other folds; evaluate defaults to the same fold."""
+    from r2cnn.data.store import SketchStore, prepare
+    from r2cnn.engine.evaluate import evaluate_checkpoint
+    from r2cnn.engine.train import train
+
+    store_dir = tmp_path / "kfold"
+    prepare([], store_dir, builtin=30, folds=3, log=lambda *a: None, progress=False)
+    result = train(tiny_options(store_dir, tmp_path / "run", steps=2, fold=1))
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["config"]["fold"] == 1
+    report = evaluate_checkpoint(result["last"], str(store_dir), partial=(1.0,), progress=False)
+    assert report["fold"] == 1 and report["count"] == len(SketchStore(store_dir).indices("test", fold=1))

@@ -24,6 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, help="data-loader workers (default: the preset's)")
     p.add_argument("--data", help="a prepared store (default: built-in sketches in a temporary store)")
     p.add_argument("--device", default=None, choices=["cpu", "cuda"])
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's, one per core)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
 
 
@@ -31,7 +32,7 @@ def _step_fn(model, optimizer, device, dtype):
     import torch
     import torch.nn.functional as F
 
-    from r2cnn.engine.evaluate import autocast
+    from r2cnn.engine.precision import autocast
 
     def step(batch) -> float:
         if device.type == "cuda":
@@ -62,7 +63,8 @@ def run(args) -> int:
     from r2cnn.data.store import SketchStore, prepare
     from r2cnn.engine.factory import build_model, build_transform
     from r2cnn.engine.report import table
-    from r2cnn.engine.train import amp_dtype, build_optimizer
+    from r2cnn.engine.precision import amp_dtype
+    from r2cnn.engine.train import build_optimizer
     from r2cnn.errors import R2CNNError
     from r2cnn.presets import cnn_twin, get_preset
 
@@ -70,6 +72,11 @@ def run(args) -> int:
     if twin is None:
         raise R2CNNError(f"{args.preset!r} has no CNN-only twin preset to compare with (use an r2cnn preset, "
                          f"e.g. cpu-r2cnn or qd-r2cnn-resnet50)")
+    from r2cnn.engine.precision import flush_denormals
+
+    flush_denormals()  # as training does: both models are timed as they would train
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     configs = {"R2CNN": get_preset(args.preset), "CNN-only": get_preset(twin)}
     names = {"R2CNN": args.preset, "CNN-only": twin}

@@ -2,8 +2,8 @@
 
 1. Prepare the built-in sketches (:mod:`r2cnn.data.builtin`) into ``OUT/data`` (a no-op when up to date).
 2. Train the fast CPU presets ``cpu-r2cnn`` (Sketch-R2CNN: BiLSTM attention -> NLR -> CNN) and ``cpu-cnn``
-   (the same rasteriser and CNN with constant intensity), each for the same wall-clock budget, choosing the
-   best checkpoint on the validation split.
+   (the same rasteriser and CNN with constant intensity), each for the preset's epochs within the same
+   wall-clock budget, choosing the best checkpoint on the validation split.
 3. Evaluate both best checkpoints on the held-back test split and print a side-by-side table; the full
    reports (per class, confusion matrices, partial sketches) go to ``OUT/report.md`` and ``OUT/<model>/``.
 """
@@ -61,7 +61,8 @@ def run(args) -> int:
     rows, reports = [], {}
     for title, preset, folder in MODELS:
         run_dir = out / folder
-        print(f"\n== {title}: preset {preset}, {args.minutes / len(MODELS):.1f} min of training -> {run_dir}")
+        print(f"\n== {title}: preset {preset}, its epochs or {args.minutes / len(MODELS):.1f} min of training, "
+              f"whichever ends first -> {run_dir}")
         result = train(TrainOptions(preset=preset, data=str(out / "data"), out=str(run_dir), seed=args.seed,
                                     max_minutes=args.minutes / len(MODELS), device=args.device,
                                     workers=args.workers))
@@ -85,8 +86,8 @@ def run(args) -> int:
     report_md = out / "report.md"
     report_md.write_text(
         f"# r2cnn demo\n\nBuilt-in data ({len(store.classes)} classes, chance {chance:.1f} %), "
-        f"{args.minutes / len(MODELS):.1f} min of CPU training per model, test split of {reports['R2CNN']['count']} "
-        f"sketches. Partial sketches: {reports['R2CNN']['partial_rounding']}.\n\n{text}\n\n"
+        f"training per model: the preset's epochs or {args.minutes / len(MODELS):.1f} min, whichever ends first; "
+        f"test split of {reports['R2CNN']['count']} sketches. Partial sketches: {reports['R2CNN']['partial_rounding']}.\n\n{text}\n\n"
         + "".join(f"- {t}: checkpoint `{r['checkpoint']}`, confusion matrix `{r['confusion_png']}`\n"
                   for t, r in reports.items()))
     print(f"\n{text}\n")

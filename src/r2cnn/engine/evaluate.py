@@ -10,24 +10,18 @@ as a recogniser sees a drawing in progress.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 
 import torch
 
 from r2cnn.engine.metrics import ClassificationMetrics
+from r2cnn.engine.precision import amp_dtype, autocast, flush_denormals
+from r2cnn.errors import R2CNNError
 from r2cnn.sketch import Sketch
 
 PARTIAL_FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 PARTIAL_ROUNDING = "first max(1, ceil(f * strokes)) strokes of each sketch, renormalised"
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None):
-    """Mixed precision on CUDA when ``dtype`` is bf16/fp16; a no-op context otherwise."""
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
 
 
 @torch.no_grad()
@@ -81,8 +75,8 @@ def evaluate_checkpoint(checkpoint: str, data: str, *, split: str = "test", fold
     from r2cnn.data.loader import make_loader
     from r2cnn.data.store import SketchStore
     from r2cnn.engine.factory import build_transform, load_model
-    from r2cnn.errors import R2CNNError
 
+    flush_denormals()
     dev = torch.device(device)
     model, ckpt = load_model(checkpoint, dev)
     config, classes = ckpt["config"], list(ckpt["classes"])
@@ -92,8 +86,6 @@ def evaluate_checkpoint(checkpoint: str, data: str, *, split: str = "test", fold
                          f"{len(classes)} classes, or another order)")
     if fold is None:
         fold = config.get("fold")
-    from r2cnn.engine.train import amp_dtype
-
     dtype = amp_dtype(config, dev)
     eval_transform = build_transform(config, train=False)
     batch_size = int(batch_size or config.get("batch_size") or 64)

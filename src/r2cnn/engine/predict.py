@@ -23,7 +23,9 @@ class Predictor:
 
     def __init__(self, checkpoint: str, device: str | torch.device = "cpu"):
         from r2cnn.engine.factory import build_transform, load_model
+        from r2cnn.engine.precision import flush_denormals
 
+        flush_denormals()
         self.device = torch.device(device)
         self.model, ckpt = load_model(checkpoint, self.device)
         self.classes: list[str] = list(ckpt["classes"])

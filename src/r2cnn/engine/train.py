@@ -29,9 +29,10 @@ from torch import nn
 import r2cnn
 from r2cnn.engine import distributed as dist_utils
 from r2cnn.engine.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, rng_state, save_atomic, set_rng_state, to_plain
-from r2cnn.engine.evaluate import autocast, evaluate_model
+from r2cnn.engine.evaluate import evaluate_model
 from r2cnn.engine.factory import build_model, build_transform, classifier_parameter_names
 from r2cnn.engine.log import RunLog
+from r2cnn.engine.precision import amp_dtype, autocast, flush_denormals
 from r2cnn.errors import R2CNNError
 
 
@@ -113,6 +114,9 @@ def make_config(opts: TrainOptions) -> dict:
     if opts.preset is None:
         raise R2CNNError("--preset is required (see `r2cnn presets`)")
     config = dict(get_preset(opts.preset))
+    unknown = sorted(set(opts.config_overrides) - set(config))
+    if unknown:
+        raise R2CNNError(f"--set {unknown[0]}: not an entry of preset {opts.preset} (entries: {', '.join(config)})")
     config.update(opts.config_overrides)
     for key, value in (("batch_size", opts.batch_size), ("lr", opts.lr), ("epochs", opts.epochs),
                        ("amp", opts.amp), ("num_workers", opts.workers)):
@@ -121,16 +125,6 @@ def make_config(opts: TrainOptions) -> dict:
     config.update(preset=opts.preset, steps=opts.steps, seed=opts.seed, fold=opts.fold,
                   init_from=opts.init_from, max_minutes=opts.max_minutes)
     return to_plain(config)
-
-
-def amp_dtype(config: dict, device: torch.device) -> torch.dtype | None:
-    """bf16 / fp16 autocast dtype on CUDA; None (full precision) otherwise."""
-    amp = (config.get("amp") or "none").lower()
-    if amp not in ("bf16", "fp16", "none"):
-        raise R2CNNError(f"--amp must be bf16, fp16 or none, not {amp!r}")
-    if amp == "none" or device.type != "cuda":
-        return None
-    return torch.bfloat16 if amp == "bf16" else torch.float16
 
 
 def seed_everything(seed: int) -> None:
@@ -159,6 +153,7 @@ class NonFiniteLoss(R2CNNError):
 
 def train(opts: TrainOptions) -> dict:
     """Run (or resume) a training run into ``opts.out``; returns the final validation summary and paths."""
+    flush_denormals()
     run_dir = Path(opts.out)
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
     ckpt = None
@@ -243,6 +238,9 @@ def _train(opts, config, ckpt, info, device, run_dir, last_path, best_path) -> d
             scaler.load_state_dict(ckpt["scaler"])
         start_epoch, step, batch_in_epoch, best = ckpt["epoch"], ckpt["step"], ckpt["batch_in_epoch"], ckpt["best"]
         set_rng_state(ckpt["rng"])  # last: building the model and loaders above drew from the generators
+        if info.is_main:
+            print(f"resuming {last_path} at step {step} (epoch {start_epoch}, batch {batch_in_epoch}) with its "
+                  f"stored config (preset {config.get('preset')})")
     log = RunLog(run_dir if info.is_main else None, tensorboard=opts.tensorboard and info.is_main,
                  resume_step=step if ckpt is not None else None)
     if info.is_main:

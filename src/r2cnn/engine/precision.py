@@ -1,0 +1,37 @@
+"""Mixed precision: which autocast dtype a run uses, and the autocast context (CUDA only; CPU runs in fp32)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from r2cnn.errors import R2CNNError
+
+
+def amp_dtype(config: dict, device: torch.device) -> torch.dtype | None:
+    """bf16 / fp16 for the config's ``amp`` on CUDA; None (full precision) otherwise, whatever the preset says."""
+    amp = (config.get("amp") or "none").lower()
+    if amp not in ("bf16", "fp16", "none"):
+        raise R2CNNError(f"--amp must be bf16, fp16 or none, not {amp!r}")
+    if amp == "none" or device.type != "cuda":
+        return None
+    return torch.bfloat16 if amp == "bf16" else torch.float16
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """Mixed precision on CUDA when ``dtype`` is bf16/fp16; a no-op context otherwise."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def flush_denormals() -> None:
+    """Treat subnormal floats (|x| < 1.2e-38) as zero in CPU arithmetic (FTZ/DAZ).
+
+    Why: once subnormal values appear (tiny gradients through the LSTM and in Adam's second moments), every
+    operation touching them takes a slow microcode path; measured on this 2-core machine, cpu-r2cnn training ran at
+    1-2 sketches/s without and 200-350 sketches/s with this setting (same data, same steps). Values this small do
+    not matter for training. Call it before the first parallel op: threads inherit the setting when created.
+    """
+    torch.set_flush_denormal(True)
