@@ -1,10 +1,18 @@
 """Shared fixtures. Real data lives in ../shared/data (never copied here); tests that need it skip without it."""
 
+import os
 from pathlib import Path
 
 import pytest
+import torch
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+# Without a GPU the Triton kernels run in Triton's CPU interpreter. The variable is read when the kernels are
+# decorated, i.e. when r2cnn.raster.triton_kernels is first imported, which any test module may do: set it here,
+# before any test module is imported.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture(scope="session")
@@ -13,3 +21,12 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real sketch data not found at {SHARED_DATA} (only present on the developers' machines)")
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _restore_subnormals():
+    """Training, evaluation and prediction switch the process to flush-to-zero for speed
+    (r2cnn.engine.precision.flush_denormals); give every other test IEEE arithmetic back, since hypothesis and
+    numerical oracles check for it."""
+    yield
+    torch.set_flush_denormal(False)
