@@ -30,22 +30,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def sample_sketches(n: int, data_dir: Path | None = QUICKDRAW_VALID) -> list:
     """``n`` normalised sketches: the first lines of the QuickDraw ndjson files in ``data_dir``, taken round-robin
     over the files (so several classes appear), or built-in sketches when the folder does not exist."""
-    import numpy as np
+    from itertools import islice
 
+    from r2cnn.data.formats import read_sketches
     from r2cnn.data.transforms import normalize
-    from r2cnn.sketch import Sketch
 
     files = sorted(Path(data_dir).glob("*.ndjson")) if data_dir is not None and Path(data_dir).is_dir() else []
     if not files:
         from r2cnn.data.builtin import CLASSES, generate
         return [normalize(s) for s in generate(-(-n // len(CLASSES)))[:n]]
     per_file = -(-n // len(files))
-    columns = []
-    for f in files:
-        with open(f) as fh:
-            rows = [json.loads(next(fh)) for _ in range(per_file)]
-        columns.append([normalize(Sketch.from_strokes([np.asarray(s, np.float32).T for s in r["drawing"]], r["word"]))
-                        for r in rows])
+    columns = [[normalize(s) for s in islice(read_sketches(f), per_file)] for f in files]
     return [s for group in zip(*columns) for s in group][:n]
 
 
