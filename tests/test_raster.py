@@ -22,7 +22,8 @@ FAST_BACKENDS = ["cpu"]
 
 
 def batch_of(sketches) -> SketchBatch:
-    return SketchBatch.from_sketches([s if isinstance(s, Sketch) else Sketch(s) for s in sketches])
+    sketches = [s if isinstance(s, Sketch) else Sketch(s) for s in sketches]
+    return SketchBatch.from_sketches(sketches, labels=[-1] * len(sketches))  # rasterising needs no labels
 
 
 def random_sketches(n: int, seed: int, max_points: int = 40) -> list[Sketch]:

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from r2cnn.errors import R2CNNError
+
 if TYPE_CHECKING:
     import torch
 
@@ -104,8 +106,14 @@ class SketchBatch:
         return SketchBatch(self.points.pin_memory(), self.offsets.pin_memory(), self.labels.pin_memory(), geo)
 
     @classmethod
-    def from_sketches(cls, sketches: Sequence[Sketch], labels: Sequence[int] | None = None) -> "SketchBatch":
-        """Pack already-normalised sketches. ``labels`` default to each sketch's integer label (or -1)."""
+    def from_sketches(cls, sketches: Sequence[Sketch], labels: Sequence[int] | None = None,
+                      classes: Sequence[str] | None = None) -> "SketchBatch":
+        """Pack already-normalised sketches.
+
+        ``labels`` (B,) default to each sketch's label: an integer is the class index, ``None`` is unknown (-1),
+        and a class name is looked up in ``classes``. A name without ``classes``, or not among them, is an
+        :class:`~r2cnn.errors.R2CNNError`: a batch never turns a known class into "unknown" silently.
+        """
         import torch  # imported here so that reading and converting files does not load torch
 
         pts = [s.points for s in sketches]
@@ -114,9 +122,22 @@ class SketchBatch:
         np.cumsum(lengths, out=offsets[1:])
         packed = np.concatenate(pts) if pts else np.zeros((0, 3), np.float32)
         if labels is None:
-            labels = [s.label if isinstance(s.label, (int, np.integer)) else -1 for s in sketches]
+            index = None if classes is None else {name: i for i, name in enumerate(classes)}
+            labels = [_label_index(s.label, index) for s in sketches]
         return cls(torch.from_numpy(np.ascontiguousarray(packed, dtype=np.float32)), torch.from_numpy(offsets),
                    torch.as_tensor(np.asarray(labels, np.int64)))
 
     def sketch_points(self, b: int) -> torch.Tensor:
         return self.points[int(self.offsets[b]):int(self.offsets[b + 1])]
+
+
+def _label_index(label: Any, index: dict[str, int] | None) -> int:
+    if label is None:
+        return -1
+    if isinstance(label, (int, np.integer)):
+        return int(label)
+    if index is None:
+        raise R2CNNError(f"sketch label {label!r} is a class name: pass classes=[...] to map names to indices")
+    if label not in index:
+        raise R2CNNError(f"sketch label {label!r} is not one of the {len(index)} classes")
+    return index[label]

@@ -152,7 +152,7 @@ def run(args) -> int:
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     sketches = sample_sketches(args.batch, args.data)
     source = f"QuickDraw {args.data}" if Path(args.data).is_dir() else "built-in sketches"
-    batch = SketchBatch.from_sketches(sketches)
+    batch = SketchBatch.from_sketches(sketches, labels=[-1] * len(sketches))  # rasterising needs no labels
     size, repeat = args.size, args.repeat
     times: dict[str, tuple[float, float]] = {}
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "download QuickDraw files from Google's public bucket (resumable, size-checked)"
+HELP = "download QuickDraw files from Google's public bucket (resumable; checked by size and MD5 when given)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from r2cnn.data.download import BASE_URL, LAYOUT
 
-    p.add_argument("dataset", choices=("quickdraw",), help="the data set (only QuickDraw is downloadable)")
+    p.add_argument("dataset", nargs="?", choices=("quickdraw",),
+                   help="the data set (only QuickDraw is downloadable; not needed with --list)")
     p.add_argument("--classes", help="comma-separated class names, or 'all' for the 345 categories")
     p.add_argument("--format", default="simplified", choices=tuple(LAYOUT),
                    help="simplified/raw ndjson, packed bin, or sketch-rnn npz (default: simplified)")
@@ -26,6 +27,8 @@ def run(args) -> int:
     if args.list:
         print("\n".join(QUICKDRAW_CLASSES))
         return 0
+    if args.dataset is None:
+        raise R2CNNError("download needs a data set: r2cnn download quickdraw --classes ... --out ... (or --list)")
     if not args.classes or not args.out:
         raise R2CNNError("download needs --classes and --out (or --list)")
     paths = download_quickdraw(parse_classes(args.classes), args.format, args.out, base_url=args.base_url)

@@ -1,5 +1,10 @@
 """Download Quick, Draw! files from Google's public bucket: resumable (HTTP Range into a ``.part`` file),
-size-checked (Content-Length), with a progress bar.
+checked, with a progress bar.
+
+Checks: the size against Content-Length, and the MD5 against the server's checksum header when it sends one
+(Google Cloud Storage's ``x-goog-hash: md5=...``, ``Content-MD5``, or an ETag that is a bare MD5 in hex, in that
+order). A server that sends neither a size nor a checksum gets one line saying the file is not verified: a
+connection that drops early would then look like the end of the file.
 
 Layout under the base URL (default :data:`BASE_URL`, the bucket's ``full/`` folder), one file per class, class
 names URL-encoded (spaces as ``%20``):
@@ -13,8 +18,11 @@ Files are saved as ``OUT/<class>.<ext>`` so that ``r2cnn prepare OUT`` takes the
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import http.client
 import os
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -92,6 +100,9 @@ def parse_classes(text: str) -> list[str]:
 def class_url(name: str, fmt: str, base_url: str = BASE_URL) -> str:
     if fmt not in LAYOUT:
         raise R2CNNError(f"unknown format {fmt!r}: choose from {', '.join(LAYOUT)}")
+    parts = urllib.parse.urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise R2CNNError(f"--base-url {base_url!r} is not an http(s) URL (default {BASE_URL})")
     base = base_url if base_url.endswith("/") else base_url + "/"
     return urllib.parse.urljoin(base, LAYOUT[fmt][0].format(urllib.parse.quote(name)))
 
@@ -103,28 +114,69 @@ def _open(url: str, *, method: str = "GET", start: int = 0):
     except urllib.error.HTTPError as e:
         raise R2CNNError(f"{url}: HTTP {e.code} {e.reason}" + (" (no such file on the server: check the class "
                                                                  "name and --format)" if e.code == 404 else "")) from None
-    except (urllib.error.URLError, OSError) as e:
+    except (urllib.error.URLError, OSError, ValueError) as e:  # ValueError: a URL urllib cannot parse
         raise R2CNNError(f"{url}: cannot connect ({getattr(e, 'reason', e)})") from None
 
 
 def remote_size(url: str) -> int | None:
     """Content-Length from a HEAD request (None when the server does not say)."""
+    return _size(_head(url))
+
+
+def _head(url: str):
     with _open(url, method="HEAD") as r:
-        n = r.headers.get("Content-Length")
-    return int(n) if n is not None else None
+        return r.headers
 
 
-def download_file(url: str, dest: Path, *, progress: bool | None = None) -> str:
+def _size(headers) -> int | None:
+    n = headers.get("Content-Length")
+    return int(n) if n is not None and n.strip().isdigit() else None
+
+
+def remote_md5(headers) -> tuple[str, str] | None:
+    """``(hex MD5, header it came from)`` from a response's headers, or None when the server gives none."""
+    for header in headers.get_all("x-goog-hash") or []:  # "crc32c=<b64>,md5=<b64>", possibly one per line
+        for item in header.split(","):
+            key, _, value = item.strip().partition("=")
+            if key == "md5":
+                return _b64_hex(value), "x-goog-hash"
+    if headers.get("Content-MD5"):
+        return _b64_hex(headers["Content-MD5"]), "Content-MD5"
+    etag = (headers.get("ETag") or "").strip().strip('"').lower()
+    if re.fullmatch(r"[0-9a-f]{32}", etag):
+        return etag, "ETag"
+    return None
+
+
+def _b64_hex(value: str) -> str:
+    try:
+        return base64.b64decode(value.strip(), validate=True).hex()
+    except ValueError:
+        return value.strip()  # not base64: cannot match any MD5, so the check reports it
+
+
+def _file_md5(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        while block := f.read(_BLOCK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def download_file(url: str, dest: Path, *, progress: bool | None = None, log: Callable[[str], None] = print) -> str:
     """Download ``url`` to ``dest`` via ``dest.part``, resuming a partial ``.part`` with a Range request.
 
-    Returns ``"exists"`` (``dest`` already has the server's size), ``"resumed"`` or ``"downloaded"``. A final size
-    different from the server's Content-Length raises :class:`R2CNNError` naming the file (the ``.part`` is kept).
+    Returns ``"exists"`` (``dest`` already has the server's size and checksum), ``"resumed"`` or ``"downloaded"``.
+    A final size different from the server's Content-Length raises :class:`R2CNNError` naming the file (the
+    ``.part`` is kept for resuming); an MD5 different from the server's checksum too (the ``.part`` is removed:
+    its bytes are wrong, so resuming it cannot help). With neither a size nor a checksum, ``log`` gets one line.
     """
     from tqdm.auto import tqdm
 
     dest = Path(dest)
-    size = remote_size(url)
-    if dest.exists() and (size is None or dest.stat().st_size == size):
+    head = _head(url)
+    size, md5 = _size(head), remote_md5(head)
+    if dest.exists() and (size is None or dest.stat().st_size == size) and (md5 is None or _file_md5(dest) == md5[0]):
         return "exists"
     part = dest.with_name(dest.name + ".part")
     start = part.stat().st_size if part.exists() else 0
@@ -137,8 +189,9 @@ def download_file(url: str, dest: Path, *, progress: bool | None = None) -> str:
         with resp:
             if start and resp.status != 206:  # the server ignored the Range: start over
                 start = 0
-            if size is None and resp.headers.get("Content-Length") is not None:
-                size = start + int(resp.headers["Content-Length"])
+            if size is None and _size(resp.headers) is not None:
+                size = start + _size(resp.headers)
+            md5 = md5 or (remote_md5(resp.headers) if not start else None)  # a range's own MD5 is not the file's
             status = "resumed" if start else "downloaded"
             with open(part, "ab" if start else "wb") as f, \
                     tqdm(total=size, initial=start, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name,
@@ -156,6 +209,12 @@ def download_file(url: str, dest: Path, *, progress: bool | None = None) -> str:
     if size is not None and got != size:
         raise R2CNNError(f"{dest}: size mismatch: got {got} bytes, the server says {size} ({url}); "
                          f"run again to resume, or delete {part.name}")
+    if md5 is not None and _file_md5(part) != md5[0]:
+        part.unlink()
+        raise R2CNNError(f"{dest}: checksum mismatch: the {got} bytes received do not have the MD5 of the server's "
+                         f"{md5[1]} header ({url}); run again to download it anew")
+    if size is None and md5 is None:
+        log(f"{dest}: not verified: the server sent neither a size nor a checksum ({got} bytes received)")
     os.replace(part, dest)
     return status
 
@@ -163,13 +222,15 @@ def download_file(url: str, dest: Path, *, progress: bool | None = None) -> str:
 def download_quickdraw(classes: Sequence[str], fmt: str, out: str | Path, *, base_url: str = BASE_URL,
                        progress: bool | None = None, log: Callable[[str], None] = print) -> list[Path]:
     """Download ``classes`` in ``fmt`` (simplified, raw, bin, npz) into ``out``; returns the file paths."""
+    from r2cnn.data.formats.common import class_name, make_folder
+
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    urls = [class_url(name, fmt, base_url) for name in classes]  # a bad --base-url fails before anything is made
+    make_folder(out)
     paths = []
-    for i, name in enumerate(classes):
-        url = class_url(name, fmt, base_url)
-        dest = out / f"{name}{LAYOUT[fmt][1]}"
-        status = download_file(url, dest, progress=progress)
+    for i, (name, url) in enumerate(zip(classes, urls)):
+        dest = out / f"{class_name(name, LAYOUT[fmt][1])}{LAYOUT[fmt][1]}"
+        status = download_file(url, dest, progress=progress, log=log)
         log(f"[{i + 1}/{len(classes)}] {dest}: {status} ({dest.stat().st_size} bytes)")
         paths.append(dest)
     return paths

@@ -33,6 +33,13 @@ stays bounded (the compact per-sketch arrays for the split, about 20 bytes a ske
 a half-built store never looks complete. A rerun whose sources (size, mtime, fingerprint) and options match the
 manifest does nothing.
 
+One build at a time: ``prepare`` holds an exclusive ``flock`` on ``.DIR.lock`` beside the store (the directory
+itself is replaced, so it cannot carry the lock; the file is removed when the build ends) from the up-to-date check
+to the rename; a second ``prepare`` into the same directory says it is waiting, then finds the store up to date or
+builds its own. Opening a store checks the manifest and every array's dtype and shape (and the class indices)
+against each other, so a truncated or damaged file is a one-line error naming it; ``prepare`` rebuilds such a
+store instead of calling it up to date.
+
 Source fingerprint: sha1 of the file size and its first and last MiB. It is fast on 22 GB of ndjson and, together
 with size and mtime, catches any ordinary change; an edit that keeps the size, the mtime and both ends is missed
 (use ``force=True`` / ``--force`` then).
@@ -40,6 +47,7 @@ with size and mtime, catches any ordinary change; an edit that keeps the size, t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -51,8 +59,14 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from r2cnn.data.formats.common import make_folder
 from r2cnn.errors import ErrorPolicy, R2CNNError, SketchFormatError
 from r2cnn.sketch import Sketch
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no flock; concurrent builds are then the user's to avoid
+    fcntl = None
 
 STORE_VERSION = 1
 SPLITS = ("train", "valid", "test")
@@ -378,7 +392,6 @@ def prepare(sources: Sequence[str | Path] = (), out: str | Path = "data/store", 
         progress: tqdm bar (default: only on a terminal); log: where the "up to date" and skip summaries go.
     Returns: the opened :class:`SketchStore`.
     """
-    from r2cnn import __version__
     out = Path(out)
     split_sizes = tuple(int(s) for s in split_sizes)
     policy = policy or ErrorPolicy()
@@ -398,17 +411,38 @@ def prepare(sources: Sequence[str | Path] = (), out: str | Path = "data/store", 
                "fold_valid_fraction": fold_valid_fraction if folds else None, "seed": seed,
                "label_field": label_field, "split_from_folders": split_from_folders, "on_error": policy.mode}
     inputs = _describe(files)
-    manifest_path = out / MANIFEST
-    if not force and manifest_path.is_file():
-        try:
-            old = json.loads(manifest_path.read_text())
-        except (OSError, ValueError):
-            old = {}
-        old_inputs = [{k: v for k, v in d.items() if k != "sketches"} for d in old.get("inputs", [])]
-        if old.get("complete") and old.get("options") == options and old_inputs == inputs \
-                and old.get("store_version") == STORE_VERSION:
-            log(f"{out}: up to date ({old['num_sketches']} sketches, {len(old['classes'])} classes)")
-            return SketchStore(out)
+    with _one_build_at_a_time(out, log):
+        if not force and _up_to_date(out, options, inputs):
+            try:
+                store = SketchStore(out)
+            except R2CNNError as e:
+                log(f"rebuilding a damaged store: {e}")
+            else:
+                log(f"{out}: up to date ({len(store)} sketches, {len(store.classes)} classes)")
+                return store
+        _write_store(out, _manifest_fields(files, inputs, options, builtin, seed, label_field, policy, progress),
+                     seed=seed, split_sizes=split_sizes, folds=folds, fold_valid_fraction=fold_valid_fraction)
+    if policy.skipped:
+        log(policy.summary())
+    return SketchStore(out)
+
+
+def _up_to_date(out: Path, options: dict, inputs: list[dict]) -> bool:
+    """Whether ``out`` has a complete manifest of this store version, these options and these sources."""
+    try:
+        old = json.loads((out / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(old, dict) or not isinstance(old.get("inputs"), list):
+        return False
+    old_inputs = [{k: v for k, v in d.items() if k != "sketches"} for d in old["inputs"] if isinstance(d, dict)]
+    return bool(old.get("complete")) and old.get("options") == options and old_inputs == inputs \
+        and old.get("store_version") == STORE_VERSION
+
+
+def _manifest_fields(files, inputs, options, builtin, seed, label_field, policy, progress):
+    """``feed(builder)`` for :func:`_write_store`: streams the sources and returns prepare's manifest fields."""
+    from r2cnn import __version__
 
     def feed(builder: _Builder) -> dict:
         per_source = _stream(builder, files, builtin, seed, label_field, policy, progress)
@@ -417,20 +451,55 @@ def prepare(sources: Sequence[str | Path] = (), out: str | Path = "data/store", 
                 "builtin_sketches": per_source[-1] if builtin else 0, "skipped": dict(policy.counts),
                 "fingerprint": "sha1(size, first MiB, last MiB)"}
 
-    _write_store(out, feed, seed=seed, split_sizes=split_sizes, folds=folds, fold_valid_fraction=fold_valid_fraction)
-    if policy.skipped:
-        log(policy.summary())
-    return SketchStore(out)
+    return feed
+
+
+@contextlib.contextmanager
+def _one_build_at_a_time(out: Path, log):
+    """Hold an exclusive ``flock`` on ``.OUT.lock`` beside ``out``, waiting (and saying so) while another process
+    holds it. The kernel releases a lock when its process dies, so a killed build never leaves a stale one. The
+    holder removes the file before releasing it; a waiter that then gets the lock of a removed file opens the
+    file again, so two builds never hold locks on two different files."""
+    if fcntl is None:
+        yield
+        return
+    make_folder(out.parent)
+    lock_path = out.parent / f".{out.resolve().name}.lock"
+    said = False
+    while True:
+        try:
+            f = open(lock_path, "a")
+        except OSError as e:
+            raise R2CNNError(f"{lock_path}: cannot create the lock file ({e.strerror})") from None
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not said:
+                log(f"{out}: waiting for another `r2cnn prepare` that is writing this store (lock: {lock_path})")
+                said = True
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            if os.stat(lock_path).st_ino == os.fstat(f.fileno()).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        f.close()
+    try:
+        yield
+    finally:
+        lock_path.unlink(missing_ok=True)
+        f.close()
 
 
 def _write_store(out: Path, feed, *, seed: int, split_sizes, folds, fold_valid_fraction) -> None:
     """Build in ``out.tmp-*`` (``feed(builder)`` adds the sketches and returns manifest fields), write the manifest
-    last, then move the directory into place; on any failure or interrupt the temporary directory is removed."""
-    out.parent.mkdir(parents=True, exist_ok=True)
+    last, then move the directory into place; on any failure or interrupt the temporary directory is removed.
+    An operating-system error (no space, no permission) is a one-line :class:`R2CNNError`."""
+    make_folder(out.parent)
     tmp = out.with_name(f"{out.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()
     t0 = time.perf_counter()
     try:
+        tmp.mkdir()
         builder = _Builder(tmp, seed)
         extra = feed(builder)
         if builder.n == 0:
@@ -441,6 +510,10 @@ def _write_store(out: Path, feed, *, seed: int, split_sizes, folds, fold_valid_f
                     "build_seconds": round(time.perf_counter() - t0, 3), **parts, **extra}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
         _swap_into_place(tmp, out)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        where = f": {e.filename}" if e.filename else ""
+        raise R2CNNError(f"{out}: cannot write the store ({e.strerror or e}{where})") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -451,14 +524,14 @@ def _stream(builder: _Builder, files, builtin, seed, label_field, policy, progre
     from tqdm.auto import tqdm
     if files:
         from r2cnn.data.formats import read_sketches
-        from r2cnn.data.formats.common import file_stem
+        from r2cnn.data.formats.common import file_label
     counts = []
     bar = tqdm(unit=" sketches", disable=None if progress is None else not progress, smoothing=0.1)
     try:
         for i, (path, fmt, split) in enumerate(files):
             bar.set_description(f"[{i + 1}/{len(files)}] {path.name}")
             n0 = builder.n
-            label = None if (label_field or fmt == "svg") else file_stem(path)
+            label = None if (label_field or fmt == "svg") else file_label(path)
             for sk in read_sketches(path, fmt=fmt, policy=policy, label=label):
                 name = _label_of(sk, path, label_field, policy)
                 if name is None:
@@ -509,41 +582,94 @@ def _swap_into_place(tmp: Path, out: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- reading
+# Manifest fields a reader relies on, and their types.
+_MANIFEST_FIELDS = {"num_sketches": int, "num_points": int, "kind": str, "classes": list, "counts": dict,
+                    "options": dict, "points_dtype": str}
+
+
+def _read_manifest(path: Path) -> dict:
+    mpath = path / MANIFEST
+    try:
+        manifest = json.loads(mpath.read_text())
+    except FileNotFoundError:
+        raise R2CNNError(f"{path}: not a sketch store (no {MANIFEST}; an interrupted `r2cnn prepare` "
+                         "leaves none)") from None
+    except (OSError, ValueError) as e:  # ValueError: bad JSON or bad UTF-8
+        raise R2CNNError(f"{mpath}: unreadable manifest ({e})") from None
+    if not isinstance(manifest, dict) or not manifest.get("complete") \
+            or manifest.get("store_version") != STORE_VERSION:
+        version = manifest.get("store_version") if isinstance(manifest, dict) else None
+        raise R2CNNError(f"{mpath}: incomplete store or store version {version} (this r2cnn reads "
+                         f"{STORE_VERSION}); re-run prepare")
+    wrong = [k for k, t in _MANIFEST_FIELDS.items() if type(manifest.get(k)) is not t]
+    kfold = manifest.get("kind") == "kfold"
+    if not wrong and (manifest["kind"] not in ("splits", "kfold") or manifest["num_sketches"] < 0
+                      or not all(isinstance(c, str) for c in manifest["classes"])
+                      or (kfold and type(manifest["options"].get("folds")) is not int)):
+        wrong = ["kind/num_sketches/classes/options.folds"]
+    if wrong:
+        raise R2CNNError(f"{mpath}: damaged manifest (missing or wrong: {', '.join(wrong)}); "
+                         "run `r2cnn prepare` again to rebuild the store")
+    return manifest
+
+
 class SketchStore:
-    """A prepared store, memory-mapped. Pickles as its path (cheap for DataLoader workers) and reopens lazily.
+    """A prepared store, memory-mapped and checked on opening (see the module docstring). Pickles as its path
+    (cheap for DataLoader workers) and maps the files again where it is unpickled.
 
     ``store[i]`` is a :class:`Sketch` in source coordinates (float32), ``label`` the int class index and ``meta``
     ``{"index": i, "key_id": ...}`` (key_id only when known). ``store.classes`` are the class names.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, check_labels: bool = True):
         self.path = Path(path)
-        mpath = self.path / MANIFEST
-        try:
-            self.manifest: dict = json.loads(mpath.read_text())
-        except FileNotFoundError:
-            raise R2CNNError(f"{self.path}: not a sketch store (no {MANIFEST}; an interrupted `r2cnn prepare` "
-                             "leaves none)") from None
-        except ValueError as e:
-            raise R2CNNError(f"{mpath}: unreadable manifest ({e})") from None
-        if not self.manifest.get("complete") or self.manifest.get("store_version") != STORE_VERSION:
-            raise R2CNNError(f"{self.path}: incomplete store or store version "
-                             f"{self.manifest.get('store_version')} (this r2cnn reads {STORE_VERSION}); re-run prepare")
+        self.manifest = _read_manifest(self.path)
         self.classes: list[str] = list(self.manifest["classes"])
         self._arrays: dict[str, np.ndarray] = {}
         self._index_cache: dict[tuple, np.ndarray] = {}
+        self._check_arrays(check_labels)
 
     def __getstate__(self):
         return {"path": self.path}
 
     def __setstate__(self, state):
-        self.__init__(state["path"])
+        self.__init__(state["path"], check_labels=False)  # a data-loader worker: the trainer has checked them
 
     def _array(self, name: str) -> np.ndarray:
         a = self._arrays.get(name)
         if a is None:
-            a = self._arrays[name] = np.load(self.path / f"{name}.npy", mmap_mode="r")
+            try:
+                a = np.load(self.path / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+            except (OSError, ValueError, EOFError) as e:  # missing, truncated (mmap longer than the file), garbage
+                raise self._damaged(name, f"{type(e).__name__}: {e}") from None
+            self._arrays[name] = a
         return a
+
+    def _damaged(self, name: str, what: str) -> R2CNNError:
+        return R2CNNError(f"{self.path / (name + '.npy')}: damaged store file ({what}); "
+                          "run `r2cnn prepare` again to rebuild the store")
+
+    def _check_arrays(self, check_labels: bool) -> None:
+        """Every array's dtype and shape against the manifest, the offsets' ends, and (``check_labels``, one pass
+        over the labels) the class indices: a damaged file fails here, in one line, not as an IndexError later."""
+        n, p = int(self.manifest["num_sketches"]), int(self.manifest["num_points"])
+        expect = {"points": ((p, 3), "u1 i2 f4"), "offsets": ((n + 1,), "i8"), "labels": ((n,), "i2 i4"),
+                  "key_ids": ((n,), "i8 S")}
+        expect.update({"folds": ((n,), "i1"), "fold_valid": ((n,), "u1")} if self.is_kfold else
+                      {"splits": ((n,), "i1")})
+        for name, (shape, dtypes) in expect.items():
+            a = self._array(name)
+            code = a.dtype.str[1:] if a.dtype.kind != "S" else "S"
+            if a.shape != shape or code not in dtypes.split():
+                raise self._damaged(name, f"{a.dtype} {a.shape}, expected {dtypes} {shape}")
+        offsets = self.offsets
+        if offsets[0] != 0 or offsets[-1] != p:
+            raise self._damaged("offsets", f"offsets run from {offsets[0]} to {offsets[-1]}, expected 0 to {p}")
+        if check_labels and n:
+            labels = self.labels
+            lo, hi = int(labels.min()), int(labels.max())
+            if lo < 0 or hi >= len(self.classes):
+                raise self._damaged("labels", f"class indices {lo}..{hi} for {len(self.classes)} classes")
 
     @property
     def points(self) -> np.ndarray:
@@ -660,6 +786,7 @@ def build_store(sketches: Iterable[Sketch], out: str | Path, *, split_sizes: Seq
                             "fold_valid_fraction": fold_valid_fraction if folds else None, "seed": seed},
                 "inputs": [], "skipped": {}}
 
-    _write_store(Path(out), feed, seed=seed, split_sizes=split_sizes, folds=folds,
-                 fold_valid_fraction=fold_valid_fraction)
+    with _one_build_at_a_time(Path(out), print):
+        _write_store(Path(out), feed, seed=seed, split_sizes=split_sizes, folds=folds,
+                     fold_valid_fraction=fold_valid_fraction)
     return SketchStore(out)

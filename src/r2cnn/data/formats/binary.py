@@ -21,13 +21,14 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from r2cnn.data.formats.common import (READ_ERRORS, file_stem, integer_points, open_read, origin, points_from_strokes,
+from r2cnn.data.formats.common import (READ_ERRORS, file_label, integer_points, open_read, origin, points_from_strokes,
                                        unreadable, write_stream)
 from r2cnn.errors import ErrorPolicy, SketchFormatError
 from r2cnn.sketch import Sketch
 
 _HEADER = struct.Struct("<Q2sBIH")
 _COUNT = struct.Struct("<H")
+_U16_MAX = 65535
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S UTC"
 _TIMESTAMP = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(?:\.\d+)? UTC")
 
@@ -36,7 +37,7 @@ def read_bin(path: Path, *, policy: ErrorPolicy, label=None) -> Iterator[Sketch]
     """Stream the records of one ``.bin`` file. A truncated record ends the file (there is no way to find the
     next record after it); in skip mode it is counted like any other bad record."""
     source = str(path)
-    label = file_stem(path) if label is None else label
+    label = file_label(path) if label is None else label
     try:
         with open_read(path) as f:
             record = 0
@@ -124,6 +125,12 @@ def bin_record(sketch: Sketch, index: int, fallback: str, *, round_coords: bool 
         raise SketchFormatError(**origin(sketch, index, fallback), reason="metadata does not fit bin",
                                 field="key_id/countrycode", detail=f"{meta.get('key_id')!r}, {meta.get('countrycode')!r}") from None
     bounds = sketch.stroke_bounds
+    lengths = np.diff(bounds)
+    if len(lengths) > _U16_MAX or lengths.max() > _U16_MAX:  # the format's counters are u16
+        what = "strokes" if len(lengths) > _U16_MAX else "points"
+        raise SketchFormatError(**origin(sketch, index, fallback), reason=f"too many {what} for bin", field="points",
+                                detail=f"bin counts {what} per {'sketch' if what == 'strokes' else 'stroke'} "
+                                       f"in 16 bits (at most {_U16_MAX})")
     parts = [_HEADER.pack(key_id, country, int(bool(meta.get("recognized", False))),
                           _timestamp_seconds(meta.get("timestamp"), sketch, index, fallback), len(bounds) - 1)]
     for s in range(len(bounds) - 1):

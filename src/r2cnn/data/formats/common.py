@@ -8,8 +8,10 @@ an equivalent check, compared with it by the fuzz tests), so one set of rules (n
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import re
+import urllib.parse
 import zlib
 from pathlib import Path
 from typing import IO, Callable, Iterable
@@ -90,10 +92,38 @@ def integer_points(sketch: Sketch, index: int, fallback: str, lo: int, hi: int, 
     return xy.astype(np.int64)
 
 
-def class_name(label) -> str:
-    """A file or folder name for a class label (``unlabeled`` for ``None``; path separators replaced)."""
-    name = "unlabeled" if label is None else str(label)
-    return re.sub(r"[/\\\x00]", "_", name) or "unlabeled"
+# Longest file name written, in bytes: 255 (ext4, APFS, NTFS) less room for AtomicWriter's ".NAME.partPID".
+MAX_NAME_BYTES = 255 - 24
+# Characters that cannot or should not be in a file name on some system (separators, control characters,
+# Windows' reserved ones, lone surrogates), the escape character itself, and a leading dot ("." and "..").
+_UNSAFE_IN_NAME = re.compile(r'[\x00-\x1f\x7f%/\\:*?"<>|\ud800-\udfff]|^\.')
+
+
+def class_name(label, suffix: str = "") -> str:
+    """The file or folder name for a class label, one path component inside the output folder.
+
+    Unsafe characters are percent-encoded (``a/b`` -> ``a%2Fb``, ``..`` -> ``%2E.``), so distinct labels give
+    distinct names and :func:`file_label` reads the label back. A name that would not fit the file system
+    together with ``suffix`` is cut and ends in ``~`` and 16 hex digits of the label's sha1 (still distinct, no
+    longer reversible). ``None`` and ``""`` are ``unlabeled``."""
+    text = "unlabeled" if label is None or label == "" else str(label)
+    name = _UNSAFE_IN_NAME.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode("utf-8", "surrogatepass")),
+                               text)
+    budget = MAX_NAME_BYTES - len(suffix.encode())
+    if len(name.encode()) > budget:
+        digest = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        name = name.encode()[:budget - 17].decode("utf-8", "ignore") + "~" + digest
+    return name
+
+
+def class_label(name: str) -> str:
+    """The label a file or folder name written by :func:`class_name` stands for (``a%2Fb`` -> ``a/b``)."""
+    return urllib.parse.unquote(name)
+
+
+def file_label(path: Path) -> str:
+    """The class a one-class-per-file name stands for: ``car.ndjson``, ``car.bin.gz`` -> ``car``."""
+    return class_label(file_stem(path))
 
 
 def natural_key(path: Path) -> list:
@@ -119,26 +149,53 @@ def open_read(path: Path) -> IO[bytes]:
     return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
+def make_folder(path: Path) -> None:
+    """``mkdir -p``; a file in the way or a missing permission is a one-line :class:`R2CNNError`."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise R2CNNError(f"{path}: cannot create the folder ({_os_reason(path, e)})") from None
+
+
+def _os_reason(path: Path, error: OSError) -> str:
+    blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    return f"{blocker} is a file, not a folder" if blocker is not None else error.strerror or str(error)
+
+
 class AtomicWriter:
     """A binary output file written under a temporary name and renamed into place on success, so a failed or
-    interrupted conversion never leaves a half-written file that looks complete. ``*.gz`` is compressed."""
+    interrupted conversion never leaves a half-written file that looks complete. ``*.gz`` is compressed.
+    Operating-system errors (no space, no permission, a folder in the way) are one-line :class:`R2CNNError`."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(self.path.parent)
         self._tmp = self.path.with_name(f".{self.path.name}.part{os.getpid()}")
-        raw = open(self._tmp, "wb")
+        try:
+            raw = open(self._tmp, "wb")
+        except OSError as e:
+            raise self._error(e) from None
         self.file: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="wb", filename="", mtime=0) if self.path.suffix == ".gz" else raw
         self._raw = raw
 
+    def _error(self, e: OSError) -> R2CNNError:
+        return R2CNNError(f"{self.path}: cannot write ({_os_reason(self.path, e)})")
+
     def write(self, data: bytes) -> None:
-        self.file.write(data)
+        try:
+            self.file.write(data)
+        except OSError as e:
+            raise self._error(e) from None
 
     def commit(self) -> None:
-        if self.file is not self._raw:
-            self.file.close()
-        self._raw.close()
-        os.replace(self._tmp, self.path)
+        try:
+            if self.file is not self._raw:
+                self.file.close()
+            self._raw.close()
+            os.replace(self._tmp, self.path)
+        except OSError as e:
+            self._tmp.unlink(missing_ok=True)
+            raise self._error(e) from None
 
     def discard(self) -> None:
         if self.file is not self._raw:
@@ -166,7 +223,7 @@ def write_stream(path: Path, sketches: Iterable[Sketch], encode: Callable[[Sketc
     written = 0
     try:
         for i, sketch in enumerate(sketches):
-            target = path / f"{class_name(sketch.label)}{suffix}" if per_class else path
+            target = path / f"{class_name(sketch.label, suffix)}{suffix}" if per_class else path
             if one_label and not per_class:
                 check_one_label(labels, target, sketch, suffix)
             try:
@@ -178,10 +235,10 @@ def write_stream(path: Path, sketches: Iterable[Sketch], encode: Callable[[Sketc
                 writers[target] = AtomicWriter(target)
             writers[target].write(data)
             written += 1
+        for w in writers.values():
+            w.commit()
     except BaseException:
         for w in writers.values():
             w.discard()
         raise
-    for w in writers.values():
-        w.commit()
     return written, list(writers)

@@ -24,7 +24,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from r2cnn.data.formats.common import (FLOAT32_MAX, MAX_POINTS, MAX_STROKES, ORIGIN_KEYS, READ_ERRORS, check_writable,
-                                       file_stem, open_read, origin, points_from_strokes, unreadable,
+                                       file_label, open_read, origin, points_from_strokes, unreadable,
                                        write_stream)
 from r2cnn.errors import ErrorPolicy, SketchFormatError
 from r2cnn.sketch import Sketch
@@ -189,7 +189,7 @@ def _checked_drawing(drawing, source: str, lineno: int):
 def read_ndjson(path: Path, *, policy: ErrorPolicy, label=None) -> Iterator[Sketch]:
     """Stream the records of one ndjson file (``.gz`` too). Blank lines are not records and are passed over."""
     source = str(path)
-    stem = file_stem(path)
+    stem = file_label(path)
     try:
         with open_read(path) as f:
             for lineno, line in enumerate(f, 1):
@@ -205,10 +205,11 @@ def read_ndjson(path: Path, *, policy: ErrorPolicy, label=None) -> Iterator[Sket
 
 def _json_numbers(values: np.ndarray) -> list:
     """JSON numbers: ints where integral (Google writes ``675``), else the float64 value of the float32, which
-    is exactly how Google's raw files spell them (``163.9000015258789``)."""
+    is exactly how Google's raw files spell them (``163.9000015258789``). Either reads back as the same value:
+    integral values past int64 (float32 reaches 3.4e38) are written as Python's exact ints, never cast."""
     values = values.astype(np.float64)
-    if np.array_equal(values, np.trunc(values)):
-        return values.astype(np.int64).tolist()
+    if np.array_equal(values, np.trunc(values)) and (np.abs(values) < 2.0**63).all():
+        return values.astype(np.int64).tolist()  # the common case, in one C loop
     return [int(v) if v.is_integer() else v for v in values.tolist()]
 
 

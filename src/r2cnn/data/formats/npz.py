@@ -6,20 +6,23 @@ which is exactly our ``pen_end``. So absolute points are the cumulative sum of t
 QuickDraw split (70K/2.5K/2.5K per class, Sec. 4.1) is the split stored in these files; it is kept in
 ``meta["split"]``. The class is the file stem.
 
-The arrays are pickled object arrays, so loading needs ``allow_pickle=True`` (``encoding="latin1"`` for files
-written by Python 2): only open ``.npz`` files from sources you trust.
+The arrays are pickled object arrays. They are read by :class:`~r2cnn.data.formats.npyfile.NpzArchive`, which
+rebuilds plain numpy arrays and refuses any other pickle content (one error naming the file and member), so an
+``.npz`` file can never run code here.
 """
 
 from __future__ import annotations
 
+import zipfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
 
-from r2cnn.data.formats.common import (AtomicWriter, check_one_label, class_name, integer_points, origin,
-                                       points_from_strokes)
+from r2cnn.data.formats.common import (AtomicWriter, check_one_label, class_name, file_label, integer_points,
+                                       origin, points_from_strokes, unreadable)
+from r2cnn.data.formats.npyfile import NpzArchive, RefusedPickle
 from r2cnn.errors import ErrorPolicy, SketchFormatError
 from r2cnn.sketch import Sketch
 
@@ -56,14 +59,14 @@ def read_npz(path: Path, *, policy: ErrorPolicy, label=None) -> Iterator[Sketch]
     """Stream the sketches of one ``.npz`` file, split by split (``meta``: source, split, record = index in the
     split array)."""
     source = str(path)
-    label = path.stem if label is None else label
+    label = file_label(path) if label is None else label
     try:
-        data = np.load(path, allow_pickle=True, encoding="latin1")
-    except Exception as e:  # a corrupt zip or pickle can fail in many ways; all mean "not a readable .npz"
-        policy.handle(SketchFormatError(source, "unreadable npz", detail=f"{type(e).__name__}: {str(e)[:60]}"))
+        data = NpzArchive(path)
+    except (zipfile.BadZipFile, ValueError, EOFError, NotImplementedError) as e:  # not a zip, or a damaged one
+        policy.handle(SketchFormatError(source, "unreadable npz", detail=f"not a zip archive ({str(e)[:60]})"))
         return
-    if not isinstance(data, np.lib.npyio.NpzFile):
-        policy.handle(SketchFormatError(source, "not an npz archive"))
+    except OSError as e:
+        policy.handle(unreadable(source, e))
         return
     with data:
         splits = [s for s in SPLITS if s in data.files]
@@ -75,7 +78,11 @@ def read_npz(path: Path, *, policy: ErrorPolicy, label=None) -> Iterator[Sketch]
             split_source = f"{source}[{split}]"
             try:
                 array = data[split]
-            except Exception as e:
+            except RefusedPickle as e:
+                policy.handle(SketchFormatError(split_source, "refused pickle", field=split,
+                                                detail=f"{e}; only numpy arrays are read from .npz files"))
+                continue
+            except Exception as e:  # a damaged member can fail in many ways; all mean "not a readable array"
                 policy.handle(SketchFormatError(split_source, "unreadable array", field=split,
                                                 detail=f"{type(e).__name__}: {str(e)[:60]}"))
                 continue
@@ -124,7 +131,7 @@ def write_npz(path: Path, sketches: Iterable[Sketch], *, policy: ErrorPolicy, pe
     labels: dict[Path, object] = {}
     written = 0
     for i, sketch in enumerate(sketches):
-        target = path / f"{class_name(sketch.label)}.npz" if per_class else path
+        target = path / f"{class_name(sketch.label, '.npz')}.npz" if per_class else path
         split = sketch.meta.get("split", "train")
         if split not in SPLITS:
             policy.handle(SketchFormatError(str(path), "unknown split", record=i, field="split", detail=repr(split)[:40]))

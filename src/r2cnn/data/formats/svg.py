@@ -22,8 +22,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from r2cnn.data.formats.common import (MAX_POINTS, AtomicWriter, check_writable, class_name, origin, points_from_strokes,
-                                       unreadable)
+from r2cnn.data.formats.common import (FLOAT32_MAX, MAX_POINTS, AtomicWriter, check_writable, class_label,
+                                       class_name, origin, points_from_strokes, unreadable)
 from r2cnn.errors import ErrorPolicy, SketchFormatError
 from r2cnn.sketch import Sketch
 
@@ -314,11 +314,13 @@ def read_svg(path: Path, *, policy: ErrorPolicy, label=None, tolerance: float = 
     except SketchFormatError as e:
         policy.handle(e)
         return
-    yield Sketch(points, path.parent.name if label is None else label, {"source": source, "id": path.stem})
+    yield Sketch(points, class_label(path.parent.name) if label is None else label, {"source": source, "id": path.stem})
 
 
 def _fmt(values: np.ndarray) -> list[str]:
-    return [f"{v:.9g}" for v in values.tolist()]
+    """9 significant digits, which read back as the same float32; but float32's largest magnitude would round up
+    past it (3.40282347e+38), which readers refuse as not finite in float32, so it is written exactly."""
+    return [f"{v:.9g}" if abs(v) < FLOAT32_MAX else repr(v) for v in values.tolist()]
 
 
 def svg_document(sketch: Sketch, stroke_width: float | None = None) -> bytes:
@@ -346,10 +348,11 @@ def write_svg(path: Path, sketches: Iterable[Sketch], *, policy: ErrorPolicy, pe
     files, used = [], set()
     for i, sketch in enumerate(sketches):
         if per_class:
-            stem = class_name(sketch.meta.get("id", sketch.meta.get("key_id", i)))
-            target = path / class_name(sketch.label) / f"{stem}.svg"
-            if target in used:
-                target = target.with_name(f"{stem}_{i}.svg")
+            stem = str(sketch.meta.get("id", sketch.meta.get("key_id", i)))
+            target = path / class_name(sketch.label) / f"{class_name(stem, '.svg')}.svg"
+            while target in used:  # two sketches with one id: the later one also gets its index
+                stem = f"{stem}_{i}"
+                target = target.with_name(f"{class_name(stem, '.svg')}.svg")
         else:
             if files:
                 raise SketchFormatError(**origin(sketch, i, str(path)), reason="one SVG file holds one sketch",
