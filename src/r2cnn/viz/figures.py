@@ -68,8 +68,10 @@ def _map_range(view: SketchView, stretch: bool) -> tuple[float, float]:
 
 
 def _predictions(view: SketchView, classes: Sequence[str], name: str, k: int = 3) -> tuple[str, str]:
-    """Top-k lines for a view and the colour of its verdict (green success, red failure, black unknown)."""
-    lines = [f"{name}:"] + [f"{classes[c]} {p:.2f}" for c, p in view.top(k)]
+    """Top-k lines for a view and the colour of its verdict (green success, red failure, black unknown); a tick
+    or cross after the name says the same without colour."""
+    mark = {None: "", True: " \u2713", False: " \u2717"}[view.correct]
+    lines = [f"{name}{mark}"] + [f"{classes[c]} {p:.2f}" for c, p in view.top(k)]
     colour = "black" if view.correct is None else (SUCCESS if view.correct else FAILURE)
     return "\n".join(lines), colour
 
@@ -88,7 +90,7 @@ def _colourbar(fig, ax, vmin: float, vmax: float, label: str) -> None:
 
 
 def sketch_figure(view: SketchView, classes: Sequence[str], *, name: str = "R2CNN",
-                  compare: SketchView | None = None, compare_name: str = "CNN-only", stretch: bool = False) -> Figure:
+                  compare: SketchView | None = None, compare_name: str = "compared", stretch: bool = False) -> Figure:
     """Everything about one sketch: input strokes, attention grayscale and colour-coded (per channel on a second
     row when C > 1), the sketching-order encoding, strokes coloured by their mean attention, the strokes ranked
     by it, and the top-3 of the model (and of ``compare``)."""
@@ -165,7 +167,7 @@ def _importance_bars(ax, importance: np.ndarray, colours: np.ndarray, show: int 
 
 
 def overview_figure(views: Sequence[SketchView], classes: Sequence[str], *, name: str = "R2CNN",
-                    compare: Sequence[SketchView] | None = None, compare_name: str = "CNN-only",
+                    compare: Sequence[SketchView] | None = None, compare_name: str = "compared",
                     columns: int = 6, stretch: bool = False) -> Figure:
     """Paper Fig. 4 (with ``compare``) / Fig. 6 layout for several sketches: per sketch a column of the input
     strokes (under it the compared model's top-3), the colour-coded attention (under it this model's top-3) and

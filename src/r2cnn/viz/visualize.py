@@ -92,7 +92,7 @@ def visualize(checkpoint: str, data: str, out: str | Path, *, split: str = "test
     compared = other.views(sketches) if other is not None else None
     out = Path(out)
     files, records = [], []
-    names = dict(name="R2CNN", compare_name="CNN-only")
+    names = dict(name=model.name, compare_name=other.name if other else "")
     for i, (position, view) in enumerate(zip(chosen, views)):
         peer = compared[i] if compared else None
         fig = figures.sketch_figure(view, model.classes, compare=peer, stretch=stretch, **names)
