@@ -30,3 +30,22 @@ def _restore_subnormals():
     numerical oracles check for it."""
     yield
     torch.set_flush_denormal(False)
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory):
+    """A small built-in store and two tiny models trained for a few steps on it, R2CNN (``r2cnn``) and its CNN-only
+    twin (``cnn``): real checkpoints and run directories for the figure and report tests, made in seconds."""
+    from types import SimpleNamespace
+
+    from r2cnn.data.store import prepare
+    from r2cnn.engine.train import TrainOptions, train
+
+    root = tmp_path_factory.mktemp("tiny_runs")
+    prepare([], root / "store", builtin=12, split_sizes=(8, 2, 2), log=lambda *a: None, progress=False)
+    tiny = {"canvas": 32, "width": 8, "stem": "small", "hidden": 16, "layers": 1, "dropout": 0.0}
+    for preset, name in (("cpu-r2cnn", "r2cnn"), ("cpu-cnn", "cnn")):
+        train(TrainOptions(preset=preset, data=str(root / "store"), out=str(root / name), steps=4, batch_size=8,
+                           lr=3e-3, seed=0, workers=0, log_every=1, progress=False,
+                           config_overrides={"model_options": tiny, "lr_schedule": "constant"}))
+    return SimpleNamespace(store=root / "store", r2cnn=root / "r2cnn", cnn=root / "cnn")

@@ -67,3 +67,4 @@ def test_demo_runs_end_to_end_and_reruns(tmp_path):
     assert "| R2CNN" in proc.stdout and "| CNN-only" in proc.stdout
     report = (tmp_path / "report.md").read_text()
     assert "test top-1" in report and (tmp_path / "r2cnn" / "best.pt").exists() and (tmp_path / "cnn" / "best.pt").exists()
+    assert "HTML report (R2CNN run)" in proc.stdout and (tmp_path / "r2cnn" / "report.html").exists()

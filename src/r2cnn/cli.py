@@ -24,12 +24,14 @@ COMMANDS = {
     "predict": ("r2cnn.commands.predict", "classify sketch files with a checkpoint"),
     "presets": ("r2cnn.commands.presets", "list the named training configurations"),
     "bench": ("r2cnn.commands.bench", "benchmarks (raster, train, data), each as a ratio to an anchor"),
+    "visualize": ("r2cnn.commands.visualize", "attention figures (paper Figs. 3-6), stroke importance, deletion check"),
+    "report": ("r2cnn.commands.report", "one static HTML page for a training run: curves, confusion, attention"),
     "demo": ("r2cnn.commands.demo", "the main job: built-in data, train R2CNN and CNN-only, compare"),
 }
 
 # Commands that train or benchmark get glibc's malloc thresholds (DESIGN.md "Performance rules").
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "1000000000", "MALLOC_TRIM_THRESHOLD_": "1000000000"}
-_HEAVY = {"train", "bench", "evaluate", "demo"}
+_HEAVY = {"train", "bench", "evaluate", "demo", "visualize", "report"}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,6 +6,8 @@
    wall-clock budget, choosing the best checkpoint on the validation split.
 3. Evaluate both best checkpoints on the held-back test split and print a side-by-side table; the full
    reports (per class, confusion matrices, partial sketches) go to ``OUT/report.md`` and ``OUT/<model>/``.
+4. Write the HTML report of the R2CNN run (``r2cnn report``: curves, confusion, attention figures, the deletion
+   check) to ``OUT/r2cnn/report.html`` and print its path.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ def run(args) -> int:
     from r2cnn.engine.report import confusion_png, table
     from r2cnn.engine.train import TrainOptions, train
     from r2cnn.errors import R2CNNError
+    from r2cnn.viz.report import build_report
 
     if args.minutes <= 0 or args.per_class < 10:
         raise R2CNNError("--minutes must be > 0 and --per-class at least 10")
@@ -82,6 +85,8 @@ def run(args) -> int:
               "partial 25/50/75/100% strokes: top-1 %", "eval sk/s"]
     text = table(rows, header)
     chance = 100.0 / len(store.classes)
+    print(f"\n{text}\n")
+    html = build_report(out / "r2cnn", data=str(out / "data"), device=args.device)
     minutes = (time.perf_counter() - started) / 60
     report_md = out / "report.md"
     report_md.write_text(
@@ -89,9 +94,10 @@ def run(args) -> int:
         f"training per model: the preset's epochs or {args.minutes / len(MODELS):.1f} min, whichever ends first; "
         f"test split of {reports['R2CNN']['count']} sketches. Partial sketches: {reports['R2CNN']['partial_rounding']}.\n\n{text}\n\n"
         + "".join(f"- {t}: checkpoint `{r['checkpoint']}`, confusion matrix `{r['confusion_png']}`\n"
-                  for t, r in reports.items()))
-    print(f"\n{text}\n")
+                  for t, r in reports.items())
+        + f"- HTML report of the R2CNN run (training curves, confusion, attention, deletion check): `{html}`\n")
     for t, r in reports.items():
         print(f"{t}: checkpoint {r['checkpoint']}, confusion matrix {r['confusion_png']}")
     print(f"report: {report_md} (demo took {minutes:.1f} min)")
+    print(f"HTML report (R2CNN run): {html}")
     return 0
