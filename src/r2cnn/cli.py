@@ -25,11 +25,12 @@ COMMANDS = {
     "presets": ("r2cnn.commands.presets", "list the named training configurations"),
     "bench": ("r2cnn.commands.bench", "benchmarks (raster, train, data), each as a ratio to an anchor"),
     "demo": ("r2cnn.commands.demo", "the main job: built-in data, train R2CNN and CNN-only, compare"),
+    "experiment": ("r2cnn.commands.experiment", "run a table of the paper (Tables 1-3, CPU twins): resumable, statistics"),
 }
 
 # Commands that train or benchmark get glibc's malloc thresholds (DESIGN.md "Performance rules").
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "1000000000", "MALLOC_TRIM_THRESHOLD_": "1000000000"}
-_HEAVY = {"train", "bench", "evaluate", "demo"}
+_HEAVY = {"train", "bench", "evaluate", "demo", "experiment"}
 
 
 def build_parser() -> argparse.ArgumentParser:
