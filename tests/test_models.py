@@ -50,7 +50,8 @@ def test_every_model_forward_backward(name, batch):
     out = model.forward_with_attention(batch)
     size = model.raster_size
     assert out["logits"].shape == (3, 4)
-    assert out["image"].shape == (3, 1, size, size)
+    channels = {"time": 3, "attention-time": 4}.get(models.get_spec(name).kind, 1)  # time-encoded: fixed extras
+    assert out["image"].shape == (3, channels, size, size)
     if out["attention"] is not None:
         assert out["attention"].shape == (batch.points.shape[0], 1)
     nn.functional.cross_entropy(out["logits"], batch.labels).backward()

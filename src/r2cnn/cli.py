@@ -27,11 +27,12 @@ COMMANDS = {
     "visualize": ("r2cnn.commands.visualize", "attention figures (paper Figs. 3-6), stroke importance, deletion check"),
     "report": ("r2cnn.commands.report", "one static HTML page for a training run: curves, confusion, attention"),
     "demo": ("r2cnn.commands.demo", "the main job: built-in data, train R2CNN and CNN-only, compare"),
+    "experiment": ("r2cnn.commands.experiment", "run a table of the paper (Tables 1-3, CPU twins): resumable, statistics"),
 }
 
 # Commands that train or benchmark get glibc's malloc thresholds (DESIGN.md "Performance rules").
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "1000000000", "MALLOC_TRIM_THRESHOLD_": "1000000000"}
-_HEAVY = {"train", "bench", "evaluate", "demo", "visualize", "report"}
+_HEAVY = {"train", "bench", "evaluate", "demo", "visualize", "report", "experiment"}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -41,6 +41,12 @@ _PAPER_MODELS = [
     ("attention-sketching-order", "Attention-using-Sketching-Order", (2,)),
     ("two-branch-early-fusion", "Two-Branch-Early-Fusion", (2,)),
 ]
+# Beyond the paper, on both datasets: the Kaggle-style time-encoded image (the strongest cheap rival of the RNN
+# attention) and R2CNN's attention next to it.
+_EXTRA_MODELS = [
+    ("time-encoded-resnet50", "time-encoded image (binary, stroke order, point order), ResNet50; not in the paper"),
+    ("attention-time-encoded-resnet50", "R2CNN attention next to the time-encoded image, ResNet50; not in the paper"),
+]
 
 # The CPU pair: same backbone and canvas, so their difference is the RNN + NLR attention. A ResNet18 of half
 # width with a 3x3/2 stem and no max-pool sees a 64x64 canvas at 32x32 in its first stage (torchvision's stem
@@ -70,12 +76,35 @@ def _build() -> dict[str, dict]:
             preset["transform"] = {**preset["transform"], **needs}
             preset["eval_transform"] = {**preset["eval_transform"], **needs}
             presets[f"{dataset}-{model}"] = preset
+        for model, row in _EXTRA_MODELS:
+            presets[f"{dataset}-{model}"] = dict(copy.deepcopy(base), model=model, model_options={},
+                                                 description=f"{where}: {row}")
     presets["cpu-r2cnn"] = dict(copy.deepcopy(_CPU), model="r2cnn-resnet18", model_options=dict(_CPU_MODEL_OPTIONS),
                                 description="fast CPU: Sketch-R2CNN, BiLSTM 2x32 + half-width ResNet18 at 64x64")
     presets["cpu-cnn"] = dict(copy.deepcopy(_CPU), model="cnn-resnet18", model_options=dict(_CPU_MODEL_OPTIONS),
                               description="fast CPU: CNN-only twin of cpu-r2cnn (same ResNet18 and canvas, binary "
                                           "raster)")
+    # CPU twins of Table 2's designs and of the time-encoded rows: cpu-r2cnn's backbone, canvas, encoder and budget.
+    for name, model, text in _CPU_TWINS:
+        preset = dict(copy.deepcopy(_CPU), model=model, model_options=dict(_CPU_MODEL_OPTIONS),
+                      description=f"fast CPU twin of cpu-r2cnn: {text}")
+        needs = get_spec(model).transform_requirements
+        preset["transform"] = {**preset["transform"], **needs}
+        preset["eval_transform"] = {**preset["eval_transform"], **needs}
+        presets[name] = preset
     return presets
+
+
+_CPU_TWINS = [  # (preset, model, description)
+    ("cpu-attentive", "attentive-resnet18", "Attentive-ResNet (Table 2)"),
+    ("cpu-random-stroke-order", "random-stroke-order-resnet18", "Random-Stroke-Order (Table 2)"),
+    ("cpu-sketching-order", "attention-sketching-order-resnet18", "Attention-using-Sketching-Order (Table 2)"),
+    ("cpu-late-fusion", "two-branch-late-fusion-resnet18", "Two-Branch-Late-Fusion (Tables 2, 3)"),
+    ("cpu-early-fusion", "two-branch-early-fusion-resnet18", "Two-Branch-Early-Fusion (Table 2)"),
+    ("cpu-time-encoded", "time-encoded-resnet18", "time-encoded image, binary + stroke + point order (Kaggle style)"),
+    ("cpu-attention-time-encoded", "attention-time-encoded-resnet18",
+     "R2CNN attention next to the time-encoded image (beyond the paper)"),
+]
 
 
 PRESETS: dict[str, dict] = _build()

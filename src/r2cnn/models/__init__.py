@@ -8,7 +8,12 @@ Names cover every row of the paper's tables (Sketch-R2CNN, Li et al. 2020):
   ``r2cnn-<arch>`` for any torchvision model.
 - Table 2 alternatives (ResNet50, 224): ``attentive-resnet50``, ``random-stroke-order`` (R2CNN-ResNet50 whose
   data must use ``stroke_order="random"``: see ``model.transform_requirements``), ``attention-sketching-order``,
-  ``two-branch-late-fusion``, ``two-branch-early-fusion``.
+  ``two-branch-late-fusion``, ``two-branch-early-fusion``; the same designs on a ResNet18 backbone
+  (for the CPU twins of Table 2) as ``attentive-<arch>`` and ``<design>-<arch>``, e.g.
+  ``two-branch-late-fusion-resnet18``.
+- Beyond the paper: ``time-encoded-<arch>``, the Kaggle-style time-encoded image (binary, stroke-order and
+  point-order channels: C + 2 CNN inputs), and ``attention-time-encoded-<arch>``, R2CNN whose CNN sees its C
+  attention channels next to those three fixed channels (C + 3 inputs); ``<arch>`` is ``resnet18`` or ``resnet50``.
 
 ``options`` (all optional; encoder options are ignored by models without an RNN, so one option set can build an
 R2CNN and its CNN-only twin):
@@ -35,13 +40,14 @@ from dataclasses import dataclass, field
 from r2cnn.errors import R2CNNError
 from r2cnn.models.backbones import ResNetBackbone, SketchANet, create_backbone, torchvision_archs
 from r2cnn.models.encoder import AttentionEncoder, BiLSTM, PackedLayout, SequenceEncoder, point_offsets
-from r2cnn.models.r2cnn import (CNNOnly, EarlyFusion, LateFusion, R2CNN, AttentiveCNN, SketchClassifier,
-                                sketching_order_intensities)
+from r2cnn.models.r2cnn import (AttentionTimeEncoded, AttentiveCNN, CNNOnly, EarlyFusion, LateFusion, R2CNN,
+                                SketchClassifier, sketching_order_intensities, time_encoding_intensities)
 
 DEFAULT_OPTIONS = dict(canvas=224, eps=1.0, overlap="last", hidden=512, layers=2, dropout=0.5, width=64,
                        stem="imagenet", pretrained=None, cnn_dropout=0.5, fusion_eps=0.5)
 
-KINDS = ("cnn", "order", "r2cnn", "attentive", "late-fusion", "early-fusion")
+KINDS = ("cnn", "order", "r2cnn", "attentive", "late-fusion", "early-fusion", "time", "attention-time")
+_EXTRA_CHANNELS = {"time": 2, "attention-time": 3}  # CNN inputs beyond the C channels (see the module docstring)
 
 
 @dataclass(frozen=True)
@@ -70,16 +76,27 @@ for _arch, _label in (("sketchanet", "Sketch-a-Net v2"), ("resnet18", "ResNet18"
                       ("resnet50", "ResNet50")):
     register(f"cnn-{_arch}", ModelSpec("cnn", _arch, f"{_label} on binary rasters (Tables 1, 3)", _canvas_for(_arch)))
     register(f"r2cnn-{_arch}", ModelSpec("r2cnn", _arch, f"Sketch-R2CNN ({_label}) (Tables 1, 3)", _canvas_for(_arch)))
-register("attentive-resnet50", ModelSpec("attentive", "resnet50",
-                                         "ResNet50 + Song et al. spatial attention after C2 (Table 2)"))
-register("random-stroke-order", ModelSpec("r2cnn", "resnet50", "Sketch-R2CNN (ResNet50) on randomly ordered strokes "
-                                          "(Table 2)", transform_requirements={"stroke_order": "random"}))
-register("attention-sketching-order", ModelSpec("order", "resnet50", "ResNet50 on rasters whose intensity falls from "
-                                                "1 (first point) to 0 (last) (Table 2)"))
-register("two-branch-late-fusion", ModelSpec("late-fusion", "resnet50", "BiLSTM final states + ResNet50 features, "
-                                             "concatenated, FC (Xu et al.; Tables 2, 3)"))
-register("two-branch-early-fusion", ModelSpec("early-fusion", "resnet50", "RNN attention (56x56, eps 0.5) multiplies "
-                                              "ResNet50's C2 output; CNN on binary images (Table 2)"))
+for _arch, _label in (("resnet18", "ResNet18"), ("resnet50", "ResNet50")):
+    register(f"time-encoded-{_arch}", ModelSpec("time", _arch, f"{_label} on the time-encoded image: binary, "
+                                                "stroke order, point order (Kaggle style; not in the paper)"))
+    register(f"attention-time-encoded-{_arch}", ModelSpec("attention-time", _arch, f"{_label} on R2CNN attention "
+                                                          "next to the time-encoded image (not in the paper)"))
+# Table 2's designs: the paper's names (ResNet50), and ResNet18 twins named with the backbone as a suffix.
+_TABLE2 = [  # (name, kind, description with {arch} for the backbone, transform requirements)
+    ("attentive", "attentive", "{arch} + Song et al. spatial attention after C2 (Table 2)", {}),
+    ("random-stroke-order", "r2cnn", "Sketch-R2CNN ({arch}) on randomly ordered strokes (Table 2)",
+     {"stroke_order": "random"}),
+    ("attention-sketching-order", "order", "{arch} on rasters whose intensity falls from 1 (first point) to 0 (last) "
+                                           "(Table 2)", {}),
+    ("two-branch-late-fusion", "late-fusion", "BiLSTM final states + {arch} features, concatenated, FC (Xu et al.; "
+                                              "Tables 2, 3)", {}),
+    ("two-branch-early-fusion", "early-fusion", "RNN attention (eps 0.5, at C2 resolution) multiplies {arch}'s C2 "
+                                                "output; CNN on binary images (Table 2)", {}),
+]
+for _design, _kind, _text, _needs in _TABLE2:
+    for _arch, _label in (("resnet50", "ResNet50"), ("resnet18", "ResNet18")):
+        _name = f"{_design}-{_arch}" if _design == "attentive" or _arch != "resnet50" else _design
+        register(_name, ModelSpec(_kind, _arch, _text.format(arch=_label), transform_requirements=_needs))
 
 
 def list_models() -> list[str]:
@@ -110,7 +127,7 @@ def create(name: str, num_classes: int, in_channels: int = 1, **options) -> Sket
     raster = dict(raster_size=int(o["canvas"]), raster_eps=float(o["eps"]), overlap=o["overlap"])
     if o["overlap"] not in ("last", "max"):
         raise R2CNNError(f"overlap must be 'last' or 'max', not {o['overlap']!r}")
-    backbone = create_backbone(spec.backbone, in_channels, width=int(o["width"]), stem=o["stem"],
+    backbone = create_backbone(spec.backbone, in_channels + _EXTRA_CHANNELS.get(spec.kind, 0), width=int(o["width"]), stem=o["stem"],
                                pretrained=o["pretrained"], dropout=float(o["cnn_dropout"]))
     if isinstance(backbone, SketchANet):
         backbone.check_size((raster["raster_size"],) * 2)
@@ -123,8 +140,12 @@ def create(name: str, num_classes: int, in_channels: int = 1, **options) -> Sket
         model = CNNOnly(backbone, num_classes, in_channels, "constant", **raster)
     elif spec.kind == "order":
         model = CNNOnly(backbone, num_classes, in_channels, "order", **raster)
+    elif spec.kind == "time":
+        model = CNNOnly(backbone, num_classes, in_channels, "time", **raster)
     elif spec.kind == "r2cnn":
         model = R2CNN(AttentionEncoder(*rnn, in_channels), backbone, num_classes, **raster)
+    elif spec.kind == "attention-time":
+        model = AttentionTimeEncoded(AttentionEncoder(*rnn, in_channels), backbone, num_classes, **raster)
     elif spec.kind == "attentive":
         model = AttentiveCNN(backbone, num_classes, in_channels, **raster)
     elif spec.kind == "late-fusion":
@@ -137,7 +158,7 @@ def create(name: str, num_classes: int, in_channels: int = 1, **options) -> Sket
     return model
 
 
-__all__ = ["AttentionEncoder", "AttentiveCNN", "BiLSTM", "CNNOnly", "DEFAULT_OPTIONS", "EarlyFusion", "LateFusion",
+__all__ = ["AttentionEncoder", "AttentionTimeEncoded", "AttentiveCNN", "BiLSTM", "CNNOnly", "DEFAULT_OPTIONS", "EarlyFusion", "LateFusion",
            "ModelSpec", "PackedLayout", "R2CNN", "ResNetBackbone", "SequenceEncoder", "SketchANet", "SketchClassifier",
            "create", "create_backbone", "get_spec", "list_models", "point_offsets", "register",
-           "sketching_order_intensities"]
+           "sketching_order_intensities", "time_encoding_intensities"]

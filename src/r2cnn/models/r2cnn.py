@@ -75,12 +75,44 @@ def sketching_order_intensities(offsets: torch.Tensor, num_points: int) -> torch
     return 1.0 - index.float() / span.float()
 
 
+def time_encoding_intensities(points: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """The Kaggle Quick, Draw! challenge's time-encoded image (not in the paper): two per-point channels, rendered
+    next to the binary image. -> ``(P, 2)``:
+
+    - stroke order: 1 on the sketch's first stroke falling linearly to 0 on its last (one stroke: 1);
+    - point order: 1 at the first point of each stroke falling linearly to 0 at its last (a dot: 1), so the
+      drawing direction of every stroke is visible, which the stroke channel does not show.
+
+    ``points`` ``(P, 3)`` (pen_end in column 2 closes a stroke), ``offsets`` ``(B+1,)``.
+    """
+    num_points = points.shape[0]
+    device = offsets.device
+    lengths = offsets[1:] - offsets[:-1]
+    pen = points[:, 2] > 0.5
+    starts = torch.zeros(num_points, dtype=torch.bool, device=device)
+    starts[offsets[:-1][lengths > 0]] = True  # a sketch's first point starts a stroke even after a missing pen_end
+    starts[1:] |= pen[:-1]
+    stroke = torch.cumsum(starts.long(), 0) - 1  # global stroke index of every point
+    sketch = torch.repeat_interleave(torch.arange(lengths.numel(), device=device), lengths, output_size=num_points)
+    first_stroke = stroke[offsets[:-1].clamp(max=max(num_points - 1, 0))]
+    last_stroke = stroke[(offsets[1:] - 1).clamp(min=0)]
+    span = (last_stroke - first_stroke).clamp(min=1)[sketch]
+    stroke_order = 1.0 - (stroke - first_stroke[sketch]).float() / span.float()
+    stroke_start = torch.nonzero(starts).squeeze(1)
+    stroke_len = torch.diff(torch.cat([stroke_start, stroke_start.new_tensor([num_points])]))
+    index = torch.arange(num_points, device=device) - stroke_start[stroke]
+    point_order = 1.0 - index.float() / (stroke_len[stroke] - 1).clamp(min=1).float()
+    return torch.stack([stroke_order, point_order], dim=1)
+
+
 class CNNOnly(SketchClassifier):
     """A CNN on rasterised sketches (Tables 1, 3: "Sketch-a-Net v2", "ResNet50").
 
     ``intensity="constant"``: every stroke pixel is 1 (the binary image the CNN-only baselines use);
-    ``intensity="order"``: Table 2's Attention-using-Sketching-Order (:func:`sketching_order_intensities`).
-    The value is repeated over the ``in_channels`` channels."""
+    ``intensity="order"``: Table 2's Attention-using-Sketching-Order (:func:`sketching_order_intensities`);
+    ``intensity="time"``: the binary image plus the two :func:`time_encoding_intensities` channels (the CNN
+    then has ``in_channels + 2`` inputs).
+    The value (binary or order) is repeated over the ``in_channels`` channels."""
 
     def __init__(self, backbone: nn.Module, num_classes: int, in_channels: int = 1, intensity: str = "constant",
                  **raster):
@@ -96,7 +128,10 @@ class CNNOnly(SketchClassifier):
             value = sketching_order_intensities(batch.offsets, p).to(batch.points.dtype)
         else:
             value = batch.points.new_ones(p)
-        return value[:, None].expand(p, self.in_channels)
+        value = value[:, None].expand(p, self.in_channels)
+        if self.intensity == "time":
+            value = torch.cat([value, time_encoding_intensities(batch.points, batch.offsets).to(value.dtype)], 1)
+        return value
 
     def forward_with_attention(self, batch: SketchBatch) -> dict:
         image = self.render(batch, self.intensities(batch))
@@ -117,6 +152,19 @@ class R2CNN(SketchClassifier):
     def forward_with_attention(self, batch: SketchBatch) -> dict:
         attention = self.encoder(batch)
         image = self.render(batch, attention)
+        return dict(logits=self.classifier(self.backbone(image)), attention=attention, image=image)
+
+
+class AttentionTimeEncoded(R2CNN):
+    """Beyond the paper: R2CNN whose CNN sees the C learned attention channels next to the fixed time-encoded
+    image (binary, stroke order, point order; :func:`time_encoding_intensities`), i.e. C + 3 input channels."""
+
+    def forward_with_attention(self, batch: SketchBatch) -> dict:
+        attention = self.encoder(batch)
+        p = batch.points.shape[0]
+        fixed = torch.cat([attention.new_ones(p, 1),
+                           time_encoding_intensities(batch.points, batch.offsets).to(attention.dtype)], 1)
+        image = self.render(batch, torch.cat([attention, fixed], 1))
         return dict(logits=self.classifier(self.backbone(image)), attention=attention, image=image)
 
 

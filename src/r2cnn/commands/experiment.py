@@ -1,0 +1,107 @@
+"""``r2cnn experiment SPEC --data STORE --out DIR``: run a table of the paper (:mod:`r2cnn.experiments`)."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "run a table of the paper (table1, table2, table3, their -cpu twins, or a TOML spec): resumable, with statistics"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", nargs="?", help="table1, table2, table3, table1-cpu, table2-cpu, table3-cpu or a TOML file")
+    p.add_argument("--list", action="store_true", help="list the built-in specs and their rows")
+    p.add_argument("--data", action="append", default=[], metavar="[PROTOCOL=]STORE",
+                   help="store made by `r2cnn prepare`; quickdraw=STORE / tuberlin=STORE for specs that use both")
+    p.add_argument("--out", help="experiment folder (rows, predictions, results.*); rerun to resume")
+    p.add_argument("--dry-run", action="store_true", help="list rows, sizes, steps and estimated times; train nothing")
+    p.add_argument("--report-only", action="store_true", help="recompute the results from the kept predictions")
+    p.add_argument("--rows", help="comma-separated row ids to run (their dependencies are run too)")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=int, help="budget for every row: epochs (replaces the spec's)")
+    length.add_argument("--steps", type=int, help="budget for every row: optimiser steps (replaces the spec's)")
+    p.add_argument("--max-minutes", type=float, help="budget for every row: wall-clock minutes per sub-run")
+    p.add_argument("--train-subset", type=int, metavar="N", help="train every row on N sketches per class")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=JSON", dest="overrides",
+                   help="override a preset entry of every row (KEY.SUB sets one entry, e.g. model_options.canvas=32)")
+    p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
+    p.add_argument("--workers", type=int, help="data-loader workers (default: each preset's)")
+    p.add_argument("--checkpoint-every", type=int, default=100, metavar="N",
+                   help="write last.pt every N steps, so an interrupt loses little (default 100)")
+    p.add_argument("--bootstrap", type=int, default=10000, metavar="N", help="bootstrap resamples (default 10000)")
+    p.add_argument("--measure-steps", type=int, default=2, metavar="N",
+                   help="--dry-run: timed training steps per model (0: no measurement; default 2)")
+
+
+def _positive(args, names) -> None:
+    from r2cnn.errors import R2CNNError
+
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise R2CNNError(f"--{name.replace('_', '-')} must be positive, not {value}")
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from r2cnn.commands.train import parse_overrides
+    from r2cnn.errors import R2CNNError
+    from r2cnn.experiments import execute
+    from r2cnn.experiments.spec import BUILTIN, load_spec
+
+    if args.list:
+        for name in BUILTIN:
+            spec = load_spec(name)
+            print(f"{name}: {spec.title}\n  " + ", ".join(f"{r.id} ({r.preset})" for r in spec.rows))
+        return 0
+    if not args.spec:
+        raise R2CNNError("give a SPEC (table1, table2, table3, table1-cpu, table2-cpu, table3-cpu or a TOML file)")
+    _positive(args, ["epochs", "steps", "max_minutes", "train_subset", "bootstrap"])
+    if args.workers is not None and args.workers < 0:
+        raise R2CNNError(f"--workers must be >= 0, not {args.workers}")
+    spec = load_spec(args.spec)
+    budget = execute.Budget(epochs=args.epochs, steps=args.steps, minutes=args.max_minutes,
+                            train_subset=args.train_subset, overrides=parse_overrides(args.overrides))
+    only = [r.strip() for r in args.rows.split(",") if r.strip()] if args.rows else None
+    data = execute.parse_data(args.data)
+    device = args.device or _default_device()
+
+    if args.dry_run:
+        from r2cnn.experiments import dryrun
+
+        kwargs = dict(measure_steps=max(args.measure_steps, 0), device=device)
+        if data:
+            rows = dryrun.dry_run(execute.plan(spec, data, budget, only), **kwargs)
+        else:
+            rows = dryrun.dry_run_without_data(lambda d: execute.plan(spec, d, budget, only), **kwargs)
+            print(f"{spec.name}: no --data, so sizes are shown at the paper's scale only (steps timed on built-in "
+                  f"sketches)")
+        print(dryrun.format_dry_run(rows, device))
+        return 0
+
+    if not args.out:
+        raise R2CNNError("--out DIR is required (except with --dry-run or --list)")
+    if not data:
+        raise R2CNNError("--data STORE is required (a store made by `r2cnn prepare`)")
+    out = Path(args.out)
+    planned = execute.plan(spec, data, budget, only)
+    if not args.report_only:
+        from r2cnn.experiments.runners import NeuralRunner
+
+        neural = NeuralRunner(device=device, workers=args.workers, checkpoint_every=args.checkpoint_every)
+        execute.run_experiment(spec, out, planned, neural=neural)
+    elif not out.is_dir():
+        raise R2CNNError(f"--report-only: {out} is not an experiment folder")
+    from r2cnn.experiments import report
+
+    results = report.compute(spec, planned, execute.collect(out, planned), resamples=args.bootstrap)
+    paths = report.write_all(results, out)
+    print(report.markdown(results))
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -1,0 +1,158 @@
+"""``r2cnn experiment --dry-run``: what every row would cost, on the given data and at the paper's scale.
+
+For each row: the protocol, the sub-runs, the train/valid/test sizes of one sub-run on the given store, the
+optimiser steps its budget makes, a training step time measured here (a few steps of the row's model on real
+batches, after one warm-up step; data loading, validation and testing are not included) and the estimates
+``step time x steps x sub-runs`` on this data and on the paper's (QuickDraw 345 classes x 70K/2.5K/2.5K, TU-Berlin
+250 x 80 in 3 folds; Sec. 4.1). A wall-clock budget (minutes) caps the estimate on this data. Rows with another
+runner than the neural one are listed without a measurement.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import tempfile
+from pathlib import Path
+
+from r2cnn.experiments.execute import PlannedRow
+from r2cnn.experiments.protocols import PAPER_SCALE, split_indices
+
+MEASURE_WARMUP = 1
+
+
+def builtin_stores(tmp: Path) -> dict[str, Path]:
+    """Small built-in stores for a dry run without ``--data``: fixed splits (QuickDraw protocol, also the default)
+    and 3 folds (TU-Berlin)."""
+    from r2cnn.data.store import prepare
+
+    quiet = dict(log=lambda *a: None, progress=False)
+    splits = prepare([], tmp / "splits", builtin=40, split_sizes=(30, 5, 5), **quiet).path
+    folds = prepare([], tmp / "folds", builtin=40, folds=3, **quiet).path
+    return {"default": splits, "quickdraw": splits, "tuberlin": folds}
+
+
+def measure_step(config: dict, store, indices, steps: int, device: str) -> float | None:
+    """Median seconds of a training step of ``config``'s model on batches of ``store[indices]``."""
+    import torch
+
+    from r2cnn.bench.train import _step_fn
+    from r2cnn.data.loader import make_loader
+    from r2cnn.engine.factory import build_model, build_transform
+    from r2cnn.engine.precision import amp_dtype, flush_denormals
+    from r2cnn.engine.train import build_optimizer
+
+    flush_denormals()
+    dev = torch.device(device)
+    # the step costs the same with any weights: do not require the ImageNet file just to time it
+    config = dict(config, model_options={k: v for k, v in (config.get("model_options") or {}).items()
+                                         if k != "pretrained"})
+    batch_size = int(config["batch_size"])
+    torch.manual_seed(0)
+    model = build_model(config, len(store.classes)).to(dev).train()
+    loader = make_loader(store, None, indices=indices, batch_size=batch_size, shuffle=True, drop_last=False,
+                         transform=build_transform(config, train=True), raster_size=model.raster_size,
+                         raster_eps=model.raster_eps)
+    step = _step_fn(model, build_optimizer(config, model.parameters()), dev, amp_dtype(config, dev))
+    times = []
+    for i, batch in zip(range(MEASURE_WARMUP + steps), _cycle(loader)):
+        t = step(batch.to(dev))
+        if i >= MEASURE_WARMUP:
+            times.append(t)
+    return statistics.median(times) if times else None
+
+
+def _cycle(loader):
+    while True:
+        yielded = False
+        for batch in loader:
+            yielded = True
+            yield batch
+        if not yielded:
+            return
+
+
+def _steps(p: PlannedRow, train_size: int) -> int:
+    if p.steps:
+        return int(p.steps)
+    epochs = p.epochs if p.epochs is not None else int(p.config.get("epochs") or 1)
+    return epochs * (train_size // int(p.config["batch_size"]))
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "n/a"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 3 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def dry_run(planned: list[PlannedRow], *, measure_steps: int = 2, device: str = "cpu",
+            have_data: bool = True) -> list[dict]:
+    """One dict per planned row (see the module docstring); ``have_data`` False: the stores are stand-ins, so
+    only the paper-scale sizes are meaningful."""
+    from r2cnn.data.store import SketchStore
+
+    cache: dict[str, float | None] = {}
+    out = []
+    for p in planned:
+        store = SketchStore(p.data)
+        seed, fold = p.subruns[0]
+        parts = split_indices(store, fold, p.train_subset)
+        sizes = {k: int(len(v)) for k, v in parts.items()}
+        neural = p.config.get("runner", "neural") == "neural"
+        step_s = None
+        if neural and measure_steps > 0:
+            key = json.dumps([p.config["model"], p.config.get("model_options"), p.config["batch_size"]],
+                             sort_keys=True)
+            if key not in cache:
+                cache[key] = measure_step(p.config, store, parts["train"], measure_steps, device)
+            step_s = cache[key]
+        steps = _steps(p, sizes["train"])
+        here = None if step_s is None else step_s * steps * len(p.subruns)
+        if here is not None and p.minutes:
+            here = min(here, 60.0 * p.minutes * len(p.subruns))
+        scale = PAPER_SCALE[p.protocol]
+        paper_runs = len(p.row.seeds) * scale["folds"]
+        paper_steps = _steps(p, scale["train"])
+        out.append({"id": p.row.id, "preset": p.row.preset, "runner": p.config.get("runner", "neural"),
+                    "protocol": p.protocol, "subruns": len(p.subruns), "init_from": p.row.init_from,
+                    "sizes": sizes if have_data else None, "classes": len(store.classes) if have_data else None,
+                    "batch_size": int(p.config["batch_size"]), "steps_per_subrun": steps if have_data else None,
+                    "step_seconds": step_s, "estimate_seconds": here if have_data else None,
+                    "paper_scale": {**scale, "subruns": paper_runs, "steps_per_subrun": paper_steps,
+                                    "estimate_seconds": None if step_s is None else step_s * paper_steps * paper_runs}})
+    return out
+
+
+def format_dry_run(rows: list[dict], device: str) -> str:
+    from r2cnn.engine.report import table
+
+    body = []
+    for r in rows:
+        s, ps = r["sizes"], r["paper_scale"]
+        body.append((r["id"], r["preset"], r["protocol"] + (f" <- {r['init_from']}" if r["init_from"] else ""),
+                     str(r["subruns"]), "-" if s is None else f"{r['classes']}c {s['train']}/{s['valid']}/{s['test']}",
+                     "-" if r["steps_per_subrun"] is None else str(r["steps_per_subrun"]),
+                     "n/a" if r["step_seconds"] is None else f"{1000 * r['step_seconds']:.0f}",
+                     "-" if r["sizes"] is None else _duration(r["estimate_seconds"]),
+                     f"{ps['subruns']} x {ps['steps_per_subrun']}", _duration(ps["estimate_seconds"])))
+    total_here = sum(r["estimate_seconds"] or 0 for r in rows)
+    total_paper = sum(r["paper_scale"]["estimate_seconds"] or 0 for r in rows)
+    return "\n".join([
+        table(body, ["row", "preset", "protocol", "runs", "data train/valid/test", "steps/run", "step ms",
+                     "est. here", "paper runs x steps", "est. paper scale"]),
+        f"total (measured rows, training steps only, {device}): here {_duration(total_here)}, at paper scale "
+        f"{_duration(total_paper)}"])
+
+
+def dry_run_without_data(planned_fn, **kwargs) -> list[dict]:
+    """Dry run on small built-in stand-in stores (``planned_fn(data)`` plans the spec on them)."""
+    with tempfile.TemporaryDirectory(prefix="r2cnn-dry-run-") as tmp:
+        planned = planned_fn(builtin_stores(Path(tmp)))
+        return dry_run(planned, have_data=False, **kwargs)

@@ -1,0 +1,222 @@
+"""Run an experiment: every row of a spec, in dependency order, resumable, keeping each test prediction.
+
+Layout of the output folder::
+
+    OUT/experiment.json                  the spec, budget and data of the last invocation (provenance)
+    OUT/rows/ROW/row.json                the row's resolved plan; a later run with a different plan is refused
+    OUT/rows/ROW/seedS[-foldK]/          one sub-run: the runner's files (engine: last.pt, best.pt, log.jsonl;
+                                         with train_subset, the store view it trains on is in seedS[-foldK].data/)
+        trained.json                     written when training is over: the selected model file
+        predictions.npz                  test predictions: index, label, top5, correct (+ seed, fold, speed)
+    OUT/rows/ROW/done.json               written last, when every sub-run has its predictions
+    OUT/results.{md,csv,json,png}        :mod:`r2cnn.experiments.report`
+
+Resume: a row with ``done.json`` is skipped; in a row, a sub-run with predictions is skipped, one with
+``trained.json`` is only predicted, and one whose folder exists is handed to its runner with ``resume=True``
+(the engine continues from ``last.pt`` exactly). Every file above is written to a temporary name and renamed, so
+an interrupt (SIGINT) at any moment leaves a folder that the next run continues.
+
+Dependencies (``init_from = "ROW"``): a sub-run starts from the selected model of the dependency's sub-run with
+the same seed and fold, else the same seed, else the dependency's first sub-run (a QuickDraw pre-training with one
+seed feeds every fold and seed of a TU-Berlin row).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from r2cnn.errors import R2CNNError
+from r2cnn.experiments import protocols
+from r2cnn.experiments.runners import NeuralRunner, get_runner, write_json_atomic
+from r2cnn.experiments.spec import Row, Spec, SpecError, apply_overrides
+
+
+@dataclass
+class Budget:
+    """Command-line budget; a value given here replaces every row's own (``epochs`` and ``steps`` both clear the
+    other)."""
+
+    epochs: int | None = None
+    steps: int | None = None
+    minutes: float | None = None
+    train_subset: int | None = None
+    overrides: dict = field(default_factory=dict)  # `--set`, applied to every row after the row's own
+
+
+@dataclass
+class PlannedRow:
+    row: Row
+    config: dict  # the preset after overrides and the protocol (what the runner gets), name under "preset"
+    protocol: str
+    data: str
+    subruns: list[tuple[int, int | None]]
+    epochs: int | None
+    steps: int | None
+    minutes: float | None
+    train_subset: int | None
+
+    def describe(self) -> dict:
+        """JSON form stored as row.json (compared on resume)."""
+        d = {k: v for k, v in asdict(self).items() if k != "row"}
+        d.update(id=self.row.id, init_from=self.row.init_from, subruns=[list(s) for s in self.subruns])
+        return json.loads(json.dumps(d))
+
+
+def parse_data(items: list[str]) -> dict[str, Path]:
+    """``--data PATH`` (every protocol) and ``--data quickdraw=PATH`` / ``--data tuberlin=PATH``."""
+    out: dict[str, Path] = {}
+    for item in items:
+        head, sep, tail = item.partition("=")
+        key, path = (head, tail) if sep and head in ("quickdraw", "tuberlin") else ("default", item)
+        if key in out:
+            raise R2CNNError(f"--data {item}: {key if key != 'default' else 'a default store'} given twice")
+        out[key] = Path(path)
+    return out
+
+
+def _store_for(data: dict[str, Path], protocol: str, where: str) -> Path:
+    path = data.get(protocol) or data.get("default")
+    if path is None:
+        raise R2CNNError(f"{where}: no store for protocol {protocol!r}: give --data PATH or --data {protocol}=PATH")
+    return path
+
+
+def plan(spec: Spec, data: dict[str, Path], budget: Budget, only: list[str] | None = None) -> list[PlannedRow]:
+    """Resolve every row (in run order): preset + overrides + protocol, store, sub-runs and budget. Checks presets
+    and stores, so a bad spec fails before anything trains."""
+    from r2cnn.data.store import SketchStore
+    from r2cnn.presets import get_preset
+
+    planned = []
+    for row in spec.ordered(only):
+        where = f"{spec.source}: row {row.id}"
+        try:
+            preset = get_preset(row.preset)
+        except R2CNNError as e:
+            raise SpecError(f"{where}: field 'preset': {e}") from None
+        config = apply_overrides(apply_overrides(preset, row.overrides, where), budget.overrides, "--set")
+        if row.protocol != "auto":
+            path = _store_for(data, row.protocol, where)
+        elif "default" in data or len(data) == 1:
+            path = data.get("default") or next(iter(data.values()))
+        else:
+            raise R2CNNError(f"{where}: protocol 'auto' uses the store given as --data PATH")
+        store = SketchStore(path)
+        try:
+            protocol = protocols.resolve(row.protocol, store)
+        except R2CNNError as e:
+            raise R2CNNError(f"{where}: {e}") from None
+        config = dict(protocols.protocol_config(protocol, config), preset=row.preset)
+        epochs, steps = row.epochs, row.steps
+        if budget.epochs is not None or budget.steps is not None:
+            epochs, steps = budget.epochs, budget.steps
+        planned.append(PlannedRow(
+            row=row, config=config, protocol=protocol, data=str(Path(path).resolve()),
+            subruns=protocols.subruns(protocol, store, row.seeds), epochs=epochs, steps=steps,
+            minutes=budget.minutes if budget.minutes is not None else row.minutes,
+            train_subset=budget.train_subset if budget.train_subset is not None else row.train_subset))
+    return planned
+
+
+def subrun_name(seed: int, fold: int | None) -> str:
+    return f"seed{seed}" + ("" if fold is None else f"-fold{fold}")
+
+
+def _dependency_model(out: Path, dep: PlannedRow, seed: int, fold: int | None) -> Path:
+    subs = dep.subruns
+    first_seed = subs[0][0]
+    for cand in ((seed, fold), (seed, None), (first_seed, fold), (first_seed, None), subs[0]):
+        if tuple(cand) in [tuple(s) for s in subs]:
+            trained = out / "rows" / dep.row.id / subrun_name(*cand) / "trained.json"
+            return trained.parent / json.loads(trained.read_text())["model"]
+    raise AssertionError("unreachable: subs[0] is always a candidate")
+
+
+def save_predictions(path: Path, pred: dict, seed: int, fold: int | None) -> None:
+    """``predictions.npz``: index, label, top5, correct (top-1), seed, fold (-1: none), speed (NaN: unknown)."""
+    label = np.asarray(pred["label"], np.int64)
+    top5 = np.asarray(pred["top5"], np.int64).reshape(len(label), -1)
+    tmp = path.with_name(f".{path.stem}.tmp.npz")
+    np.savez(tmp, index=np.asarray(pred["index"], np.int64), label=label, top5=top5,
+             correct=top5[:, 0] == label if len(label) else np.zeros(0, bool), seed=seed,
+             fold=-1 if fold is None else fold,
+             step_seconds=float(pred.get("step_seconds", np.nan)),
+             sketches_per_second=float(pred.get("sketches_per_second", np.nan)))
+    os.replace(tmp, path)
+
+
+def load_predictions(path: Path) -> dict:
+    with np.load(path, allow_pickle=False) as z:
+        d = {k: z[k] for k in z.files}
+    for k in ("seed", "fold"):
+        d[k] = int(d[k])
+    d["fold"] = None if d["fold"] < 0 else d["fold"]
+    for k in ("step_seconds", "sketches_per_second"):
+        d[k] = float(d[k])
+    return d
+
+
+def run_experiment(spec: Spec, out: Path, planned: list[PlannedRow], *, neural: NeuralRunner | None = None,
+                   runner_for=None, log=print) -> None:
+    """Run the planned rows into ``out`` (see the module docstring). ``runner_for(config)`` picks a row's runner
+    (default :func:`get_runner`; tests pass their own)."""
+    out.mkdir(parents=True, exist_ok=True)
+    neural = neural or NeuralRunner()
+    runner_for = runner_for or (lambda config: get_runner(config, neural))
+    write_json_atomic(out / "experiment.json", {"spec": spec.name, "source": spec.source,
+                                                "rows": [p.describe() for p in planned]})
+    by_id = {p.row.id: p for p in planned}
+    for p in planned:
+        row_dir = out / "rows" / p.row.id
+        row_dir.mkdir(parents=True, exist_ok=True)
+        _check_plan(row_dir, p)
+        if (row_dir / "done.json").exists():
+            log(f"[{p.row.id}] done, skipped")
+            continue
+        runner = runner_for(p.config)
+        for seed, fold in p.subruns:
+            sub = row_dir / subrun_name(seed, fold)
+            if (sub / "predictions.npz").exists():
+                continue
+            trained = sub / "trained.json"
+            if not trained.exists():
+                resume = sub.exists()
+                log(f"[{p.row.id}] {'resuming' if resume else 'training'} {sub.name} ({p.row.preset}, "
+                    f"{p.protocol})")
+                init = _dependency_model(out, by_id[p.row.init_from], seed, fold) if p.row.init_from else None
+                model = runner.train(p.config, Path(p.data), sub, seed=seed, fold=fold, epochs=p.epochs,
+                                     steps=p.steps, max_minutes=p.minutes, init_from=init, resume=resume,
+                                     train_subset=p.train_subset)
+                write_json_atomic(trained, {"model": os.path.relpath(model, sub)})
+            model = sub / json.loads(trained.read_text())["model"]
+            log(f"[{p.row.id}] predicting the test split of {sub.name}")
+            save_predictions(sub / "predictions.npz", runner.predict(model, Path(p.data), "test", fold), seed, fold)
+        write_json_atomic(row_dir / "done.json", {"subruns": [subrun_name(*s) for s in p.subruns]})
+
+
+def _check_plan(row_dir: Path, p: PlannedRow) -> None:
+    f = row_dir / "row.json"
+    now = p.describe()
+    if f.exists():
+        before = json.loads(f.read_text())
+        if before != now:
+            key = next(k for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k))
+            raise R2CNNError(f"{row_dir}: row {p.row.id} was run with another {key!r} ({before.get(key)!r}, now "
+                             f"{now.get(key)!r}); use a new --out, or remove that row's folder to run it again")
+    else:
+        write_json_atomic(f, now)
+
+
+def collect(out: Path, planned: list[PlannedRow]) -> dict[str, list[dict]]:
+    """Predictions of every finished row (``done.json`` present): row id -> list of sub-run predictions."""
+    result = {}
+    for p in planned:
+        row_dir = out / "rows" / p.row.id
+        if (row_dir / "done.json").exists():
+            result[p.row.id] = [load_predictions(row_dir / subrun_name(*s) / "predictions.npz") for s in p.subruns]
+    return result

@@ -1,0 +1,148 @@
+"""An experiment's tables: ``results.json`` (everything), ``results.csv`` (one line per row), ``results.md`` (the
+table with the paper's figure beside ours and the definitions) and ``results.png`` (bar chart, 95% intervals).
+
+Only finished rows with ``report = true`` appear; the statistics are those of :mod:`r2cnn.experiments.stats`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+from r2cnn.experiments import stats
+from r2cnn.experiments.execute import PlannedRow
+from r2cnn.experiments.spec import Spec
+
+CSV_FIELDS = ["id", "label", "preset", "protocol", "subruns", "top1_mean", "top1_std", "ci95_low", "ci95_high",
+              "top5_mean", "diff_vs_reference", "diff_ci95_low", "diff_ci95_high", "mcnemar_p_max", "verdict",
+              "step_ms", "sketches_per_second", "paper_top1", "test_sketches"]
+
+
+def compute(spec: Spec, planned: list[PlannedRow], predictions: dict[str, list[dict]], *,
+            resamples: int = stats.BOOTSTRAP_RESAMPLES) -> dict:
+    """The results of every finished reported row (fractions; the paper's figure in percent as in the paper)."""
+    ref = spec.reference if spec.reference in predictions else None
+    rows = []
+    for p in planned:
+        if not p.row.report or p.row.id not in predictions:
+            continue
+        preds = predictions[p.row.id]
+        r = {"id": p.row.id, "label": p.row.label, "preset": p.row.preset, "protocol": p.protocol,
+             "subruns": len(p.subruns), "paper_top1": p.row.paper, "note": p.row.note,
+             "budget": {"epochs": p.epochs, "steps": p.steps, "minutes": p.minutes, "train_subset": p.train_subset},
+             **stats.row_stats(preds, resamples=resamples)}
+        if ref is not None and p.row.id != ref:
+            r["vs_reference"] = stats.paired_stats(preds, predictions[ref], resamples=resamples)
+        rows.append(r)
+    missing = [p.row.id for p in planned if p.row.report and p.row.id not in predictions]
+    return {"spec": spec.name, "title": spec.title, "reference": ref, "rows": rows, "missing": missing,
+            "bootstrap": {"resamples": resamples, "seed": stats.BOOTSTRAP_SEED, "level": 0.95}}
+
+
+def _pct(x, digits: int = 2) -> str:
+    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.{digits}f}"
+
+
+def _csv_row(r: dict) -> dict:
+    vs = r.get("vs_reference", {})
+    return {"id": r["id"], "label": r["label"], "preset": r["preset"], "protocol": r["protocol"],
+            "subruns": r["subruns"], "top1_mean": r["top1_mean"], "top1_std": r["top1_std"],
+            "ci95_low": r["ci95"][0], "ci95_high": r["ci95"][1], "top5_mean": r["top5_mean"],
+            "diff_vs_reference": vs.get("diff"), "diff_ci95_low": vs.get("ci95", [None, None])[0],
+            "diff_ci95_high": vs.get("ci95", [None, None])[1], "mcnemar_p_max": vs.get("mcnemar_p_max"),
+            "verdict": vs.get("verdict", ""),
+            "step_ms": None if r["step_seconds"] is None else 1000 * r["step_seconds"],
+            "sketches_per_second": r["sketches_per_second"], "paper_top1": r["paper_top1"],
+            "test_sketches": r["test_sketches"]}
+
+
+def markdown(results: dict) -> str:
+    ref = results["reference"]
+    lines = [f"# {results['title']}", "",
+             "| Row | Top-1 % (mean ± std) | per run | 95% CI | Δ vs reference [95% CI] | McNemar p | verdict "
+             "| step ms | sketches/s | paper % |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results["rows"]:
+        std = f" ± {_pct(r['top1_std'])}" if r["top1_std"] is not None else ""
+        runs = ", ".join(_pct(x["top1"]) for x in r["runs"])
+        vs = r.get("vs_reference")
+        if vs:
+            diff = f"{100 * vs['diff']:+.2f} [{100 * vs['ci95'][0]:+.2f}, {100 * vs['ci95'][1]:+.2f}]"
+            p, verdict = f"{vs['mcnemar_p_max']:.3g}", vs["verdict"]
+        else:
+            diff, p, verdict = ("reference", "", "") if r["id"] == ref else ("", "", "")
+        step = "" if r["step_seconds"] is None else f"{1000 * r['step_seconds']:.0f}"
+        rate = "" if r["sketches_per_second"] is None else f"{r['sketches_per_second']:.0f}"
+        paper = "" if r["paper_top1"] is None else f"{r['paper_top1']:.2f}"
+        lines.append(f"| {r['label']} (`{r['preset']}`) | {_pct(r['top1_mean'])}{std} | {runs} | "
+                     f"[{_pct(r['ci95'][0])}, {_pct(r['ci95'][1])}] | {diff} | {p} | {verdict} | {step} | {rate} "
+                     f"| {paper} |")
+    b = results["bootstrap"]
+    lines += ["", f"Sub-runs: seeds (QuickDraw protocol) or seeds x folds (TU-Berlin); mean ± sample std over them. "
+              f"95% CI: percentile bootstrap over test sketches ({b['resamples']} resamples, seed {b['seed']}) of "
+              "the per-sketch accuracy averaged over seeds. Δ: paired difference to the reference row on the same "
+              "test sketches, same bootstrap; \"within noise\" when its interval contains 0. McNemar: exact test "
+              "per shared seed, largest p shown. Step time and sketches/s: median over training, measured under "
+              "whatever else ran on the machine.", ""]
+    if results["rows"]:
+        budgets = {json.dumps(r["budget"], sort_keys=True) for r in results["rows"]}
+        lines.append("Budget: " + "; ".join(sorted(budgets)))
+        lines.append("")
+    if results["missing"]:
+        lines += [f"Not finished yet: {', '.join(results['missing'])}.", ""]
+    return "\n".join(lines)
+
+
+def bar_chart(results: dict, path: Path) -> None:
+    """Top-1 per row with its 95% bootstrap interval, and the paper's figure as a marker."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = results["rows"]
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(rows) + 1.5), 4.0))
+    x = list(range(len(rows)))
+    means = [100 * r["per_sketch_top1"] for r in rows]
+    err = [[max(0.0, m - 100 * r["ci95"][0]) for m, r in zip(means, rows)],
+           [max(0.0, 100 * r["ci95"][1] - m) for m, r in zip(means, rows)]]
+    colors = ["tab:orange" if r["id"] == results["reference"] else "tab:blue" for r in rows]
+    ax.bar(x, means, yerr=err, capsize=4, color=colors, label="ours (95% bootstrap CI)")
+    paper = [(i, r["paper_top1"]) for i, r in enumerate(rows) if r["paper_top1"] is not None]
+    if paper:
+        ax.scatter([i for i, _ in paper], [v for _, v in paper], marker="_", s=400, color="black", zorder=3,
+                   label="paper")
+    low = min([m - e for m, e in zip(means, err[0])] + [v for _, v in paper] or [0.0])
+    ax.set_ylim(max(0.0, low - 5.0), 100.0)
+    ax.set_xticks(x, [r["label"] for r in rows], rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("test top-1 (%)")
+    ax.set_title(results["title"])
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_all(results: dict, out: Path) -> list[Path]:
+    """results.json, results.csv, results.md and results.png in ``out``."""
+    out = Path(out)
+    paths = [out / "results.json", out / "results.csv", out / "results.md", out / "results.png"]
+    paths[0].write_text(json.dumps(results, indent=1))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
+    writer.writeheader()
+    for r in results["rows"]:
+        row = _csv_row(r)
+        if r["id"] == results["reference"]:
+            row["verdict"] = "reference"
+        writer.writerow(row)
+    paths[1].write_text(buf.getvalue())
+    paths[2].write_text(markdown(results))
+    if results["rows"]:
+        bar_chart(results, paths[3])
+    else:
+        paths.pop()
+    return paths
