@@ -118,17 +118,13 @@ def _open(url: str, *, method: str = "GET", start: int = 0):
         raise R2CNNError(f"{url}: cannot connect ({getattr(e, 'reason', e)})") from None
 
 
-def remote_size(url: str) -> int | None:
-    """Content-Length from a HEAD request (None when the server does not say)."""
-    return _size(_head(url))
-
-
 def _head(url: str):
     with _open(url, method="HEAD") as r:
         return r.headers
 
 
 def _size(headers) -> int | None:
+    """Content-Length (None when the server does not say)."""
     n = headers.get("Content-Length")
     return int(n) if n is not None and n.strip().isdigit() else None
 
