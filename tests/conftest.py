@@ -22,11 +22,3 @@ def shared_data() -> Path:
         pytest.skip(f"real sketch data not found at {SHARED_DATA} (only present on the developers' machines)")
     return SHARED_DATA
 
-
-@pytest.fixture(autouse=True)
-def _restore_subnormals():
-    """Training, evaluation and prediction switch the process to flush-to-zero for speed
-    (r2cnn.engine.precision.flush_denormals); give every other test IEEE arithmetic back, since hypothesis and
-    numerical oracles check for it."""
-    yield
-    torch.set_flush_denormal(False)
