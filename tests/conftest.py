@@ -23,15 +23,6 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-@pytest.fixture(autouse=True)
-def _restore_subnormals():
-    """Training, evaluation and prediction switch the process to flush-to-zero for speed
-    (r2cnn.engine.precision.flush_denormals); give every other test IEEE arithmetic back, since hypothesis and
-    numerical oracles check for it."""
-    yield
-    torch.set_flush_denormal(False)
-
-
 @pytest.fixture(scope="session")
 def tiny_runs(tmp_path_factory):
     """A small built-in store and two tiny models trained for a few steps on it, R2CNN (``r2cnn``) and its CNN-only

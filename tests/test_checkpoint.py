@@ -18,7 +18,8 @@ def _state(value: float) -> dict:
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     model(torch.ones(1, 3)).sum().backward()
     opt.step()
-    return {"format": 1, "config": to_plain({"lr": np.float32(1e-3), "size": (3, 2)}), "classes": ["a", "b"],
+    config = to_plain({"model": "cnn-resnet18", "lr": np.float32(1e-3), "size": (3, 2)})
+    return {"format": 1, "config": config, "classes": ["a", "b"],
             "model": model.state_dict(), "optimizer": opt.state_dict(), "rng": rng_state(), "step": 7}
 
 
@@ -28,7 +29,7 @@ def test_roundtrip_weights_only(tmp_path):
     save_atomic(state, path)
     loaded = load_checkpoint(path)  # weights_only=True inside
     assert loaded["step"] == 7 and loaded["classes"] == ["a", "b"]
-    assert loaded["config"] == {"lr": pytest.approx(1e-3), "size": [3, 2]}
+    assert loaded["config"] == {"model": "cnn-resnet18", "lr": pytest.approx(1e-3), "size": [3, 2]}
     assert torch.equal(loaded["model"]["weight"], state["model"]["weight"])
     torch.load(path, weights_only=True)  # loadable without pickle code execution
     assert [p.name for p in path.parent.iterdir()] == ["last.pt"]  # no temp files left

@@ -18,7 +18,7 @@ def r2cnn(*args):
     (["train", "--data", "{tmp}/nope", "--out", "{tmp}/run"], "--preset is required"),
     (["train", "--preset", "no-such", "--data", "{tmp}/nope", "--out", "{tmp}/run"], "unknown preset"),
     (["train", "--resume", "--data", "{tmp}/nope", "--out", "{tmp}/run"], "nothing to resume"),
-    (["train", "--preset", "cpu-r2cnn", "--data", "{tmp}", "--out", "{tmp}/run", "--steps", "0"], "--steps must be"),
+    (["train", "--preset", "cpu-r2cnn", "--data", "{tmp}", "--out", "{tmp}/run", "--steps", "0"], "--steps: must be at least 1"),
     (["train", "--preset", "cpu-r2cnn", "--data", "{tmp}", "--out", "{tmp}/run", "--set", "x"], "KEY=VALUE"),
     (["evaluate", "--checkpoint", "{tmp}/missing.pt", "--data", "{tmp}"], "checkpoint not found"),
     (["evaluate", "--checkpoint", "{tmp}/junk.pt", "--data", "{tmp}"], "not a readable r2cnn checkpoint"),

@@ -1,7 +1,8 @@
 """The ``r2cnn`` command line: one sub-command per module in :mod:`r2cnn.commands`.
 
 Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``. Modules are
-imported only when their command runs, so ``r2cnn --help`` stays fast. A :class:`r2cnn.errors.R2CNNError` is
+imported only when their command runs, so ``r2cnn --help`` stays fast. A :class:`r2cnn.errors.R2CNNError`, a bad
+option, and an OS error on a path the user gave (a file in the way of an output folder, no permission) are
 printed as one line (``r2cnn: error: ...``) with exit status 2; anything else is a bug and keeps its traceback.
 """
 
@@ -45,11 +46,67 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's help with each option's default appended, where it has one the help does not already give
+    (options whose default is "none" or "off" say in words what happens without them)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (default is None or default is False or default is argparse.SUPPRESS or default == []
+                or "default" in text or not action.option_strings):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class CommandParser(argparse.ArgumentParser):
+    """A command's parser: help with defaults, and a bad option is a one-line :class:`R2CNNError` (the usage is
+    one ``--help`` away) instead of argparse's usage block. Sub-command parsers inherit both."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        raise R2CNNError(f"{self.prog}: {message} (see `{self.prog} --help`)")
+
+
 def _command_parser(name: str):
     module = importlib.import_module(COMMANDS[name][0])
-    p = argparse.ArgumentParser(prog=f"r2cnn {name}", description=getattr(module, "HELP", COMMANDS[name][1]))
+    p = CommandParser(prog=f"r2cnn {name}", description=getattr(module, "HELP", COMMANDS[name][1]))
     module.add_arguments(p)
+    if not issubclass(p.formatter_class, HelpFormatter):  # a command chose its own layout (e.g. a raw epilog)
+        p.formatter_class = type(f"Defaults{p.formatter_class.__name__}", (HelpFormatter, p.formatter_class), {})
     return module, p
+
+
+def _given_paths(args: argparse.Namespace) -> list[str]:
+    """Every string the user passed as an option value or argument, as absolute paths."""
+    values = []
+    for value in vars(args).values():
+        values.extend(value if isinstance(value, (list, tuple)) else [value])
+    return [os.path.abspath(v) for v in values if isinstance(v, (str, os.PathLike)) and os.fspath(v)]
+
+
+def _related(a: str, b: str) -> bool:
+    """``a`` and ``b`` (absolute) are the same path, or one lies inside the other."""
+    return a == b or a.startswith(b.rstrip(os.sep) + os.sep) or b.startswith(a.rstrip(os.sep) + os.sep)
+
+
+def user_path_error(error: OSError, args: argparse.Namespace | None) -> str | None:
+    """One line for an OS error on a path the user gave, a path inside it or a folder on the way to it, else
+    None: an OS error on any other path (the package's own files, a temporary folder) is a bug and keeps its
+    traceback."""
+    names = [os.fspath(n) for n in (error.filename, error.filename2) if n is not None]
+    if args is None or not names:
+        return None
+    given = _given_paths(args)
+    if not any(_related(os.path.abspath(n), g) for n in names for g in given):
+        return None
+    reason = error.strerror or type(error).__name__
+    if isinstance(error, (FileExistsError, NotADirectoryError)):
+        reason += " (a file is where a folder is needed)"
+    return f"{' -> '.join(names)}: {reason}"
 
 
 def _reexec_with_malloc_env(argv: list[str]) -> None:
@@ -71,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     name = argv[0]
     if from_process and name in _HEAVY:
         _reexec_with_malloc_env(argv)
+    args = None
     try:
         module, p = _command_parser(name)
         args = p.parse_args(argv[1:])
@@ -86,6 +144,12 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
+    except OSError as e:
+        line = user_path_error(e, args)
+        if line is None:
+            raise
+        print(f"r2cnn: error: {line}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ prints it as one line and exits non-zero, never with a traceback. Bugs stay ordi
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -40,6 +41,23 @@ class SketchFormatError(R2CNNError):
         what = f"field '{self.field}': " if self.field else ""
         tail = f" ({self.detail})" if self.detail else ""
         return f"{where}: {what}{self.reason}{tail}"
+
+
+def describe_load_failure(error: Exception) -> str:
+    """Why ``torch.load(..., weights_only=True)`` refused a file (checkpoint, weights), in a few words of our own.
+
+    torch's own messages span lines, carry ANSI escapes and advise retrying with ``weights_only=False``: advice
+    that would run the file's code, so it is never passed on. Details are whole sentences, never cut."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    code = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if code:
+        return f"it needs Python object {code.group(1)} to load, and files are loaded as plain data only"
+    if "central directory" in text or "zip archive" in text:
+        return "truncated, or not a PyTorch file"
+    first = " ".join(text.split()).split(". ")[0].rstrip(".")
+    if not first or "weights_only" in first or len(first) > 160:
+        return f"not a PyTorch file ({type(error).__name__})"
+    return f"not a PyTorch file ({type(error).__name__}: {first})"
 
 
 @dataclass

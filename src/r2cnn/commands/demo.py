@@ -20,13 +20,15 @@ MODELS = (("R2CNN", "cpu-r2cnn", "r2cnn"), ("CNN-only", "cpu-cnn", "cnn"))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="runs/demo", help="output folder (data, runs, report)")
-    p.add_argument("--minutes", type=float, default=5.0,
-                   help="training time for both models together (default 5, split evenly)")
-    p.add_argument("--per-class", type=int, default=700, help="built-in sketches per class (default 700)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, help="data-loader workers (default: the preset's)")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    from r2cnn.commands.options import add_device, non_negative_int, positive_float, positive_int
+
+    p.add_argument("--out", default="runs/demo", help="output folder (data, runs, report); its runs are replaced")
+    p.add_argument("--minutes", type=positive_float, default=5.0,
+                   help="training time for both models together, split evenly")
+    p.add_argument("--per-class", type=positive_int, default=700, help="built-in sketches per class (at least 10)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the data, the split and training")
+    p.add_argument("--workers", type=non_negative_int, help="data-loader workers (default: the preset's)")
+    add_device(p)
 
 
 def _train_speed(run_dir) -> float | None:
@@ -44,6 +46,7 @@ def run(args) -> int:
     import time
     from pathlib import Path
 
+    from r2cnn.commands.options import resolve_device
     from r2cnn.data.store import prepare
     from r2cnn.engine.evaluate import evaluate_checkpoint
     from r2cnn.engine.report import confusion_png, table
@@ -51,8 +54,9 @@ def run(args) -> int:
     from r2cnn.errors import R2CNNError
     from r2cnn.viz.report import build_report
 
-    if args.minutes <= 0 or args.per_class < 10:
-        raise R2CNNError("--minutes must be > 0 and --per-class at least 10")
+    if args.per_class < 10:
+        raise R2CNNError(f"--per-class must be at least 10, not {args.per_class}")
+    device = resolve_device(args.device)
     out = Path(args.out)
     started = time.perf_counter()
     valid = test = max(5, args.per_class // 14)
@@ -67,9 +71,9 @@ def run(args) -> int:
         print(f"\n== {title}: preset {preset}, its epochs or {args.minutes / len(MODELS):.1f} min of training, "
               f"whichever ends first -> {run_dir}")
         result = train(TrainOptions(preset=preset, data=str(out / "data"), out=str(run_dir), seed=args.seed,
-                                    max_minutes=args.minutes / len(MODELS), device=args.device,
-                                    workers=args.workers))
-        report = evaluate_checkpoint(result["best_path"], str(out / "data"), split="test", device=args.device)
+                                    max_minutes=args.minutes / len(MODELS), device=device,
+                                    workers=args.workers, overwrite=True))
+        report = evaluate_checkpoint(result["best_path"], str(out / "data"), split="test", device=device)
         report["confusion_png"] = str(confusion_png(report["confusion"], report["classes"],
                                                     run_dir / "confusion_test.png"))
         report["train_sketches_per_s"] = _train_speed(run_dir)

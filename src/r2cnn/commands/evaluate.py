@@ -8,15 +8,19 @@ HELP = "evaluate a checkpoint: top-1/top-5, per class, confusion, partial sketch
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True)
+    from r2cnn.commands.options import add_device, non_negative_int, positive_int
+
+    p.add_argument("--checkpoint", required=True, help="a checkpoint written by `r2cnn train` (best.pt, last.pt)")
     p.add_argument("--data", required=True, help="store directory made by `r2cnn prepare`")
-    p.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    p.add_argument("--split", default="test", choices=["train", "valid", "test"], help="the split to evaluate on")
     p.add_argument("--fold", type=int, help="k-fold stores: default the checkpoint's training fold")
-    p.add_argument("--json", metavar="FILE", help="write the full report (per class, confusion) as JSON")
-    p.add_argument("--out", metavar="DIR", help="write report.json and confusion.png into DIR")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--workers", type=int, default=0)
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--json", metavar="FILE",
+                   help="write the full report (per class, confusion) as JSON (default: printed summary only)")
+    p.add_argument("--out", metavar="DIR",
+                   help="write report.json and confusion.png into DIR (default: printed summary only)")
+    add_device(p)
+    p.add_argument("--workers", type=non_negative_int, default=0, help="data-loader worker processes")
+    p.add_argument("--batch-size", type=positive_int, help="sketches per batch (default: the checkpoint's)")
 
 
 def format_report(report: dict) -> str:
@@ -36,10 +40,12 @@ def run(args) -> int:
     import json
     from pathlib import Path
 
+    from r2cnn.commands.options import resolve_device
     from r2cnn.engine.evaluate import evaluate_checkpoint
     from r2cnn.engine.report import confusion_png
 
-    report = evaluate_checkpoint(args.checkpoint, args.data, split=args.split, fold=args.fold, device=args.device,
+    report = evaluate_checkpoint(args.checkpoint, args.data, split=args.split, fold=args.fold,
+                                 device=resolve_device(args.device),
                                  workers=args.workers, batch_size=args.batch_size)
     if args.out:
         out = Path(args.out)

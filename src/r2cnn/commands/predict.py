@@ -8,14 +8,17 @@ HELP = "classify sketch files (ndjson, npz, bin, svg) with a checkpoint"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True)
+    from r2cnn.commands.options import add_device, positive_int
+
+    p.add_argument("--checkpoint", required=True, help="a checkpoint written by `r2cnn train` (best.pt, last.pt)")
     p.add_argument("files", nargs="+", metavar="FILE", help="sketch files in any supported format")
-    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--top-k", type=positive_int, default=5, help="classes shown per sketch, most likely first")
     p.add_argument("--json", action="store_true", help="one JSON object per sketch instead of a table")
-    p.add_argument("--format", dest="fmt", help="input format when the extension does not say")
-    p.add_argument("--on-error", default="raise", choices=["raise", "skip"])
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--format", dest="fmt", help="input format when the extension does not say (default: from it)")
+    p.add_argument("--on-error", default="raise", choices=["raise", "skip"],
+                   help="a bad record stops the command (raise) or is skipped and counted (skip)")
+    add_device(p)
+    p.add_argument("--batch-size", type=positive_int, default=64, help="sketches classified at once")
 
 
 def _where(sketch) -> str:
@@ -30,11 +33,10 @@ def run(args) -> int:
 
     from r2cnn.data.formats import read_sketches
     from r2cnn.engine.predict import Predictor
-    from r2cnn.errors import ErrorPolicy, R2CNNError
+    from r2cnn.commands.options import resolve_device
+    from r2cnn.errors import ErrorPolicy
 
-    if args.top_k < 1:
-        raise R2CNNError(f"--top-k must be at least 1, not {args.top_k}")
-    predictor = Predictor(args.checkpoint, args.device)
+    predictor = Predictor(args.checkpoint, resolve_device(args.device))
     policy = ErrorPolicy(args.on_error)
     sketches = [s for path in args.files for s in read_sketches(path, fmt=args.fmt, policy=policy)]
     results = predictor.predict_many(sketches, args.top_k, args.batch_size)

@@ -3,59 +3,71 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 HELP = "train a model from a preset on a prepared store (torchrun --nproc_per_node N -m r2cnn train ... for DDP)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", help="named configuration (see `r2cnn presets`); not needed with --resume")
+    from r2cnn.commands.options import add_device, non_negative_int, positive_float, positive_int
+
+    p.add_argument("--preset",
+                   help="named configuration (see `r2cnn presets`); required, except with --resume (default: none)")
     p.add_argument("--data", required=True, help="store directory made by `r2cnn prepare`")
     p.add_argument("--out", required=True, help="run directory: log.jsonl, last.pt, best.pt")
     length = p.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=int, help="epochs (default: the preset's)")
-    length.add_argument("--steps", type=int, help="total optimiser steps instead of epochs")
-    p.add_argument("--max-minutes", type=float, help="also stop after this wall-clock time (not reproducible)")
-    p.add_argument("--resume", action="store_true", help="continue OUT/last.pt exactly where it stopped")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--fold", type=int, help="k-fold stores (TU-Berlin): fold K is the test split")
-    p.add_argument("--init-from", metavar="CKPT", help="start from a checkpoint's weights except the classifier")
-    p.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default: cuda when available")
-    p.add_argument("--workers", type=int, help="data-loader worker processes (default: the preset's)")
-    p.add_argument("--batch-size", type=int, help="per process; global batch = this x processes")
-    p.add_argument("--lr", type=float)
+    length.add_argument("--epochs", type=positive_int, help="epochs (default: the preset's)")
+    length.add_argument("--steps", type=positive_int, help="total optimiser steps instead of epochs (default: epochs)")
+    p.add_argument("--max-minutes", type=positive_float,
+                   help="also stop after this wall-clock time, not reproducible (default: no time limit)")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue OUT/last.pt exactly where it stopped")
+    again.add_argument("--overwrite", action="store_true",
+                       help="start afresh in an OUT that holds a run, removing its log, checkpoints and tensorboard "
+                            "folder (without it or --resume, such an OUT is refused)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the sample order, augmentation and initialisation")
+    p.add_argument("--fold", type=int, help="k-fold stores (TU-Berlin): fold K is the test split (default: none)")
+    p.add_argument("--init-from", metavar="CKPT",
+                   help="start from a checkpoint's weights except the classifier (default: fresh weights)")
+    add_device(p)
+    p.add_argument("--workers", type=non_negative_int, help="data-loader worker processes (default: the preset's)")
+    p.add_argument("--batch-size", type=positive_int,
+                   help="per process; global batch = this x processes (default: the preset's)")
+    p.add_argument("--lr", type=positive_float, help="learning rate (default: the preset's)")
     p.add_argument("--amp", choices=["bf16", "fp16", "none"], help="mixed precision on CUDA (default: the preset's)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=JSON", dest="overrides",
-                   help='override a preset entry, e.g. --set grad_clip=1.0 --set model_options=\'{"hidden": 64}\'')
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override a preset entry (see `r2cnn presets NAME`); VALUE is JSON (1e-3, true, null, "
+                        "[1, 2], {\"hidden\": 64}, \"text\") or a bare word taken as text (cosine); a JSON object "
+                        "merges into the preset's, e.g. --set model_options='{\"hidden\": 64}' keeps its canvas")
     p.add_argument("--tensorboard", action="store_true", help="also log to OUT/tensorboard (needs tensorboard)")
-    p.add_argument("--checkpoint-every", type=int, default=0, metavar="N", help="also write last.pt every N steps")
-    p.add_argument("--log-every", type=int, default=10, metavar="N", help="log training metrics every N steps")
+    p.add_argument("--checkpoint-every", type=non_negative_int, default=0, metavar="N",
+                   help="also write last.pt every N steps (0: at epoch ends only)")
+    p.add_argument("--log-every", type=positive_int, default=10, metavar="N", help="log training metrics every N steps")
 
 
 def options_from_args(args):
-    import torch
-
+    from r2cnn.commands.options import resolve_device
     from r2cnn.engine.train import TrainOptions
     from r2cnn.errors import R2CNNError
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise R2CNNError("--device cuda: no CUDA device is available")
+    device = resolve_device(args.device)
     if not args.resume and not args.preset:
         raise R2CNNError("--preset is required (see `r2cnn presets`), unless --resume")
-    for name in ("epochs", "steps", "batch_size", "workers", "checkpoint_every", "log_every"):
-        value = getattr(args, name)
-        if value is not None and value < (0 if name in ("workers", "checkpoint_every") else 1):
-            raise R2CNNError(f"--{name.replace('_', '-')} must be positive, not {value}")
     return TrainOptions(preset=args.preset, data=args.data, out=args.out, epochs=args.epochs, steps=args.steps,
-                        max_minutes=args.max_minutes, resume=args.resume, seed=args.seed, fold=args.fold,
-                        init_from=args.init_from, device=device, workers=args.workers, batch_size=args.batch_size,
-                        lr=args.lr, amp=args.amp, tensorboard=args.tensorboard,
+                        max_minutes=args.max_minutes, resume=args.resume, overwrite=args.overwrite, seed=args.seed,
+                        fold=args.fold, init_from=args.init_from, device=device, workers=args.workers,
+                        batch_size=args.batch_size, lr=args.lr, amp=args.amp, tensorboard=args.tensorboard,
                         checkpoint_every=args.checkpoint_every, log_every=args.log_every,
                         config_overrides=parse_overrides(args.overrides))
 
 
+# A bare word (a schedule or optimiser name) needs no JSON quotes; anything else must be JSON.
+_BARE_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+
+
 def parse_overrides(items: list[str]) -> dict:
-    """``KEY=JSON`` pairs (a value that is not JSON is taken as a string)."""
+    """``KEY=VALUE`` pairs: VALUE is JSON, or a bare word (``cosine``) taken as a string. Anything else, such as
+    ``{bad``, is an error: taking it as a string would train with a value the user did not mean."""
     import json
 
     from r2cnn.errors import R2CNNError
@@ -67,7 +79,10 @@ def parse_overrides(items: list[str]) -> dict:
             raise R2CNNError(f"--set expects KEY=VALUE, not {item!r}")
         try:
             out[key] = json.loads(value)
-        except ValueError:
+        except ValueError as e:
+            if not _BARE_WORD.fullmatch(value):
+                raise R2CNNError(f"--set {key}: {value!r} is not JSON ({e.msg} at character {e.pos}); quote text "
+                                 f"as JSON, e.g. --set {key}='\"...\"'") from None
             out[key] = value
     return out
 

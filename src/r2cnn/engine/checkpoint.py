@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from r2cnn.errors import R2CNNError
+from r2cnn.errors import R2CNNError, describe_load_failure
 
 CHECKPOINT_FORMAT = 1
 
@@ -69,19 +69,42 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint written by :func:`save_atomic` with ``weights_only=True``; user errors are one line."""
+# What every checkpoint holds (what evaluate and predict need), and what resuming a run needs on top.
+MODEL_KEYS = ("config", "classes", "model")
+TRAINING_KEYS = ("optimizer", "scheduler", "epoch", "step", "batch_in_epoch", "best", "rng", "extra")
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu", *,
+                    training_state: bool = False) -> dict:
+    """Load a checkpoint written by :func:`save_atomic` with ``weights_only=True``; user errors are one line.
+
+    Checks that the file is one of ours: a dict with a ``config`` dict naming a ``model``, the ``classes`` as a
+    list of strings and the ``model`` weights (and, with ``training_state=True``, everything ``--resume`` needs).
+    """
     path = Path(path)
     if not path.is_file():
         raise R2CNNError(f"{path}: checkpoint not found")
+    if path.stat().st_size == 0:
+        raise R2CNNError(f"{path}: not an r2cnn checkpoint (empty file)")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # a torn, foreign or non-checkpoint file
-        raise R2CNNError(f"{path}: not a readable r2cnn checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})") from e
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
-        raise R2CNNError(f"{path}: not an r2cnn checkpoint (no 'model'/'config' entries)")
-    if ckpt.get("format", 0) > CHECKPOINT_FORMAT:
-        raise R2CNNError(f"{path}: checkpoint format {ckpt['format']} is newer than this sketch-r2cnn "
+        raise R2CNNError(f"{path}: not a readable r2cnn checkpoint: {describe_load_failure(e)}") from e
+    if not isinstance(ckpt, dict):
+        raise R2CNNError(f"{path}: not an r2cnn checkpoint (it holds a {type(ckpt).__name__}, not a dict)")
+    missing = [k for k in MODEL_KEYS + (TRAINING_KEYS if training_state else ()) if k not in ckpt]
+    if missing:
+        raise R2CNNError(f"{path}: not an r2cnn checkpoint (no {', '.join(repr(k) for k in missing)} "
+                         f"entr{'y' if len(missing) == 1 else 'ies'})")
+    if not isinstance(ckpt["config"], dict) or not isinstance(ckpt["config"].get("model"), str):
+        raise R2CNNError(f"{path}: not an r2cnn checkpoint ('config' does not name a model)")
+    classes = ckpt["classes"]
+    if not isinstance(classes, (list, tuple)) or not classes or not all(isinstance(c, str) for c in classes):
+        raise R2CNNError(f"{path}: not an r2cnn checkpoint ('classes' is not a list of class names)")
+    if not isinstance(ckpt["model"], dict):
+        raise R2CNNError(f"{path}: not an r2cnn checkpoint ('model' is not a state dict)")
+    if not isinstance(ckpt.get("format", 0), int) or ckpt.get("format", 0) > CHECKPOINT_FORMAT:
+        raise R2CNNError(f"{path}: checkpoint format {ckpt['format']!r} is newer than this sketch-r2cnn "
                          f"(reads up to {CHECKPOINT_FORMAT}); upgrade the package")
     return ckpt
 

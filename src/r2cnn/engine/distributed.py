@@ -93,13 +93,28 @@ class _AllReduceSum(torch.autograd.Function):
         return grad
 
 
-class GlooSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
-    """Batch norm whose training statistics are summed over all ranks (CPU / gloo counterpart of
-    ``nn.SyncBatchNorm``). Outside training or without a process group it is an ordinary batch norm.
+def combine_moments(count: torch.Tensor, mean: torch.Tensor, m2: torch.Tensor):
+    """Statistics of the union of R parts from each part's own: Chan, Golub and LeVeque's parallel variance.
 
-    The per-channel sums of x and x^2 and the element count are all-reduced with :class:`_AllReduceSum`
-    (autograd-aware), so gradients flow through the global statistics as they would in one process over the
-    whole batch.
+    ``count (R, 1)``, ``mean (R, C)``, ``m2 (R, C)`` (sum of squared deviations from the part's own mean) ->
+    ``(n (1,), mean (C,), m2 (C,))`` of all parts together, with ``m2 = sum m2_r + sum n_r (mean_r - mean)^2``.
+    Each term is a sum of squares of deviations, so nothing cancels: E[x^2] - mean^2 in float32 loses the
+    variance of data with a large mean (1e4 +- 0.1: x^2 carries 8 digits, the variance sits below them).
+    """
+    n = count.sum(0)
+    total_mean = (count * mean).sum(0) / n.clamp(min=1)
+    m2 = m2.sum(0) + (count * (mean - total_mean) ** 2).sum(0)
+    return n, total_mean, m2
+
+
+class GlooSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """Batch norm whose training statistics cover all ranks (CPU / gloo counterpart of ``nn.SyncBatchNorm``).
+    Outside training or without a process group it is an ordinary batch norm.
+
+    Each rank computes its per-channel (count, mean, M2) and puts them in its row of a ``(world, 2C + 1)`` table;
+    summing the tables with :class:`_AllReduceSum` (autograd-aware) gathers every rank's row, and
+    :func:`combine_moments` merges them, so gradients flow through the global statistics as they would in one
+    process over the whole batch.
     """
 
     def _check_input_dim(self, input: torch.Tensor) -> None:
@@ -111,18 +126,22 @@ class GlooSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
             return super().forward(x)
         c = x.shape[1]
         dims = [0, *range(2, x.dim())]
-        count = x.new_full((1,), x.numel() // c)
-        stats = _AllReduceSum.apply(torch.cat([x.sum(dims), (x * x).sum(dims), count]))
-        n = stats[-1]
-        mean = stats[:c] / n
-        var = stats[c:2 * c] / n - mean * mean  # biased, as batch norm normalises with
+        shape = (1, c) + (1,) * (x.dim() - 2)
+        count = x.numel() // c
+        local_mean = x.sum(dims) / max(count, 1)
+        local_m2 = ((x - local_mean.view(shape)) ** 2).sum(dims)
+        row = torch.cat([x.new_full((1,), float(count)), local_mean, local_m2])[None]
+        table = x.new_zeros(dist.get_world_size(), 2 * c + 1)
+        table = table.index_copy(0, torch.tensor([dist.get_rank()], device=x.device), row)
+        table = _AllReduceSum.apply(table)
+        n, mean, m2 = combine_moments(table[:, :1], table[:, 1:c + 1], table[:, c + 1:])
+        var = m2 / n  # biased, as batch norm normalises with
         if self.track_running_stats:
             self.num_batches_tracked += 1
             momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
             with torch.no_grad():
                 self.running_mean.lerp_(mean.detach(), momentum)
-                self.running_var.lerp_(var.detach() * n / (n - 1).clamp(min=1), momentum)
-        shape = (1, c) + (1,) * (x.dim() - 2)
+                self.running_var.lerp_(m2.detach() / (n - 1).clamp(min=1), momentum)
         y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
         if self.affine:
             y = y * self.weight.view(shape) + self.bias.view(shape)

@@ -16,7 +16,7 @@ import time
 import torch
 
 from r2cnn.engine.metrics import ClassificationMetrics
-from r2cnn.engine.precision import amp_dtype, autocast, flush_denormals
+from r2cnn.engine.precision import amp_dtype, autocast, denormals_flushed
 from r2cnn.errors import R2CNNError
 from r2cnn.sketch import Sketch
 
@@ -70,13 +70,18 @@ def evaluate_checkpoint(checkpoint: str, data: str, *, split: str = "test", fold
                         partial: tuple[float, ...] = PARTIAL_FRACTIONS, progress: bool | None = None) -> dict:
     """Evaluate a checkpoint on a store split; returns the report as plain JSON types.
 
-    ``fold`` defaults to the fold the checkpoint was trained with (k-fold stores such as TU-Berlin).
+    ``fold`` defaults to the fold the checkpoint was trained with (k-fold stores such as TU-Berlin). Subnormals
+    are flushed to zero while it runs (:func:`r2cnn.engine.precision.denormals_flushed`).
     """
+    with denormals_flushed():
+        return _evaluate_checkpoint(checkpoint, data, split, fold, device, workers, batch_size, partial, progress)
+
+
+def _evaluate_checkpoint(checkpoint, data, split, fold, device, workers, batch_size, partial, progress) -> dict:
     from r2cnn.data.loader import make_loader
     from r2cnn.data.store import SketchStore
     from r2cnn.engine.factory import build_transform, load_model
 
-    flush_denormals()
     dev = torch.device(device)
     model, ckpt = load_model(checkpoint, dev)
     config, classes = ckpt["config"], list(ckpt["classes"])

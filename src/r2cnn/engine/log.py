@@ -19,15 +19,14 @@ class RunLog:
     def __init__(self, run_dir: str | Path | None, *, tensorboard: bool = False, resume_step: int | None = None):
         """``run_dir=None`` disables logging (non-zero ranks). With ``resume_step`` the existing log is kept up
         to that step: records that a killed run wrote after its last checkpoint are dropped, since the resumed
-        run writes them again."""
+        run writes them again, and so is a torn last line (a kill in the middle of an append)."""
         self.path = Path(run_dir) / "log.jsonl" if run_dir is not None else None
         self.writer = None
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is not None and self.path.exists():
-            kept = [line for line in self.path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= resume_step]
+            kept = [line for line, record in _read_records(self.path) if record.get("step", 0) <= resume_step]
             self.path.write_text("".join(line + "\n" for line in kept))
         elif resume_step is None:
             self.path.write_text("")
@@ -52,3 +51,22 @@ class RunLog:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def _read_records(path: Path) -> list[tuple[str, dict]]:
+    """(line, record) for each line of a run log. A last line that is not JSON is what a kill during an append
+    leaves and is dropped; a bad line before it is damage this module did not do and is an error."""
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            if number == len(lines):
+                break
+            raise R2CNNError(f"{path}:{number}: not a JSON record; the run log is damaged (move it away to resume "
+                             f"without it)") from None
+        if not isinstance(record, dict):
+            raise R2CNNError(f"{path}:{number}: not a JSON object; the run log is damaged")
+        records.append((line, record))
+    return records

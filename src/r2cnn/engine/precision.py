@@ -27,11 +27,34 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 
 
 def flush_denormals() -> None:
-    """Treat subnormal floats (|x| < 1.2e-38) as zero in CPU arithmetic (FTZ/DAZ).
+    """Treat subnormal floats (|x| < 1.2e-38) as zero in CPU arithmetic (FTZ/DAZ), for the rest of the process.
 
+    For programs that own their process (benchmarks); library code uses the scoped :func:`denormals_flushed`.
     Why: once subnormal values appear (tiny gradients through the LSTM and in Adam's second moments), every
     operation touching them takes a slow microcode path; measured on this 2-core machine, cpu-r2cnn training ran at
     1-2 sketches/s without and 200-350 sketches/s with this setting (same data, same steps). Values this small do
     not matter for training. Call it before the first parallel op: threads inherit the setting when created.
     """
     torch.set_flush_denormal(True)
+
+
+def denormals_are_flushed() -> bool:
+    """Whether this thread's CPU arithmetic flushes subnormals to zero (torch has no getter: a subnormal is
+    multiplied and the result tells)."""
+    return (torch.full((1,), 1e-40, dtype=torch.float32) * 2.0).item() == 0.0
+
+
+@contextlib.contextmanager
+def denormals_flushed():
+    """:func:`flush_denormals` for the duration of a ``with`` block, then the caller's setting again.
+
+    Train, evaluate and predict run inside it, so that a program importing ``r2cnn`` keeps IEEE arithmetic
+    outside those calls. The setting is per thread: intra-op worker threads that torch creates inside the block
+    inherit it, as they would inherit any setting of the thread that starts them.
+    """
+    before = denormals_are_flushed()
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(before)

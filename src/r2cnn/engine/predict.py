@@ -23,9 +23,7 @@ class Predictor:
 
     def __init__(self, checkpoint: str, device: str | torch.device = "cpu"):
         from r2cnn.engine.factory import build_transform, load_model
-        from r2cnn.engine.precision import flush_denormals
 
-        flush_denormals()
         self.device = torch.device(device)
         self.model, ckpt = load_model(checkpoint, self.device)
         self.classes: list[str] = list(ckpt["classes"])
@@ -34,7 +32,14 @@ class Predictor:
 
     @torch.no_grad()
     def probabilities(self, sketches: Sequence[Sketch]) -> torch.Tensor:
-        """Class probabilities ``(B, K)`` for a batch of sketches."""
+        """Class probabilities ``(B, K)`` for a batch of sketches (subnormals flushed to zero meanwhile, as in
+        training: :func:`r2cnn.engine.precision.denormals_flushed`)."""
+        from r2cnn.engine.precision import denormals_flushed
+
+        with denormals_flushed():
+            return self._probabilities(sketches)
+
+    def _probabilities(self, sketches: Sequence[Sketch]) -> torch.Tensor:
         # A fixed generator: the evaluation transform is deterministic except for an ablation's random stroke
         # order, which then stays the same from call to call.
         rng = np.random.default_rng(0)

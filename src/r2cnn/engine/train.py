@@ -30,9 +30,9 @@ import r2cnn
 from r2cnn.engine import distributed as dist_utils
 from r2cnn.engine.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, rng_state, save_atomic, set_rng_state, to_plain
 from r2cnn.engine.evaluate import evaluate_model
-from r2cnn.engine.factory import build_model, build_transform, classifier_parameter_names
+from r2cnn.engine.factory import build_model, build_transform, classifier_parameter_names, load_weights
 from r2cnn.engine.log import RunLog
-from r2cnn.engine.precision import amp_dtype, autocast, flush_denormals
+from r2cnn.engine.precision import amp_dtype, autocast, denormals_flushed
 from r2cnn.errors import R2CNNError
 
 
@@ -47,6 +47,7 @@ class TrainOptions:
     steps: int | None = None  # total optimiser steps; overrides epochs
     max_minutes: float | None = None  # wall-clock budget (rank 0's clock); stops early, schedule follows time
     resume: bool = False
+    overwrite: bool = False  # clear what an earlier run wrote into ``out`` (else such a folder is refused)
     seed: int = 0
     fold: int | None = None
     init_from: str | None = None
@@ -117,14 +118,63 @@ def make_config(opts: TrainOptions) -> dict:
     unknown = sorted(set(opts.config_overrides) - set(config))
     if unknown:
         raise R2CNNError(f"--set {unknown[0]}: not an entry of preset {opts.preset} (entries: {', '.join(config)})")
-    config.update(opts.config_overrides)
+    config = merge_config(config, opts.config_overrides)
     for key, value in (("batch_size", opts.batch_size), ("lr", opts.lr), ("epochs", opts.epochs),
                        ("amp", opts.amp), ("num_workers", opts.workers)):
         if value is not None:
             config[key] = value
     config.update(preset=opts.preset, steps=opts.steps, seed=opts.seed, fold=opts.fold,
                   init_from=opts.init_from, max_minutes=opts.max_minutes)
+    check_config(config)
     return to_plain(config)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# entry -> (test, what it must be); a preset entry missing here is checked where it is used
+_CONFIG_RULES = {
+    "lr": (lambda v: _is_number(v) and v > 0, "a number > 0"),
+    "weight_decay": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+    "batch_size": (lambda v: _is_count(v) and v >= 1, "an integer >= 1"),
+    "epochs": (lambda v: _is_count(v) and v >= 1, "an integer >= 1"),
+    "num_workers": (lambda v: _is_count(v) and v >= 0, "an integer >= 0"),
+    "grad_clip": (lambda v: v is None or (_is_number(v) and v > 0), "null or a number > 0"),
+    "optimizer": (lambda v: isinstance(v, str), "a name (adam, adamw, sgd)"),
+    "amp": (lambda v: v in ("bf16", "fp16", "none"), "bf16, fp16 or none"),
+    "model": (lambda v: isinstance(v, str), "a model name"),
+    "model_options": (lambda v: isinstance(v, dict), "a JSON object"),
+    "transform": (lambda v: isinstance(v, dict), "a JSON object"),
+    "eval_transform": (lambda v: isinstance(v, dict), "a JSON object"),
+    "lr_schedule": (lambda v: v is None or isinstance(v, str) or (
+        isinstance(v, dict) and (v.get("warmup") is None or (_is_number(v["warmup"]) and v["warmup"] >= 0))),
+        'constant, cosine or {"name": ..., "warmup": steps or fraction >= 0}'),
+}
+
+
+def check_config(config: dict) -> None:
+    """One-line errors for config entries of the wrong type or range (from ``--set`` or a preset), before any
+    of them reaches the code that would fail on it far from its cause."""
+    for key, (ok, what) in _CONFIG_RULES.items():
+        if key in config and not ok(config[key]):
+            raise R2CNNError(f"config entry {key} must be {what}, not {config[key]!r}")
+
+
+def merge_config(base: dict, overrides: dict) -> dict:
+    """``base`` with ``overrides`` applied; a dict merges into a dict entry key by key, recursively, so that
+    ``--set model_options='{"hidden": 64}'`` changes the hidden size and keeps the preset's canvas, width, stem."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_config(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def seed_everything(seed: int) -> None:
@@ -152,23 +202,64 @@ class NonFiniteLoss(R2CNNError):
 
 
 def train(opts: TrainOptions) -> dict:
-    """Run (or resume) a training run into ``opts.out``; returns the final validation summary and paths."""
-    flush_denormals()
+    """Run (or resume) a training run into ``opts.out``; returns the final validation summary and paths.
+
+    Subnormal floats are flushed to zero while it runs (:func:`r2cnn.engine.precision.denormals_flushed`).
+    """
+    with denormals_flushed():
+        return _train_in(opts)
+
+
+# What a run writes into its folder (``--overwrite`` removes these and nothing else).
+RUN_FILES = ("log.jsonl", "last.pt", "best.pt", "tensorboard")
+
+
+def check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> list[Path]:
+    """Refuse to train into a folder holding an earlier run unless ``resume`` or ``overwrite`` says what to do
+    with it. Returns the earlier run's files (for ``overwrite`` to remove)."""
+    if resume and overwrite:
+        raise R2CNNError("--resume continues the run in --out and --overwrite starts it afresh: give one of them")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise R2CNNError(f"--out {run_dir}: a file is in the way (the run folder would go there)")
+    earlier = [run_dir / name for name in RUN_FILES if (run_dir / name).exists()]
+    earlier += sorted(run_dir.glob(".*.pt.*.tmp"))  # a checkpoint write cut short by a kill
+    if earlier and not resume and not overwrite:
+        raise R2CNNError(f"--out {run_dir} already holds a run ({', '.join(p.name for p in earlier)}): continue it "
+                         f"with --resume, replace it with --overwrite, or choose another --out")
+    return earlier if overwrite else []
+
+
+def _remove(paths: list[Path]) -> None:
+    import shutil
+
+    for path in paths:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _train_in(opts: TrainOptions) -> dict:
     run_dir = Path(opts.out)
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+    earlier = check_run_dir(run_dir, opts.resume, opts.overwrite)
     ckpt = None
     if opts.resume:
         if not last_path.exists():
             raise R2CNNError(f"--resume: {last_path} does not exist (nothing to resume)")
-        ckpt = load_checkpoint(last_path)
+        ckpt = load_checkpoint(last_path, training_state=True)
         config = ckpt["config"]  # the run continues exactly as configured; only runtime options may change
     else:
         config = make_config(opts)
+    # Every rank has checked the folder before this rendezvous; only rank 0 clears it, after.
     info, device = dist_utils.init_distributed(opts.device)
     try:
-        if ckpt is not None and ckpt["extra"]["world_size"] != info.world_size:
-            raise R2CNNError(f"--resume: {last_path} was written by {ckpt['extra']['world_size']} processes; resume "
-                             f"it with the same number (the position in the epoch depends on it)")
+        if info.is_main:
+            _remove(earlier)
+            run_dir.mkdir(parents=True, exist_ok=True)  # now, not after the data and model are ready
+        if ckpt is not None and ckpt["extra"].get("world_size") != info.world_size:
+            raise R2CNNError(f"--resume: {last_path} was written by {ckpt['extra'].get('world_size')} processes; "
+                             f"resume it with the same number (the position in the epoch depends on it)")
         return _train(opts, config, ckpt, info, device, run_dir, last_path, best_path)
     finally:
         dist_utils.cleanup()
@@ -184,7 +275,10 @@ def _train(opts, config, ckpt, info, device, run_dir, last_path, best_path) -> d
     if ckpt is not None and list(ckpt["classes"]) != classes:
         raise R2CNNError(f"--resume: the store {opts.data} has other classes than {last_path}")
 
-    model = build_model(config, len(classes))
+    model = build_model(config, len(classes), pretrained=ckpt is None)  # resuming: the checkpoint has the weights
+    loaded = sorted({m.pretrained_source for m in model.modules() if getattr(m, "pretrained_source", None)})
+    if loaded and info.is_main:
+        print(f"pretrained weights: {', '.join(loaded)}")
     if config.get("init_from") and ckpt is None:
         fresh = init_from_checkpoint(model, config["init_from"])
         if info.is_main:
@@ -231,7 +325,7 @@ def _train(opts, config, ckpt, info, device, run_dir, last_path, best_path) -> d
 
     start_epoch, step, batch_in_epoch, best = 0, 0, 0, None
     if ckpt is not None:
-        bare.load_state_dict(ckpt["model"])
+        load_weights(bare, ckpt["model"], last_path)
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         if ckpt.get("scaler"):

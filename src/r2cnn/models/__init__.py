@@ -22,7 +22,8 @@ R2CNN and its CNN-only twin):
   ``overlap`` ("last" or "max");
 - encoder (Sec. 3.2): ``hidden`` (512), ``layers`` (2), ``dropout`` (0.5);
 - backbone: ``width`` (ResNet first-stage channels, 64), ``stem`` ("imagenet" or "small"), ``pretrained`` (path
-  to torchvision-format weights, or ``True``/"imagenet" for torch's hub cache; never downloaded),
+  to torchvision-format weights, or torchvision weights by name from torch's hub cache: "IMAGENET1K_V1",
+  "IMAGENET1K_V2", ``True``/"imagenet" for torchvision's default; never downloaded),
   ``cnn_dropout`` (Sketch-a-Net L6/L7 dropout, 0.5);
 - early fusion: ``fusion_eps`` (0.5).
 
@@ -34,6 +35,7 @@ it with ``create(**model.config)``) and ``transform_requirements`` (``make_trans
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 
@@ -114,6 +116,37 @@ def get_spec(name: str) -> ModelSpec:
                      "(or cnn-<torchvision model>, r2cnn-<torchvision model>)")
 
 
+def _count(minimum: int):
+    return (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= minimum), f"an integer >= {minimum}"
+
+
+def _number(test, what: str):
+    return (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and test(v)), what
+
+
+# option -> (test, what it must be). 16 pixels is the smallest canvas on which a sketch is still a drawing.
+_OPTION_RULES = {
+    "canvas": _count(16),
+    "eps": _number(lambda v: v > 0, "a number > 0 (pixels)"),
+    "overlap": ((lambda v: v in ("last", "max")), "'last' or 'max'"),
+    "hidden": _count(1),
+    "layers": _count(1),
+    "dropout": _number(lambda v: 0 <= v < 1, "a probability in [0, 1)"),
+    "width": _count(1),
+    "stem": ((lambda v: isinstance(v, str)), "a stem name"),
+    "pretrained": ((lambda v: v is None or isinstance(v, (bool, str))), "null, true, a weights name or a path"),
+    "cnn_dropout": _number(lambda v: 0 <= v < 1, "a probability in [0, 1)"),
+    "fusion_eps": _number(lambda v: v > 0, "a number > 0 (pixels)"),
+}
+
+
+def check_options(options: dict) -> None:
+    """A one-line error naming the first model option of the wrong type or range."""
+    for key, (ok, what) in _OPTION_RULES.items():
+        if not ok(options[key]):
+            raise R2CNNError(f"model option {key} must be {what}, not {options[key]!r}")
+
+
 def create(name: str, num_classes: int, in_channels: int = 1, **options) -> SketchClassifier:
     """Build the model ``name`` for ``num_classes`` classes with C = ``in_channels`` (module docstring lists the
     options). Raises :class:`R2CNNError` for an unknown name or option, or weights that are not available."""
@@ -124,6 +157,7 @@ def create(name: str, num_classes: int, in_channels: int = 1, **options) -> Sket
     if num_classes < 1 or in_channels < 1:
         raise R2CNNError(f"num_classes and in_channels must be >= 1, got {num_classes} and {in_channels}")
     o = {**DEFAULT_OPTIONS, **spec.defaults, **options}
+    check_options(o)
     raster = dict(raster_size=int(o["canvas"]), raster_eps=float(o["eps"]), overlap=o["overlap"])
     if o["overlap"] not in ("last", "max"):
         raise R2CNNError(f"overlap must be 'last' or 'max', not {o['overlap']!r}")

@@ -9,8 +9,9 @@
 - :class:`TorchvisionBackbone`: any other torchvision classification model by name (first convolution adapted,
   classification head removed).
 
-ImageNet weights are never downloaded: ``pretrained`` is a file path, or ``True``/``"imagenet"`` to use the file
-torchvision would have cached under ``torch.hub.get_dir()/checkpoints/<arch>-*.pth``.
+ImageNet weights are never downloaded: ``pretrained`` is a file path, or torchvision weights by name
+(``"IMAGENET1K_V1"``, ``"IMAGENET1K_V2"``; ``True``/``"imagenet"`` for torchvision's default) to use the file
+torchvision would have cached for them under ``torch.hub.get_dir()/checkpoints/``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch
 import torchvision
 from torch import nn
 
-from r2cnn.errors import R2CNNError
+from r2cnn.errors import R2CNNError, describe_load_failure
 
 
 class SketchANet(nn.Module):
@@ -104,30 +105,66 @@ def _strip_head(model: nn.Module) -> int:
     raise R2CNNError(f"cannot find the classification head of torchvision model {type(model).__name__}")
 
 
-def find_imagenet_weights(arch: str) -> Path:
-    """The torchvision ImageNet file for ``arch`` in torch's hub cache (``<hub>/checkpoints/<arch>-<hash>.pth``)."""
+IMAGENET_INTENTS = (True, "imagenet", "DEFAULT")
+
+
+def find_imagenet_weights(arch: str, weights: str = "DEFAULT") -> tuple[Path, str]:
+    """The file of torchvision's ``weights`` for ``arch`` in torch's hub cache, and the weights' full name.
+
+    ``weights`` is a name of the arch's torchvision weights enum (``"IMAGENET1K_V1"``, ``"IMAGENET1K_V2"``, or
+    ``"ResNet50_Weights.IMAGENET1K_V1"`` in full); ``"DEFAULT"`` is torchvision's own choice (for ResNet50 V2).
+    The file is the one torchvision would have cached for exactly those weights (``<hub>/checkpoints/`` + the
+    enum's URL file name, whose hash part tells V1 from V2); other files of the same arch are never taken.
+    -> ``(path, "ResNet50_Weights.IMAGENET1K_V2")``.
+    """
+    try:
+        enum = torchvision.models.get_model_weights(arch)
+    except ValueError as e:
+        raise R2CNNError(f"torchvision has no pretrained weights for {arch!r}") from e
+    name = weights.rpartition(".")[2] if weights.startswith(f"{enum.__name__}.") else weights
+    if name not in enum.__members__:
+        raise R2CNNError(f"{arch} has no torchvision weights {weights!r}; known: {', '.join(enum.__members__)}")
+    chosen = enum[name]
     folder = Path(torch.hub.get_dir()) / "checkpoints"
-    found = sorted(folder.glob(f"{arch}-*.pth"))
-    if not found:
-        raise R2CNNError(f"no ImageNet weights for {arch} in {folder} (nothing is downloaded: put torchvision's "
-                         f"{arch}-*.pth there or pass pretrained=PATH)")
-    return found[-1]
+    path = folder / Path(chosen.url).name
+    if not path.is_file():
+        others = [f"{Path(w.url).name} ({w.name})" for w in enum
+                  if w != chosen and (folder / Path(w.url).name).is_file()]
+        hint = f"; present: {', '.join(others)}, chosen by pretrained=NAME" if others else ""
+        raise R2CNNError(f"no ImageNet weights for {arch} ({enum.__name__}.{chosen.name}): {path} is missing "
+                         f"(nothing is downloaded: put torchvision's file there, or pass pretrained=PATH){hint}")
+    return path, f"{enum.__name__}.{chosen.name}"
 
 
-def load_pretrained(model: nn.Module, pretrained, arch: str) -> None:
-    """Load a torchvision-format state dict into ``model`` (whose head is already stripped).
+def _is_weights_name(pretrained) -> bool:
+    """True/"imagenet"/"DEFAULT", or an enum name such as "IMAGENET1K_V1" (a path has a "/" or a file suffix)."""
+    if pretrained in IMAGENET_INTENTS:
+        return True
+    return isinstance(pretrained, str) and "/" not in pretrained and not pretrained.endswith((".pth", ".pt")) \
+        and pretrained.rpartition(".")[2].isupper()
 
-    ``pretrained``: a path, or ``True``/``"imagenet"`` for :func:`find_imagenet_weights`. The first convolution's
+
+def load_pretrained(model: nn.Module, pretrained, arch: str) -> str:
+    """Load a torchvision-format state dict into ``model`` (whose head is already stripped); returns what was
+    loaded, e.g. ``"ResNet50_Weights.IMAGENET1K_V2 (<hub>/checkpoints/resnet50-11ad3fa6.pth)"``.
+
+    ``pretrained``: a path, or torchvision weights by name (:func:`find_imagenet_weights`; ``True`` and
+    ``"imagenet"`` mean ``"DEFAULT"``). The first convolution's
     RGB kernels are summed and spread over the model's C input channels (``w.sum(1) / C`` per channel), so an
     image replicated over C channels gives the response ImageNet weights give to the same grey RGB image.
     Head weights in the file are ignored; any other missing or mismatched key is an error."""
-    path = find_imagenet_weights(arch) if pretrained is True or pretrained == "imagenet" else Path(pretrained)
+    if _is_weights_name(pretrained):
+        path, name = find_imagenet_weights(arch, "DEFAULT" if pretrained in IMAGENET_INTENTS else pretrained)
+        source = f"{name} ({path})"
+    else:
+        path = Path(pretrained)
+        source = str(path)
     if not path.is_file():
         raise R2CNNError(f"pretrained weights file not found: {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a corrupt or non-PyTorch file is the user's input
-        raise R2CNNError(f"{path}: cannot load weights ({type(e).__name__}: {e})") from e
+        raise R2CNNError(f"{path}: cannot load weights: {describe_load_failure(e)}") from e
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     own = model.state_dict()
@@ -145,6 +182,7 @@ def load_pretrained(model: nn.Module, pretrained, arch: str) -> None:
         raise R2CNNError(f"{path}: weights do not fit {arch} (missing {missing[:3]}, unexpected {unexpected[:3]}, "
                          f"shape mismatch {mismatched[:3]})")
     model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+    return source
 
 
 RESNET_STEMS = ("imagenet", "small")
@@ -181,8 +219,8 @@ class ResNetBackbone(nn.Module):
         if width != 64 or stem != "imagenet":
             self._init_like_torchvision(net)
         self.out_features = _strip_head(net)
-        if pretrained:
-            load_pretrained(net, pretrained, arch)
+        # what the weights were initialised from, for the run's log (None: random initialisation)
+        self.pretrained_source = load_pretrained(net, pretrained, arch) if pretrained else None
         self.net = net
         self.c2_channels = _stage_channels(net.layer1)
 
@@ -235,8 +273,7 @@ class TorchvisionBackbone(nn.Module):
             raise R2CNNError(f"unknown torchvision model {arch!r}") from e
         _replace_first_conv(net, in_channels)
         self.out_features = _strip_head(net)
-        if pretrained:
-            load_pretrained(net, pretrained, arch)
+        self.pretrained_source = load_pretrained(net, pretrained, arch) if pretrained else None
         self.net = net
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
