@@ -30,3 +30,38 @@ def _restore_subnormals():
     numerical oracles check for it."""
     yield
     torch.set_flush_denormal(False)
+
+
+# A tiny model (same code path as the CPU presets, much smaller), trained a few steps on built-in sketches: enough
+# for tests that need a real checkpoint but not a good one (the web server, the benchmarks).
+TINY_MODEL = {"canvas": 32, "width": 8, "stem": "small", "hidden": 16, "layers": 1, "dropout": 0.0}
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tmp_path_factory) -> Path:
+    from r2cnn.data.store import prepare
+
+    out = tmp_path_factory.mktemp("tiny") / "store"
+    prepare([], out, builtin=12, split_sizes=(8, 2, 2), log=lambda *a: None, progress=False)
+    return out
+
+
+def _tiny_checkpoint(store: Path, out: Path, preset: str) -> Path:
+    from r2cnn.engine.train import TrainOptions, train
+
+    result = train(TrainOptions(preset=preset, data=str(store), out=str(out), steps=6, batch_size=16, seed=0,
+                                workers=0, log_every=3, progress=False,
+                                config_overrides={"model_options": TINY_MODEL}))
+    return Path(result["best_path"])
+
+
+@pytest.fixture(scope="session")
+def tiny_r2cnn_checkpoint(tiny_store, tmp_path_factory) -> Path:
+    """An R2CNN checkpoint (per-point attention) trained 6 steps on built-in sketches."""
+    return _tiny_checkpoint(tiny_store, tmp_path_factory.mktemp("tiny-r2cnn"), "cpu-r2cnn")
+
+
+@pytest.fixture(scope="session")
+def tiny_cnn_checkpoint(tiny_store, tmp_path_factory) -> Path:
+    """A CNN-only checkpoint (no per-point attention) trained 6 steps on built-in sketches."""
+    return _tiny_checkpoint(tiny_store, tmp_path_factory.mktemp("tiny-cnn"), "cpu-cnn")

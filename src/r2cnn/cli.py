@@ -23,13 +23,14 @@ COMMANDS = {
     "evaluate": ("r2cnn.commands.evaluate", "evaluate a checkpoint: top-1/top-5, per class, confusion, partial sketches"),
     "predict": ("r2cnn.commands.predict", "classify sketch files with a checkpoint"),
     "presets": ("r2cnn.commands.presets", "list the named training configurations"),
-    "bench": ("r2cnn.commands.bench", "benchmarks (raster, train, data), each as a ratio to an anchor"),
+    "bench": ("r2cnn.commands.bench", "benchmarks (raster, train, data, serve), each as a ratio to an anchor"),
     "demo": ("r2cnn.commands.demo", "the main job: built-in data, train R2CNN and CNN-only, compare"),
+    "serve": ("r2cnn.commands.serve", "a local web page to draw on, with live top-5 classes and attention"),
 }
 
 # Commands that train or benchmark get glibc's malloc thresholds (DESIGN.md "Performance rules").
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "1000000000", "MALLOC_TRIM_THRESHOLD_": "1000000000"}
-_HEAVY = {"train", "bench", "evaluate", "demo"}
+_HEAVY = {"train", "bench", "evaluate", "demo", "serve"}
 
 
 def build_parser() -> argparse.ArgumentParser:
