@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sequential", type=int, default=50,
                    help="requests one at a time, alternating with as many Predictor.predict calls (default 50)")
     p.add_argument("--sketch", help="a sketch file (first sketch is used; default: a built-in house)")
-    p.add_argument("--threads", type=int, help="torch threads, here and in the server (default: torch's)")
+    p.add_argument("--threads", type=int, help="torch and numba threads, here and in the server (default: theirs)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
 
 
@@ -135,12 +135,15 @@ def run(args) -> int:
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
     sketch = _sketch(args.sketch)
     payload = {"drawing": [[s[:, 0].tolist(), s[:, 1].tolist()] for s in sketch.strokes()], "top_k": 5}
-    if args.threads:
+    env = dict(os.environ, R2CNN_NO_REEXEC="1")  # the server gets this process's environment (malloc settings)
+    if args.threads:  # torch's and numba's (the CPU rasteriser's) threads, here and in the server
+        import numba
+
         torch.set_num_threads(args.threads)
+        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+        env.update(OMP_NUM_THREADS=str(args.threads), NUMBA_NUM_THREADS=str(args.threads))
     predictor = Predictor(str(checkpoint))
 
-    # the server gets this process's environment (the launcher's malloc settings, OMP_NUM_THREADS) and threads
-    env = dict(os.environ, R2CNN_NO_REEXEC="1", **({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {}))
     with serve_subprocess(str(checkpoint), env=env) as (url, process):
         one = _alternate(predictor, sketch, url, payload, args.sequential, psutil.Process(process.pid))
         load_lat, load_err, wall = _load(url, payload, args.requests, args.concurrency)
@@ -153,7 +156,7 @@ def run(args) -> int:
     results = {
         "checkpoint": str(checkpoint), "model": predictor.config.get("model"), "points": sketch.num_points,
         "strokes": sketch.num_strokes, "requests": args.requests, "concurrency": args.concurrency,
-        "threads": torch.get_num_threads(), "errors": len(errors), "first_error": errors[0] if errors else None,
+        "threads": args.threads, "errors": len(errors), "first_error": errors[0] if errors else None,
         "throughput_per_s": args.requests / wall, "wall_ms_per_request": 1000 * wall / args.requests,
         "latency_ms": {k: {"n": len(v), "p50": 1000 * _percentile(v, 50), "p99": 1000 * _percentile(v, 99)}
                        for k, v in rows_in.items()},
@@ -168,7 +171,7 @@ def run(args) -> int:
     rows.append((f"wall time / request, {args.concurrency} at a time", str(args.requests),
                  f"{results['wall_ms_per_request']:.1f}", "", f"{results['wall_per_request_over_predict']:.2f}x"))
     print(f"bench serve: {checkpoint} ({results['model']}), a sketch of {sketch.num_points} points in "
-          f"{sketch.num_strokes} strokes, loopback, {torch.get_num_threads()} torch threads")
+          f"{sketch.num_strokes} strokes, loopback, threads: {args.threads or 'default'}")
     print(table(rows, ["", "requests", "p50 ms", "p99 ms", "p50 vs predict"]))
     ratio = results["e2e_p50_over_predict"]
     print(f"CPU time: Predictor.predict {results['cpu_ms']['predict']:.1f} ms, the server per request "
