@@ -23,20 +23,45 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-@pytest.fixture(scope="session")
-def tiny_runs(tmp_path_factory):
-    """A small built-in store and two tiny models trained for a few steps on it, R2CNN (``r2cnn``) and its CNN-only
-    twin (``cnn``): real checkpoints and run directories for the figure and report tests, made in seconds."""
-    from types import SimpleNamespace
+# A tiny model (same code path as the CPU presets, much smaller), trained a few steps on built-in sketches: enough
+# for tests that need a real checkpoint but not a good one (figures, report, web server, benchmarks).
+TINY_MODEL = {"canvas": 32, "width": 8, "stem": "small", "hidden": 16, "layers": 1, "dropout": 0.0}
 
+
+@pytest.fixture(scope="session")
+def tiny_store(tmp_path_factory) -> Path:
     from r2cnn.data.store import prepare
+
+    out = tmp_path_factory.mktemp("tiny") / "store"
+    prepare([], out, builtin=12, split_sizes=(8, 2, 2), log=lambda *a: None, progress=False)
+    return out
+
+
+def _tiny_checkpoint(store: Path, out: Path, preset: str) -> Path:
     from r2cnn.engine.train import TrainOptions, train
 
-    root = tmp_path_factory.mktemp("tiny_runs")
-    prepare([], root / "store", builtin=12, split_sizes=(8, 2, 2), log=lambda *a: None, progress=False)
-    tiny = {"canvas": 32, "width": 8, "stem": "small", "hidden": 16, "layers": 1, "dropout": 0.0}
-    for preset, name in (("cpu-r2cnn", "r2cnn"), ("cpu-cnn", "cnn")):
-        train(TrainOptions(preset=preset, data=str(root / "store"), out=str(root / name), steps=4, batch_size=8,
-                           lr=3e-3, seed=0, workers=0, log_every=1, progress=False,
-                           config_overrides={"model_options": tiny, "lr_schedule": "constant"}))
-    return SimpleNamespace(store=root / "store", r2cnn=root / "r2cnn", cnn=root / "cnn")
+    result = train(TrainOptions(preset=preset, data=str(store), out=str(out), steps=6, batch_size=16, lr=3e-3,
+                                seed=0, workers=0, log_every=1, progress=False,
+                                config_overrides={"model_options": TINY_MODEL, "lr_schedule": "constant"}))
+    return Path(result["best_path"])
+
+
+@pytest.fixture(scope="session")
+def tiny_r2cnn_checkpoint(tiny_store, tmp_path_factory) -> Path:
+    """An R2CNN checkpoint (per-point attention) trained 6 steps on built-in sketches."""
+    return _tiny_checkpoint(tiny_store, tmp_path_factory.mktemp("tiny-r2cnn"), "cpu-r2cnn")
+
+
+@pytest.fixture(scope="session")
+def tiny_cnn_checkpoint(tiny_store, tmp_path_factory) -> Path:
+    """A CNN-only checkpoint (no per-point attention) trained 6 steps on built-in sketches."""
+    return _tiny_checkpoint(tiny_store, tmp_path_factory.mktemp("tiny-cnn"), "cpu-cnn")
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tiny_store, tiny_r2cnn_checkpoint, tiny_cnn_checkpoint):
+    """The tiny store and the run directories of both tiny models, R2CNN (``r2cnn``) and its CNN-only twin
+    (``cnn``), for the figure and report tests."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(store=tiny_store, r2cnn=tiny_r2cnn_checkpoint.parent, cnn=tiny_cnn_checkpoint.parent)

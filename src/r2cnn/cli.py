@@ -24,16 +24,17 @@ COMMANDS = {
     "evaluate": ("r2cnn.commands.evaluate", "evaluate a checkpoint: top-1/top-5, per class, confusion, partial sketches"),
     "predict": ("r2cnn.commands.predict", "classify sketch files with a checkpoint"),
     "presets": ("r2cnn.commands.presets", "list the named training configurations"),
-    "bench": ("r2cnn.commands.bench", "benchmarks (raster, train, data), each as a ratio to an anchor"),
+    "bench": ("r2cnn.commands.bench", "benchmarks (raster, train, data, serve), each as a ratio to an anchor"),
     "visualize": ("r2cnn.commands.visualize", "attention figures (paper Figs. 3-6), stroke importance, deletion check"),
     "report": ("r2cnn.commands.report", "one static HTML page for a training run: curves, confusion, attention"),
-    "demo": ("r2cnn.commands.demo", "the main job: built-in data, train R2CNN and CNN-only, compare"),
+    "serve": ("r2cnn.commands.serve", "a local web page to draw on, with live top-5 classes and attention"),
     "experiment": ("r2cnn.commands.experiment", "run a table of the paper (Tables 1-3, CPU twins): resumable, statistics"),
+    "demo": ("r2cnn.commands.demo", "the main job: built-in data, train R2CNN and CNN-only, compare"),
 }
 
 # Commands that train or benchmark get glibc's malloc thresholds (DESIGN.md "Performance rules").
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "1000000000", "MALLOC_TRIM_THRESHOLD_": "1000000000"}
-_HEAVY = {"train", "bench", "evaluate", "demo", "visualize", "report", "experiment"}
+_HEAVY = {"train", "bench", "evaluate", "demo", "visualize", "report", "experiment", "serve"}
 
 
 def build_parser() -> argparse.ArgumentParser:

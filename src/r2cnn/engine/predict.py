@@ -30,22 +30,44 @@ class Predictor:
         self.config: dict = ckpt["config"]
         self.transform = build_transform(self.config, train=False)
 
+    def _batch(self, sketches: Sequence[Sketch]) -> tuple[list[Sketch], SketchBatch]:
+        """The sketches after the evaluation transform, and packed on the device."""
+        # A fixed generator: the evaluation transform is deterministic except for an ablation's random stroke
+        # order, which then stays the same from call to call.
+        rng = np.random.default_rng(0)
+        prepared = [self.transform(s if isinstance(s, Sketch) else Sketch(s), rng) for s in sketches]
+        return prepared, SketchBatch.from_sketches(prepared, labels=[-1] * len(prepared)).to(self.device)
+
     @torch.no_grad()
     def probabilities(self, sketches: Sequence[Sketch]) -> torch.Tensor:
         """Class probabilities ``(B, K)`` for a batch of sketches (subnormals flushed to zero meanwhile, as in
         training: :func:`r2cnn.engine.precision.denormals_flushed`)."""
         from r2cnn.engine.precision import denormals_flushed
 
+        _, batch = self._batch(sketches)
         with denormals_flushed():
-            return self._probabilities(sketches)
+            return torch.softmax(self.model(batch).float(), dim=1).cpu()
 
-    def _probabilities(self, sketches: Sequence[Sketch]) -> torch.Tensor:
-        # A fixed generator: the evaluation transform is deterministic except for an ablation's random stroke
-        # order, which then stays the same from call to call.
-        rng = np.random.default_rng(0)
-        prepared = [self.transform(s if isinstance(s, Sketch) else Sketch(s), rng) for s in sketches]
-        batch = SketchBatch.from_sketches(prepared, labels=[-1] * len(prepared)).to(self.device)
-        return torch.softmax(self.model(batch).float(), dim=1).cpu()
+    @torch.no_grad()
+    def predict_with_attention(self, sketch: Sketch | np.ndarray, top_k: int = 5) -> dict:
+        """Top-k for one sketch and the model's per-point attention (paper Sec. 3.2).
+
+        Returns ``dict(top=[(class, probability), ...], points=(n, 3) float32, attention=(n, C) float32 or
+        None)``: ``points`` are the sketch as the model saw it (after the evaluation transform: normalised,
+        maybe simplified or reordered, so ``n`` may differ from the input's), ``attention`` the intensity of each
+        of them, or None for a model without per-point attention (CNN-only).
+        """
+        from r2cnn.engine.precision import denormals_flushed
+
+        prepared, batch = self._batch([sketch])
+        with denormals_flushed():
+            out = self.model.forward_with_attention(batch)
+        probs = torch.softmax(out["logits"].float(), dim=1)[0].cpu()
+        values, indices = probs.topk(min(top_k, len(self.classes)))
+        attention = out.get("attention")
+        return dict(top=[(self.classes[i], float(p)) for p, i in zip(values.tolist(), indices.tolist())],
+                    points=prepared[0].points,
+                    attention=None if attention is None else attention.float().cpu().numpy())
 
     def predict(self, sketch: Sketch | np.ndarray, top_k: int = 5) -> list[tuple[str, float]]:
         """Top-k (class name, probability) for one sketch, most likely first."""

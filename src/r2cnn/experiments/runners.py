@@ -103,9 +103,8 @@ class NeuralRunner:
         from r2cnn.data.loader import make_loader
         from r2cnn.data.store import SketchStore
         from r2cnn.engine.factory import build_transform, load_model
-        from r2cnn.engine.precision import flush_denormals
+        from r2cnn.engine.precision import denormals_flushed
 
-        flush_denormals()
         device = torch.device(self.device)
         model, ckpt = load_model(str(model_path), device)
         store = SketchStore(data)
@@ -117,7 +116,7 @@ class NeuralRunner:
                              raster_eps=model.raster_eps, num_workers=self.workers or 0)
         labels, top = [], []
         k = min(5, len(store.classes))
-        with torch.no_grad():
+        with torch.no_grad(), denormals_flushed():
             for batch in loader:
                 batch = batch.to(device)
                 top.append(model(batch).topk(k, dim=1).indices.cpu().numpy())

@@ -76,10 +76,8 @@ class AttentionModel:
 
     def __init__(self, checkpoint: str, device: str | torch.device = "cpu"):
         from r2cnn.engine.factory import build_transform, load_model
-        from r2cnn.engine.precision import flush_denormals
         from r2cnn.models.encoder import AttentionEncoder
 
-        flush_denormals()
         self.path = str(checkpoint)
         self.device = torch.device(device)
         self.model, ckpt = load_model(checkpoint, self.device)
@@ -110,10 +108,12 @@ class AttentionModel:
         -> ``probabilities`` ``(B, K)``, ``attention`` ``(P, C)`` or None, ``offsets`` ``(B+1,)``; with ``maps``
         also ``attention_map`` ``(B, C, H, W)`` or None, ``stroke_mask`` ``(B, H, W)``, ``order_map`` ``(B, H, W)``.
         """
+        from r2cnn.engine.precision import denormals_flushed
         from r2cnn.models.r2cnn import sketching_order_intensities
 
         batch = SketchBatch.from_sketches(prepared, labels=[-1] * len(prepared)).to(self.device)
-        out = self.model.forward_with_attention(batch)
+        with denormals_flushed():
+            out = self.model.forward_with_attention(batch)
         attention = out["attention"].float() if self.has_attention else None
         result = {"probabilities": torch.softmax(out["logits"].float(), dim=1).cpu().numpy(),
                   "attention": None if attention is None else attention.cpu().numpy(),

@@ -1,0 +1,53 @@
+"""``r2cnn serve``: the drawing page with live recognition and its JSON API (:mod:`r2cnn.serve`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "a local web page to draw on, with live top-5 classes and attention, and its JSON API"
+
+# Where `r2cnn demo` (default --out runs/demo) leaves its R2CNN model's best checkpoint.
+DEMO_CHECKPOINT = Path("runs") / "demo" / "r2cnn" / "best.pt"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", help=f"a trained checkpoint (default: {DEMO_CHECKPOINT}, made by `r2cnn demo`)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the network)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--max-body-bytes", type=int, default=2_000_000, help="largest request body accepted")
+    p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
+
+
+def default_checkpoint() -> Path:
+    """The demo's checkpoint, or a one-line error saying how to make one."""
+    from r2cnn.errors import R2CNNError
+
+    if not DEMO_CHECKPOINT.is_file():
+        raise R2CNNError(f"no --checkpoint given and {DEMO_CHECKPOINT} does not exist: run `r2cnn demo` "
+                         f"(or `make demo`) to train one, or pass --checkpoint PATH")
+    return DEMO_CHECKPOINT
+
+
+def run(args) -> int:
+    from r2cnn.engine.predict import Predictor
+    from r2cnn.errors import R2CNNError
+    from r2cnn.serve import Limits, Recognizer, create_app
+    from r2cnn.serve.server import URL_PREFIX, listen, run as run_server, url_of
+
+    if not 0 <= args.port <= 65535:
+        raise R2CNNError(f"--port must be in 0..65535, not {args.port}")
+    if args.max_body_bytes < 1024:
+        raise R2CNNError(f"--max-body-bytes must be at least 1024, not {args.max_body_bytes}")
+    checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
+    recognizer = Recognizer(Predictor(str(checkpoint), args.device), source=str(checkpoint))
+    sock = listen(args.host, args.port)
+    attention = "with attention" if recognizer.has_attention else "no per-point attention (CNN-only)"
+    print(f"{URL_PREFIX}{url_of(sock)} ({recognizer.model_name}, {len(recognizer.classes)} classes, {attention}; "
+          f"checkpoint {checkpoint}); API docs at /docs; Ctrl-C stops", flush=True)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: listening on {args.host}: other machines can reach this server", flush=True)
+    run_server(create_app(recognizer, Limits(max_body_bytes=args.max_body_bytes)), sock, args.log_level)
+    return 0

@@ -1,0 +1,230 @@
+"""The FastAPI application behind ``r2cnn serve``: the drawing page and a JSON API.
+
+Endpoints (OpenAPI at ``/docs``):
+
+- ``GET /``: the page (``static/index.html``; its script and style under ``/static``);
+- ``POST /api/predict``: a drawing in Quick, Draw! *simplified* style, ``{"drawing": [[xs, ys], ...], "top_k": 5}``
+  (any coordinate range; other fields, e.g. a whole ndjson record's ``word``, are ignored) -> the top-k classes
+  and the attention at every point;
+- ``GET /api/classes``: the model's classes and whether it has per-point attention;
+- ``POST /api/parse?format=ndjson|svg``: a sketch file's bytes -> its drawing, read by :mod:`r2cnn.data.formats`
+  (never evaluated or unpickled), for the page's "load sketch";
+- ``GET /health``.
+
+Bad input gets a 4xx answer with a one-line ``message``: a body over :attr:`Limits.max_body_bytes` is refused
+(413) before it is parsed; malformed JSON, wrong shapes, non-numbers, NaN or infinity, an empty drawing, too many
+strokes or points get 422 naming the field. Prediction runs in the server's thread pool (a plain ``def``
+endpoint), never on the event loop; :class:`~r2cnn.serve.recognizer.Recognizer` serialises model calls.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Annotated, Literal
+
+from fastapi import FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from r2cnn.errors import R2CNNError, SketchFormatError
+
+STATIC = Path(__file__).parent / "static"
+MAX_STROKES = 1000
+MAX_POINTS = 20000  # in the whole drawing: a Quick, Draw! sketch has tens to hundreds
+MAX_TOP_K = 100
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Request limits that a server may change (the drawing's shape limits are fixed by the schema)."""
+
+    max_body_bytes: int = 2_000_000  # MAX_POINTS points as JSON fit with room to spare
+
+
+# A coordinate: a JSON number (an integer is fine), never a string, bool or null; NaN and +-inf are refused here
+# (Python's JSON parser accepts them) and values beyond float32 by the recogniser.
+Coordinate = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+CoordinateList = Annotated[list[Coordinate], Field(min_length=1, max_length=MAX_POINTS)]
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    drawing: list[tuple[CoordinateList, CoordinateList]] = Field(
+        min_length=1, max_length=MAX_STROKES,
+        description="strokes in drawing order, each [xs, ys] (equal lengths, any coordinate range, y down)",
+        examples=[[[[10, 60, 110], [10, 80, 10]], [[30, 90], [50, 50]]]])
+    top_k: int = Field(5, ge=1, le=MAX_TOP_K, description="how many classes to return")
+
+    @field_validator("drawing")
+    @classmethod
+    def _strokes_are_consistent(cls, drawing):
+        for i, (xs, ys) in enumerate(drawing):
+            if len(xs) != len(ys):
+                raise ValueError(f"stroke {i} has {len(xs)} x and {len(ys)} y coordinates")
+        total = sum(len(xs) for xs, _ in drawing)
+        if total > MAX_POINTS:
+            raise ValueError(f"{total} points in the drawing, more than {MAX_POINTS}")
+        return drawing
+
+
+class ClassProbability(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    name: str = Field(serialization_alias="class", validation_alias="class")
+    probability: float
+
+
+class PredictResponse(BaseModel):
+    top: list[ClassProbability] = Field(description="most likely first")
+    attention: list[list[float]] | None = Field(
+        description="per stroke, the attention at each point in [0, 1] (mean over the model's channels); "
+                    "null for a model without per-point attention (CNN-only)")
+    attention_channels: int | None
+
+
+class ClassesResponse(BaseModel):
+    classes: list[str]
+    model: str
+    has_attention: bool
+
+
+class ParseResponse(BaseModel):
+    drawing: list[list[list[float]]] = Field(description="strokes, each [xs, ys], in the file's coordinates")
+    label: str | None = Field(description="the record's word (ndjson); null for SVG")
+
+
+class BodyLimit:
+    """ASGI middleware: answer 413 once a request body exceeds ``max_bytes``, before anything parses it.
+
+    A declared ``Content-Length`` over the limit is refused without reading; otherwise the body is read up to the
+    limit (chunked uploads included) and handed on."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            return await self._refuse(scope, receive, send)
+        body, more = bytearray(), True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_bytes:
+                return await self._refuse(scope, receive, send)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope, receive, send):
+        message = f"request body larger than {self.max_bytes} bytes"
+        await JSONResponse({"detail": message, "message": message}, status_code=413)(scope, receive, send)
+
+
+def _validation_message(errors: list[dict]) -> str:
+    first = errors[0]
+    if first.get("type") == "json_invalid":  # its loc is the byte offset
+        return f"body: not valid JSON ({first.get('ctx', {}).get('error', 'decode error')!s})"
+    where = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or "body"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{where}: {first.get('msg', 'invalid')}{more}"
+
+
+def create_app(recognizer, limits: Limits = Limits()) -> FastAPI:
+    """The application for one :class:`~r2cnn.serve.recognizer.Recognizer` (one checkpoint)."""
+    app = FastAPI(title="Sketch-R2CNN", version=_version(),
+                  description="Vector sketch recognition with per-point attention (Li et al., IEEE TVCG 2020).")
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        # Without the offending input: it may be huge, or NaN, which JSON cannot carry back.
+        errors = [{k: e[k] for k in ("loc", "msg", "type") if k in e} for e in exc.errors()]
+        return JSONResponse({"detail": jsonable_encoder(errors), "message": _validation_message(exc.errors())},
+                            status_code=422)
+
+    @app.exception_handler(R2CNNError)
+    async def _bad_input(request: Request, exc: R2CNNError):
+        return JSONResponse({"detail": str(exc), "message": str(exc)}, status_code=422)
+
+    @app.get("/", include_in_schema=False)
+    def index():
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok", "model": recognizer.model_name, "classes": len(recognizer.classes),
+                "checkpoint": recognizer.source}
+
+    @app.get("/api/classes", response_model=ClassesResponse)
+    def classes():
+        return ClassesResponse(classes=recognizer.classes, model=recognizer.model_name,
+                               has_attention=recognizer.has_attention)
+
+    @app.post("/api/predict", response_model=PredictResponse)
+    def predict(body: PredictRequest):
+        import numpy as np
+
+        strokes = [np.column_stack([xs, ys]) for xs, ys in body.drawing]
+        result = recognizer.recognize(strokes, body.top_k, source="request")
+        return PredictResponse(top=[ClassProbability(name=c, probability=p) for c, p in result["top"]],
+                               attention=result["attention"], attention_channels=result["channels"])
+
+    @app.post("/api/parse", response_model=ParseResponse,
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
+    async def parse(request: Request, format: Literal["ndjson", "svg"] = Query(description="the file's format"),
+                    name: str = Query("sketch", max_length=200, description="file name, for error messages"),
+                    index: int = Query(0, ge=0, le=100_000, description="which sketch of an ndjson file")):
+        data = await request.body()
+        return await run_in_threadpool(_parse_sketch, data, format, name, index)
+
+    return app
+
+
+def _parse_sketch(data: bytes, fmt: str, name: str, index: int) -> ParseResponse:
+    """Read sketch ``index`` of a file's bytes with :func:`r2cnn.data.formats.read_sketches`."""
+    from r2cnn.data.formats import read_sketches
+
+    shown = Path(name).name or "sketch"
+    with tempfile.TemporaryDirectory(prefix="r2cnn-serve-") as tmp:
+        path = Path(tmp) / f"upload.{fmt}"
+        path.write_bytes(data)
+        try:
+            read = list(islice(read_sketches(path, fmt=fmt), index + 1))
+        except SketchFormatError as e:
+            raise R2CNNError(str(e).replace(str(path), shown)) from None
+    if len(read) <= index:
+        raise R2CNNError(f"{shown}: has {len(read)} sketches, no sketch {index}")
+    sketch = read[index]
+    # An SVG's label is its folder's name (TU-Berlin's layout): here a temporary folder, so none.
+    label = None if fmt == "svg" or sketch.label is None else str(sketch.label)
+    return ParseResponse(drawing=[[s[:, 0].tolist(), s[:, 1].tolist()] for s in sketch.strokes()], label=label)
+
+
+def _version() -> str:
+    from r2cnn import __version__
+
+    return __version__

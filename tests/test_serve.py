@@ -1,0 +1,242 @@
+"""The web server's API (FastAPI TestClient): predictions and attention, the page's files, and every kind of bad
+input answered with a clear 4xx (never a crash)."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi", reason="fastapi is not installed (pip install 'sketch-r2cnn')")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from r2cnn.serve.app import MAX_POINTS, MAX_STROKES, STATIC  # noqa: E402
+
+# Two strokes in screen-like coordinates: a "V" and a bar.
+DRAWING = [[[10, 60, 110, 160], [10, 80, 10, 90]], [[30, 90, 140], [50, 52, 50]]]
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_r2cnn_checkpoint):
+    from r2cnn.engine.predict import Predictor
+
+    return Predictor(str(tiny_r2cnn_checkpoint))
+
+
+def _client(predictor, **limits) -> TestClient:
+    from r2cnn.serve import Limits, Recognizer, create_app
+
+    return TestClient(create_app(Recognizer(predictor, source="tiny.pt"), Limits(**limits)))
+
+
+@pytest.fixture(scope="module")
+def client(predictor):
+    return _client(predictor)
+
+
+def _sketch(drawing):
+    from r2cnn.sketch import Sketch
+
+    return Sketch.from_strokes([np.column_stack(s) for s in drawing])
+
+
+def test_predict_matches_the_predictor_and_gives_attention_per_point(client, predictor):
+    r = client.post("/api/predict", json={"drawing": DRAWING, "top_k": 5})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    expected = predictor.predict(_sketch(DRAWING), top_k=5)
+    assert [t["class"] for t in body["top"]] == [c for c, _ in expected]
+    np.testing.assert_allclose([t["probability"] for t in body["top"]], [p for _, p in expected], rtol=1e-5)
+    probs = [t["probability"] for t in body["top"]]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
+    # one value per drawn point, stroke by stroke, equal to the model's own attention (mean over channels)
+    assert [len(a) for a in body["attention"]] == [len(xs) for xs, _ in DRAWING]
+    direct = predictor.predict_with_attention(_sketch(DRAWING))
+    assert body["attention_channels"] == direct["attention"].shape[1]
+    np.testing.assert_allclose(sum(body["attention"], []), direct["attention"].mean(axis=1), rtol=1e-5)
+    assert all(0 <= v <= 1 for a in body["attention"] for v in a)
+
+
+def test_coordinate_range_does_not_matter(client):
+    """Any coordinate range: the model normalises, so a scaled and shifted copy gets the same answer."""
+    moved = [[[3.5 * x - 1000 for x in xs], [3.5 * y + 0.25 for y in ys]] for xs, ys in DRAWING]
+    a, b = (client.post("/api/predict", json={"drawing": d}).json() for d in (DRAWING, moved))
+    assert [t["class"] for t in a["top"]] == [t["class"] for t in b["top"]]
+    np.testing.assert_allclose(sum(a["attention"], []), sum(b["attention"], []), atol=1e-4)
+
+
+def test_a_whole_quickdraw_record_is_accepted_and_top_k_is_capped(client):
+    record = {"word": "house", "countrycode": "DE", "recognized": True, "drawing": DRAWING, "top_k": 100}
+    body = client.post("/api/predict", json=record).json()
+    assert len(body["top"]) == len(client.get("/api/classes").json()["classes"])  # 12 built-in classes < 100
+    assert client.post("/api/predict", json={"drawing": [[[5], [5]]]}).status_code == 200  # a single dot
+
+
+def test_classes_health_docs_and_page(client, predictor):
+    assert client.get("/api/classes").json() == {"classes": predictor.classes, "model": "r2cnn-resnet18",
+                                                 "has_attention": True}
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["classes"] == len(predictor.classes)
+    assert "/api/predict" in client.get("/openapi.json").json()["paths"]
+    assert client.get("/docs").status_code == 200
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="canvas"' in page.text
+    for src in re.findall(r'(?:src|href)="(static/[^"]+)"', page.text):
+        assert client.get("/" + src).status_code == 200, src
+
+
+def test_cnn_only_checkpoint_predicts_without_attention(tiny_cnn_checkpoint):
+    from r2cnn.engine.predict import Predictor
+
+    client = _client(Predictor(str(tiny_cnn_checkpoint)))
+    assert client.get("/api/classes").json()["has_attention"] is False
+    body = client.post("/api/predict", json={"drawing": DRAWING}).json()
+    assert len(body["top"]) == 5 and body["attention"] is None and body["attention_channels"] is None
+
+
+def test_concurrent_requests_give_the_same_answers(client):
+    drawings = [DRAWING, [[[0, 5, 9], [0, 9, 0]]], DRAWING[:1]]
+    expected = [client.post("/api/predict", json={"drawing": d}).json() for d in drawings]
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda i: client.post("/api/predict", json={"drawing": drawings[i % 3]}), range(24)))
+    assert all(r.status_code == 200 for r in got)
+    for i, r in enumerate(got):
+        assert r.json()["top"] == expected[i % 3]["top"]
+
+
+def _nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+BAD_BODIES = {
+    "NaN": ('{"drawing": [[[1, NaN], [2, 3]]]}', "drawing.0.0.1"),
+    "Infinity": ('{"drawing": [[[1, 2], [2, Infinity]]]}', "drawing.0.1.1"),
+    "-Infinity": ('{"drawing": [[[-Infinity], [2]]]}', "drawing.0.0.0"),
+    "beyond float32": ('{"drawing": [[[1e300, 2], [2, 3]]]}', "non-finite coordinate"),
+    "string": ('{"drawing": [[[1, "2"], [2, 3]]]}', "drawing.0.0.1"),
+    "bool": ('{"drawing": [[[true], [2]]]}', "drawing.0.0.0"),
+    "null": ('{"drawing": [[[null], [2]]]}', "drawing.0.0.0"),
+    "nested number": ('{"drawing": [[[[1]], [2]]]}', "drawing.0.0.0"),
+    "stroke of one list": ('{"drawing": [[[1, 2]]]}', "drawing.0.1"),
+    "stroke of three lists": ('{"drawing": [[[1], [2], [3]]]}', "drawing.0"),
+    "stroke is a number": ('{"drawing": [5]}', "drawing.0"),
+    "x/y lengths differ": ('{"drawing": [[[1, 2, 3], [2, 3]]]}', "stroke 0 has 3 x and 2 y"),
+    "empty drawing": ('{"drawing": []}', "drawing"),
+    "empty stroke": ('{"drawing": [[[], []]]}', "drawing.0.0"),
+    "no drawing": ('{"strokes": [[[1], [2]]]}', "drawing: Field required"),
+    "not an object": ('[[[1], [2]]]', "body"),
+    "malformed JSON": ('{"drawing": [[[1, 2], [3, 4]]', "not valid JSON"),
+    "empty body": ("", "body"),
+    "top_k 0": ('{"drawing": [[[1], [2]]], "top_k": 0}', "top_k"),
+    "top_k string": ('{"drawing": [[[1], [2]]], "top_k": "all"}', "top_k"),
+    "too many strokes": (json.dumps({"drawing": [[[1], [2]]] * (MAX_STROKES + 1)}), "drawing"),
+    "too many points in a stroke": (json.dumps({"drawing": [[[0] * (MAX_POINTS + 1)] * 2]}), "drawing.0.0"),
+    "too many points in all": (json.dumps({"drawing": [[[0] * 100] * 2] * (MAX_POINTS // 100 + 1)}),
+                               f"more than {MAX_POINTS}"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_BODIES)
+def test_bad_drawings_get_422_naming_the_problem(client, name):
+    body, named = BAD_BODIES[name]
+    r = client.post("/api/predict", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 422, (r.status_code, r.text)
+    message = r.json()["message"]
+    assert named in message and "\n" not in message
+
+
+def test_deeply_nested_json_is_a_4xx_not_a_crash(client):
+    r = client.post("/api/predict", content='{"drawing": ' + _nested(100_000) + "}",
+                    headers={"Content-Type": "application/json"})
+    assert 400 <= r.status_code < 500, r.text
+
+
+def test_body_over_the_limit_is_refused_before_parsing(predictor):
+    client = _client(predictor, max_body_bytes=4096)
+    small = {"drawing": [[[1.0] * 100, [2.0] * 100]]}
+    assert client.post("/api/predict", json=small).status_code == 200
+    big = {"drawing": [[[1.0] * 1000, [2.0] * 1000]]}
+    r = client.post("/api/predict", json=big)
+    assert r.status_code == 413 and "4096 bytes" in r.json()["message"]
+    # a declared length over the limit is refused whatever follows, and so is a chunked body with no length
+    assert client.post("/api/predict", content=b"x" * 5000, headers={"Content-Length": "5000"}).status_code == 413
+    chunks = (b"[" * 1000 for _ in range(10))
+    r = client.post("/api/predict", content=chunks, headers={"Content-Type": "application/json"})
+    assert r.status_code == 413
+    assert client.post("/api/parse?format=svg", content=b"<svg " + b" " * 5000 + b"/>").status_code == 413
+
+
+def test_parse_reads_ndjson_and_svg_with_the_format_readers(client):
+    lines = b'{"word": "cat", "drawing": [[[0, 10, 20], [5, 6, 7]]]}\n{"word": "dog", "drawing": [[[1], [2]]]}\n'
+    assert client.post("/api/parse?format=ndjson", content=lines).json() == {
+        "drawing": [[[0, 10, 20], [5, 6, 7]]], "label": "cat"}
+    assert client.post("/api/parse?format=ndjson&index=1", content=lines).json()["label"] == "dog"
+    r = client.post("/api/parse?format=ndjson&index=2&name=x.ndjson", content=lines)
+    assert r.status_code == 422 and r.json()["message"] == "x.ndjson: has 2 sketches, no sketch 2"
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg"><path d="M 1 2 L 30 40"/><path d="M 5 5 L 6 9"/></svg>'
+    body = client.post("/api/parse?format=svg", content=svg).json()
+    assert body == {"drawing": [[[1, 30], [2, 40]], [[5, 6], [5, 9]]], "label": None}
+
+
+@pytest.mark.parametrize("fmt, content, named", [
+    ("ndjson", b'{"word": "cat", "drawing": [[[0, 1], [1e300, 2]]]}', "non-finite coordinate"),
+    ("ndjson", b'{"drawing": [[[0, 1], [2]]]}', "x/y length mismatch"),
+    ("ndjson", b"\x80\x03cos\nsystem\n.", "malformed JSON"),  # a pickle is data, never unpickled
+    ("svg", b"<svg><path d='M 1 2 L'/></svg>", "unparsable path data"),
+    ("svg", b"<svg", "malformed XML"),
+])
+def test_parse_errors_name_the_file(client, fmt, content, named):
+    r = client.post(f"/api/parse?format={fmt}&name=mine.{fmt}", content=content)
+    assert r.status_code == 422
+    assert r.json()["message"].startswith(f"mine.{fmt}") and named in r.json()["message"]
+    assert client.post("/api/parse?format=pickle", content=content).status_code == 422
+
+
+def test_attention_is_carried_back_to_the_drawn_points():
+    from r2cnn.serve.recognizer import attention_at
+
+    points = np.array([[-1, -1, 0], [-0.9, -0.8, 0], [1, 1, 1], [0.5, -0.5, 1]], np.float32)
+    attention = np.array([[0.1], [0.2], [0.3], [0.4]], np.float32)
+    assert attention_at(points, points.copy(), attention) is attention
+    # the model saw the strokes swapped and a point dropped: each drawn point takes its nearest seen point's value
+    seen = points[[3, 0, 2]]
+    np.testing.assert_allclose(attention_at(points, seen, attention[[3, 0, 2]]).ravel(), [0.1, 0.1, 0.3, 0.4])
+
+
+def test_page_colour_map_is_matplotlib_jet():
+    colormaps = pytest.importorskip("matplotlib").colormaps
+    text = (STATIC / "colormap.js").read_text()
+    assert re.search(r'name: "(\w+)"', text).group(1) == "jet"
+    table = np.array(json.loads("[" + re.search(r"table: \[(.*?)\n  \],", text, re.S).group(1) + "]"))
+    expected = np.round(255 * colormaps["jet"](np.linspace(0, 1, len(table)))[:, :3])
+    np.testing.assert_array_equal(table, expected)
+
+
+def test_serve_without_checkpoint_says_how_to_make_one(tmp_path):
+    env = dict(os.environ, R2CNN_NO_REEXEC="1")
+    proc = subprocess.run([sys.executable, "-m", "r2cnn", "serve", "--port", "0"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("r2cnn: error: no --checkpoint given") and "r2cnn demo" in proc.stderr
+    assert proc.stderr.count("\n") == 1
+
+
+def test_bench_serve_small_load_has_no_errors(tiny_r2cnn_checkpoint, tmp_path):
+    sketch = tmp_path / "v.ndjson"
+    sketch.write_text(json.dumps({"word": "v", "drawing": DRAWING}) + "\n")
+    out = tmp_path / "bench.json"
+    env = dict(os.environ, R2CNN_NO_REEXEC="1", OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "r2cnn", "bench", "serve", "--checkpoint", str(tiny_r2cnn_checkpoint),
+                           "--requests", "16", "--concurrency", "4", "--sequential", "3", "--sketch", str(sketch),
+                           "--json", str(out)], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = json.loads(out.read_text())
+    assert results["errors"] == 0 and results["requests"] == 16 and results["points"] == 7
+    assert [v["n"] for v in results["latency_ms"].values()] == [3, 3, 16]
+    assert all(0 < v["p50"] <= v["p99"] for v in results["latency_ms"].values())
+    assert results["e2e_p50_over_predict"] > 0 and "end-to-end p50 (1 at a time)" in proc.stdout
