@@ -75,6 +75,10 @@ def _build() -> dict[str, dict]:
     presets["cpu-cnn"] = dict(copy.deepcopy(_CPU), model="cnn-resnet18", model_options=dict(_CPU_MODEL_OPTIONS),
                               description="fast CPU: CNN-only twin of cpu-r2cnn (same ResNet18 and canvas, binary "
                                           "raster)")
+    # --- Table 1's classic and early deep baselines (r2cnn.classic.presets) ---
+    from r2cnn.classic.presets import table1_presets
+    presets.update(table1_presets(_TUBERLIN, _CPU))
+    # --- end of Table 1 baselines ---
     return presets
 
 

@@ -9,6 +9,7 @@ TARGETS = {
     "train": "r2cnn.bench.train",
     "data": "r2cnn.bench.data",
     "simplify-agreement": "r2cnn.bench.simplify_agreement",
+    "classic": "r2cnn.bench.classic",
 }
 
 
