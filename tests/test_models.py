@@ -40,6 +40,8 @@ def batch():
 def _small(name):
     if "sketchanet" in name:
         return dict(canvas=225, hidden=8)
+    if name in ("cnn-alexnet", "cnn-lenet"):  # not ResNets: no width option
+        return dict(canvas=64)
     return dict(canvas=64, hidden=8, width=16)  # the registered architecture, narrower (layer counts unchanged)
 
 
@@ -50,7 +52,8 @@ def test_every_model_forward_backward(name, batch):
     out = model.forward_with_attention(batch)
     size = model.raster_size
     assert out["logits"].shape == (3, 4)
-    assert out["image"].shape == (3, 1, size, size)
+    channels = 6 if models.get_spec(name).kind == "stroke-thirds" else 1  # Sketch-a-Net v1's stroke-order channels
+    assert out["image"].shape == (3, channels, size, size)
     if out["attention"] is not None:
         assert out["attention"].shape == (batch.points.shape[0], 1)
     nn.functional.cross_entropy(out["logits"], batch.labels).backward()

@@ -19,6 +19,8 @@ from r2cnn.errors import R2CNNError
 
 
 class LinearSVM:
+    MAX_CHUNK_VALUES = 1 << 24  # scikit-learn works on float64 copies: 128 MB a chunk, whatever the dimension
+
     def __init__(self, alpha: float = 1e-4, epochs: int = 10, chunk: int = 2048):
         self.alpha, self.epochs, self.chunk = float(alpha), int(epochs), int(chunk)
         self.coef: np.ndarray | None = None       # (K, D)
@@ -27,7 +29,8 @@ class LinearSVM:
     def fit(self, rows: Callable[[np.ndarray], np.ndarray], labels: np.ndarray, num_classes: int,
             seed: int) -> None:
         """``rows(index_array) -> (len, D)`` features of those training rows; ``labels`` ``(n,)`` in
-        ``[0, num_classes)``. Each epoch visits the rows in a new seeded order, ``chunk`` rows at a time."""
+        ``[0, num_classes)``. Each epoch visits the rows in a new seeded order, ``chunk`` rows at a time (fewer
+        for wide features: at most ``MAX_CHUNK_VALUES`` values)."""
         from sklearn.linear_model import SGDClassifier
 
         if len(np.unique(labels)) < 2:
@@ -35,10 +38,12 @@ class LinearSVM:
         sgd = SGDClassifier(loss="hinge", alpha=self.alpha, average=True, random_state=seed)
         rng = np.random.default_rng(seed)
         classes = np.arange(num_classes)
+        width = rows(np.arange(1)).shape[1]
+        chunk = max(16, min(self.chunk, self.MAX_CHUNK_VALUES // max(width, 1)))
         for _ in range(self.epochs):
             order = rng.permutation(len(labels))
-            for start in range(0, len(order), self.chunk):
-                part = np.sort(order[start:start + self.chunk])  # sorted: contiguous reads from a memory map
+            for start in range(0, len(order), chunk):
+                part = np.sort(order[start:start + chunk])  # sorted: contiguous reads from a memory map
                 sgd.partial_fit(rows(part), labels[part], classes=classes)
         coef, intercept = sgd.coef_.astype(np.float32), sgd.intercept_.astype(np.float32)
         if num_classes == 2:  # scikit-learn keeps one hyperplane for two classes
