@@ -40,6 +40,8 @@ def batch():
 def _small(name):
     if "sketchanet" in name:
         return dict(canvas=225, hidden=8)
+    if name in ("cnn-alexnet", "cnn-lenet"):  # not ResNets: no width option
+        return dict(canvas=64)
     return dict(canvas=64, hidden=8, width=16)  # the registered architecture, narrower (layer counts unchanged)
 
 
@@ -50,7 +52,7 @@ def test_every_model_forward_backward(name, batch):
     out = model.forward_with_attention(batch)
     size = model.raster_size
     assert out["logits"].shape == (3, 4)
-    channels = {"time": 3, "attention-time": 4}.get(models.get_spec(name).kind, 1)  # time-encoded: fixed extras
+    channels = {"time": 3, "attention-time": 4, "stroke-thirds": 6}.get(models.get_spec(name).kind, 1)  # fixed extra channels
     assert out["image"].shape == (3, channels, size, size)
     if out["attention"] is not None:
         assert out["attention"].shape == (batch.points.shape[0], 1)

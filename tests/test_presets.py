@@ -17,7 +17,7 @@ KEYS = {"description", "model", "model_options", "batch_size", "optimizer", "lr"
         "lr_schedule", "grad_clip", "transform", "eval_transform", "num_workers", "amp"}
 
 
-@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize("name", sorted(n for n, p in PRESETS.items() if p.get("runner", "neural") == "neural"))
 def test_schema_and_everything_it_names_exists(name):
     preset = get_preset(name)
     assert set(preset) == KEYS
@@ -73,7 +73,9 @@ def test_presets_command_lists_every_preset(capsys):
     assert header == ["name", "model", "canvas", "lr", "batch", "description"]
     for name, preset in PRESETS.items():
         row = next(line for line in out.splitlines() if line.split()[0] == name)
-        assert row.split()[1] == preset["model"]
+        model = preset["model"] if preset.get("runner", "neural") == "neural" else \
+            f"classic:{preset['classifier']['kind']}"
+        assert row.split()[1] == model
     assert main(["presets", "cpu-cnn"]) == 0
     assert json.loads(capsys.readouterr().out) == get_preset("cpu-cnn")
     assert main(["presets", "nope"]) == 2

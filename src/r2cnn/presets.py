@@ -92,6 +92,10 @@ def _build() -> dict[str, dict]:
         preset["transform"] = {**preset["transform"], **needs}
         preset["eval_transform"] = {**preset["eval_transform"], **needs}
         presets[name] = preset
+    # --- Table 1's classic and early deep baselines (r2cnn.classic.presets) ---
+    from r2cnn.classic.presets import table1_presets
+    presets.update(table1_presets(_TUBERLIN, _CPU))
+    # --- end of Table 1 baselines ---
     return presets
 
 

@@ -10,6 +10,7 @@ TARGETS = {
     "data": "r2cnn.bench.data",
     "simplify-agreement": "r2cnn.bench.simplify_agreement",
     "serve": "r2cnn.bench.serve",
+    "classic": "r2cnn.bench.classic",
 }
 
 

@@ -10,7 +10,7 @@ HELP = "evaluate a checkpoint: top-1/top-5, per class, confusion, partial sketch
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from r2cnn.commands.options import add_device, non_negative_int, positive_int
 
-    p.add_argument("--checkpoint", required=True, help="a checkpoint written by `r2cnn train` (best.pt, last.pt)")
+    p.add_argument("--checkpoint", required=True, help="a checkpoint written by `r2cnn train` (.pt) or a classic row's model (.npz)")
     p.add_argument("--data", required=True, help="store directory made by `r2cnn prepare`")
     p.add_argument("--split", default="test", choices=["train", "valid", "test"], help="the split to evaluate on")
     p.add_argument("--fold", type=int, help="k-fold stores: default the checkpoint's training fold")
@@ -27,9 +27,10 @@ def format_report(report: dict) -> str:
     from r2cnn.engine.report import table
 
     lines = [f"{report['checkpoint']} on {report['data']} [{report['split']}]: {report['count']} sketches",
-             f"top-1 {report['top1']:.4f}   top-5 {report['top5']:.4f}   ({report['sketches_per_s']:.0f} sketches/s)",
-             "partial sketches (" + report["partial_rounding"] + "): "
-             + "  ".join(f"{float(f):.0%}: {acc:.4f}" for f, acc in report["partial"].items())]
+             f"top-1 {report['top1']:.4f}   top-5 {report['top5']:.4f}   ({report['sketches_per_s']:.0f} sketches/s)"]
+    if "partial" in report:  # classic rows are evaluated on whole sketches only
+        lines.append("partial sketches (" + report["partial_rounding"] + "): "
+                     + "  ".join(f"{float(f):.0%}: {acc:.4f}" for f, acc in report["partial"].items()))
     worst = sorted(((acc, name) for name, acc in report["per_class"].items() if acc is not None))[:10]
     lines.append(table([(name, f"{acc:.4f}") for acc, name in worst],
                        ["class (lowest accuracy first)", "top-1"]))
@@ -40,13 +41,18 @@ def run(args) -> int:
     import json
     from pathlib import Path
 
+    from r2cnn.classic.modelfile import is_classic_model
     from r2cnn.commands.options import resolve_device
     from r2cnn.engine.evaluate import evaluate_checkpoint
     from r2cnn.engine.report import confusion_png
 
-    report = evaluate_checkpoint(args.checkpoint, args.data, split=args.split, fold=args.fold,
-                                 device=resolve_device(args.device),
-                                 workers=args.workers, batch_size=args.batch_size)
+    if is_classic_model(args.checkpoint):
+        from r2cnn.classic.runner import ClassicRunner
+        report = ClassicRunner().evaluate(Path(args.checkpoint), Path(args.data), args.split, args.fold)
+    else:
+        report = evaluate_checkpoint(args.checkpoint, args.data, split=args.split, fold=args.fold,
+                                     device=resolve_device(args.device), workers=args.workers,
+                                     batch_size=args.batch_size)
     if args.out:
         out = Path(args.out)
         report["confusion_png"] = str(confusion_png(report["confusion"], report["classes"], out / "confusion.png"))

@@ -16,6 +16,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _canvas(preset: dict) -> str:
     from r2cnn.models import DEFAULT_OPTIONS, get_spec
 
+    if preset.get("runner") == "classic":
+        return str(preset["canvas"])
     options = {**DEFAULT_OPTIONS, **get_spec(preset["model"]).defaults, **preset["model_options"]}
     return str(options["canvas"])
 
@@ -24,6 +26,8 @@ def format_table(presets: dict[str, dict]) -> str:
     """One row per preset: name, model, canvas, lr, batch, description."""
     header = ("name", "model", "canvas", "lr", "batch", "description")
     rows = [(name, p["model"], _canvas(p), f"{p['lr']:g}", str(p["batch_size"]), p["description"])
+            if p.get("runner", "neural") == "neural" else
+            (name, f"classic:{p['classifier']['kind']}", _canvas(p), "-", "-", p["description"])
             for name, p in presets.items()]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r[:-1], widths)) + "  " + r[-1] for r in [header, *rows]]

@@ -88,6 +88,11 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 def run(args) -> int:
+    from r2cnn.presets import get_preset
+
+    preset = get_preset(args.preset) if args.preset else None
+    if preset is not None and preset.get("runner", "neural") == "classic":
+        return _run_classic(args, preset)
     from r2cnn.engine.train import train
 
     result = train(options_from_args(args))
@@ -96,4 +101,18 @@ def run(args) -> int:
         if best is not None:
             print(f"best valid top-1 {best['value']:.4f} at step {best['step']}: {result['best_path']}")
         print(f"last checkpoint: {result['last']}")
+    return 0
+
+
+def _run_classic(args, preset: dict) -> int:
+    """Classic Table 1 rows (hand-crafted features + SVM): :class:`r2cnn.classic.runner.ClassicRunner`."""
+    from pathlib import Path
+
+    from r2cnn.classic.runner import ClassicRunner
+
+    preset.update(parse_overrides(args.overrides))
+    model = ClassicRunner().train(preset, Path(args.data), Path(args.out), seed=args.seed, fold=args.fold,
+                                  epochs=args.epochs, steps=args.steps, max_minutes=args.max_minutes,
+                                  init_from=args.init_from, resume=args.resume)
+    print(f"classic model: {model}")
     return 0

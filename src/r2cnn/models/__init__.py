@@ -6,6 +6,8 @@ Names cover every row of the paper's tables (Sketch-R2CNN, Li et al. 2020):
   ``cnn-resnet18``, ``cnn-resnet34``; and ``cnn-<arch>`` for any torchvision model name.
 - Table 1/3 Sketch-R2CNN: ``r2cnn-sketchanet``, ``r2cnn-resnet50``, ``r2cnn-resnet18``, ``r2cnn-resnet34``;
   ``r2cnn-<arch>`` for any torchvision model.
+- Table 1 early deep baselines (:mod:`r2cnn.models.early`): ``cnn-lenet`` (LeNet, 32), ``cnn-alexnet``
+  (AlexNet-Sketch, 224), ``cnn-sketchanet-v1`` (Sketch-a-Net v1: six stroke-order channels, 225).
 - Table 2 alternatives (ResNet50, 224): ``attentive-resnet50``, ``random-stroke-order`` (R2CNN-ResNet50 whose
   data must use ``stroke_order="random"``: see ``model.transform_requirements``), ``attention-sketching-order``,
   ``two-branch-late-fusion``, ``two-branch-early-fusion``; the same designs on a ResNet18 backbone
@@ -41,6 +43,7 @@ from dataclasses import dataclass, field
 
 from r2cnn.errors import R2CNNError
 from r2cnn.models.backbones import ResNetBackbone, SketchANet, create_backbone, torchvision_archs
+from r2cnn.models.early import STROKE_THIRDS_CHANNELS, LeNet, StrokeThirdsCNN
 from r2cnn.models.encoder import AttentionEncoder, BiLSTM, PackedLayout, SequenceEncoder, point_offsets
 from r2cnn.models.r2cnn import (AttentionTimeEncoded, AttentiveCNN, CNNOnly, EarlyFusion, LateFusion, R2CNN,
                                 SketchClassifier, sketching_order_intensities, time_encoding_intensities)
@@ -48,7 +51,7 @@ from r2cnn.models.r2cnn import (AttentionTimeEncoded, AttentiveCNN, CNNOnly, Ear
 DEFAULT_OPTIONS = dict(canvas=224, eps=1.0, overlap="last", hidden=512, layers=2, dropout=0.5, width=64,
                        stem="imagenet", pretrained=None, cnn_dropout=0.5, fusion_eps=0.5)
 
-KINDS = ("cnn", "order", "r2cnn", "attentive", "late-fusion", "early-fusion", "time", "attention-time")
+KINDS = ("cnn", "stroke-thirds", "order", "r2cnn", "attentive", "late-fusion", "early-fusion", "time", "attention-time")
 _EXTRA_CHANNELS = {"time": 2, "attention-time": 3}  # CNN inputs beyond the C channels (see the module docstring)
 
 
@@ -71,13 +74,18 @@ def register(name: str, spec: ModelSpec) -> None:
 
 
 def _canvas_for(backbone: str) -> dict:
-    return {"canvas": 225} if backbone == "sketchanet" else {}
+    return {"canvas": 225} if backbone == "sketchanet" else {"canvas": 32} if backbone == "lenet" else {}
 
 
 for _arch, _label in (("sketchanet", "Sketch-a-Net v2"), ("resnet18", "ResNet18"), ("resnet34", "ResNet34"),
                       ("resnet50", "ResNet50")):
     register(f"cnn-{_arch}", ModelSpec("cnn", _arch, f"{_label} on binary rasters (Tables 1, 3)", _canvas_for(_arch)))
     register(f"r2cnn-{_arch}", ModelSpec("r2cnn", _arch, f"Sketch-R2CNN ({_label}) (Tables 1, 3)", _canvas_for(_arch)))
+register("cnn-lenet", ModelSpec("cnn", "lenet", "LeNet (LeCun et al. 1998) on binary rasters (Table 1)",
+                                 _canvas_for("lenet")))
+register("cnn-alexnet", ModelSpec("cnn", "alexnet", "AlexNet-Sketch: AlexNet trained on binary rasters (Table 1)"))
+register("cnn-sketchanet-v1", ModelSpec("stroke-thirds", "sketchanet", "Sketch-a-Net v1 (Yu et al. 2015): six "
+                                        "stroke-order channels, one scale (Table 1)", _canvas_for("sketchanet")))
 for _arch, _label in (("resnet18", "ResNet18"), ("resnet50", "ResNet50")):
     register(f"time-encoded-{_arch}", ModelSpec("time", _arch, f"{_label} on the time-encoded image: binary, "
                                                 "stroke order, point order (Kaggle style; not in the paper)"))
@@ -161,7 +169,8 @@ def create(name: str, num_classes: int, in_channels: int = 1, **options) -> Sket
     raster = dict(raster_size=int(o["canvas"]), raster_eps=float(o["eps"]), overlap=o["overlap"])
     if o["overlap"] not in ("last", "max"):
         raise R2CNNError(f"overlap must be 'last' or 'max', not {o['overlap']!r}")
-    backbone = create_backbone(spec.backbone, in_channels + _EXTRA_CHANNELS.get(spec.kind, 0), width=int(o["width"]), stem=o["stem"],
+    cnn_channels = STROKE_THIRDS_CHANNELS if spec.kind == "stroke-thirds" else in_channels + _EXTRA_CHANNELS.get(spec.kind, 0)
+    backbone = create_backbone(spec.backbone, cnn_channels, width=int(o["width"]), stem=o["stem"],
                                pretrained=o["pretrained"], dropout=float(o["cnn_dropout"]))
     if isinstance(backbone, SketchANet):
         backbone.check_size((raster["raster_size"],) * 2)
@@ -172,6 +181,8 @@ def create(name: str, num_classes: int, in_channels: int = 1, **options) -> Sket
 
     if spec.kind == "cnn":
         model = CNNOnly(backbone, num_classes, in_channels, "constant", **raster)
+    elif spec.kind == "stroke-thirds":
+        model = StrokeThirdsCNN(backbone, num_classes, **raster)
     elif spec.kind == "order":
         model = CNNOnly(backbone, num_classes, in_channels, "order", **raster)
     elif spec.kind == "time":
@@ -192,7 +203,8 @@ def create(name: str, num_classes: int, in_channels: int = 1, **options) -> Sket
     return model
 
 
-__all__ = ["AttentionEncoder", "AttentionTimeEncoded", "AttentiveCNN", "BiLSTM", "CNNOnly", "DEFAULT_OPTIONS", "EarlyFusion", "LateFusion",
-           "ModelSpec", "PackedLayout", "R2CNN", "ResNetBackbone", "SequenceEncoder", "SketchANet", "SketchClassifier",
+__all__ = ["AttentionEncoder", "AttentionTimeEncoded", "AttentiveCNN", "BiLSTM", "CNNOnly", "DEFAULT_OPTIONS",
+           "EarlyFusion", "LateFusion", "LeNet", "ModelSpec", "PackedLayout", "R2CNN", "ResNetBackbone",
+           "SequenceEncoder", "SketchANet", "SketchClassifier", "StrokeThirdsCNN",
            "create", "create_backbone", "get_spec", "list_models", "point_offsets", "register",
            "sketching_order_intensities", "time_encoding_intensities"]

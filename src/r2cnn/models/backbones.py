@@ -286,7 +286,13 @@ def torchvision_archs() -> list[str]:
 
 def create_backbone(arch: str, in_channels: int = 1, *, width: int = 64, stem: str = "imagenet", pretrained=None,
                     dropout: float = 0.5) -> nn.Module:
-    """``arch``: ``"sketchanet"``, a torchvision ResNet name (width/stem options apply) or any torchvision model."""
+    """``arch``: ``"sketchanet"``, ``"lenet"``, a torchvision ResNet name (width/stem options apply) or any
+    torchvision model."""
+    if arch == "lenet":
+        from r2cnn.models.early import LeNet
+        if pretrained:
+            raise R2CNNError("LeNet has no ImageNet weights; load a checkpoint instead")
+        return LeNet(in_channels)
     if arch == "sketchanet":
         if pretrained:
             raise R2CNNError("Sketch-a-Net v2 has no ImageNet weights; load a checkpoint instead")
