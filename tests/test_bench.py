@@ -147,6 +147,7 @@ def test_bench_data_reports_the_builtin_generator(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # seven processes each start torch: minutes on a loaded 2-core machine
 def test_bench_train_concurrent_reports_each_process_against_one_alone(tmp_path):
     """`bench train --concurrent 2`: the ResNet18 anchor, then per model one training process alone and two at once,
     each with its rate as a multiple of the lone one's (the figures depend on the machine: not asserted)."""

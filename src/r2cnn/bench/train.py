@@ -160,9 +160,10 @@ def _train_together(spec: dict, n: int) -> list[float]:
             p.join(timeout=30)
             if p.is_alive():
                 p.terminate()
-    for value in got.values():
-        if isinstance(value, str):
-            raise R2CNNError(f"bench train --concurrent: a training process failed: {value}")
+    # The first process to fail breaks the barrier for the others: report its error, not theirs.
+    errors = sorted((v for v in got.values() if isinstance(v, str)), key=lambda e: e.startswith("BrokenBarrierError"))
+    if errors:
+        raise R2CNNError(f"bench train --concurrent: a training process failed: {errors[0]}")
     return [statistics.median(got[i]) for i in range(n)]
 
 

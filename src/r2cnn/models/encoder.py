@@ -16,7 +16,7 @@ index tensors built once per batch (:class:`PackedLayout`).
 
 Threads (:func:`recurrent_threads`): the LSTM kernel opens one OpenMP parallel region per time step, in the forward
 and in the backward pass. At the fast CPU preset's size (batch 64, hidden 32) a step's gate GEMM is under a million
-multiply-adds, a few microseconds of work, so a second thread has nothing to do but wait at the step's barrier: on
+multiply-adds, tens of microseconds of work, so a second thread has nothing to do but wait at the step's barrier: on
 2 cores one encoder training step took the same wall time with 1 thread as with 2 (about 70 ms) while the process
 used twice the CPU time with 2. On a busy machine it is worse than wasted: a barrier waits for every thread of the
 team, and a team member that the OS has descheduled (another process holds the core) stalls each of the hundreds
@@ -24,7 +24,8 @@ of steps for a time slice; two concurrent trainings slowed each other from about
 recurrent part runs with as many threads as its per-step work can feed, one thread per :data:`MACS_PER_THREAD`
 multiply-adds, which is 1 for small encoders and all of them at the paper's size (hidden 512), in the forward and
 (through :class:`_ThreadsInBackward` markers) in the backward pass; the CNN keeps all threads. The launcher also sets
-``OMP_WAIT_POLICY=PASSIVE`` (:mod:`r2cnn.cli`) so that idle threads sleep instead of spinning.
+``OMP_WAIT_POLICY=PASSIVE`` (:mod:`r2cnn.cli`) so that idle threads sleep instead of spinning. ``r2cnn bench
+encoder`` shows wall and CPU time of both settings; ``r2cnn bench train --concurrent 2`` two trainings at once.
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ class _ThreadsInBackward(torch.autograd.Function):
     def backward(ctx, *grads):
         torch.set_num_threads(ctx.threads)
         outer = ctx.outer
+        # The autograd engine's end-of-pass callback (what DistributedDataParallel uses to finish its reductions).
         torch.autograd.Variable._execution_engine.queue_callback(lambda: torch.set_num_threads(outer))
         return (None, None, *grads)
 
