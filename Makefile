@@ -2,7 +2,7 @@
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
-# glibc malloc: keep big tensors mapped between steps (DESIGN.md "Performance rules").
+# glibc malloc: keep big tensors mapped between steps (docs/architecture.md "Performance").
 export MALLOC_MMAP_THRESHOLD_ := 1000000000
 export MALLOC_TRIM_THRESHOLD_ := 1000000000
 

@@ -1,8 +1,5 @@
 """Tests for r2cnn.data.builtin: the procedural sketch generator (the project's embedded default data)."""
 
-import time
-
-import cv2
 import numpy as np
 import pytest
 
@@ -16,6 +13,9 @@ def sketches():
 
 
 def _raster(sketch, n=32):
+    """A blurred 32x32 image drawn by OpenCV, a line drawer independent of this project (the `test` extra)."""
+    import cv2
+
     img = np.zeros((n, n), np.uint8)
     for stroke in sketch.strokes():
         cv2.polylines(img, [np.rint(stroke * (n - 1) / 255).astype(np.int32)], False, 255, 1)
@@ -79,15 +79,6 @@ def test_classes_distinguishable_but_not_trivial():
     pred = np.argmin(((xte[:, None] - centroids[None]) ** 2).sum(-1), axis=1)
     accuracy = float(np.mean(pred == yte))
     assert 0.6 < accuracy < 0.97, accuracy
-
-
-def test_generate_speed():
-    """Measured about 4,000 sketches/s on one core (docs/builtin-data.md); lenient here, the machine is shared."""
-    builtin.generate(1)
-    start = time.process_time()
-    n = len(builtin.generate(40, seed=3))
-    rate = n / max(time.process_time() - start, 1e-9)
-    assert rate > 1000, f"{rate:.0f} sketches/s"
 
 
 def test_draw_and_errors():

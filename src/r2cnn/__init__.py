@@ -1,6 +1,6 @@
 """sketch-r2cnn: Sketch-R2CNN (Li et al., IEEE TVCG 2020) for vector sketch recognition.
 
-The data path runs one way (DESIGN.md):
+The data path runs one way (docs/architecture.md):
 formats -> store -> transforms -> loader -> raster -> models -> engine -> cli.
 """
 

@@ -32,8 +32,17 @@ COMMANDS = {
     "demo": ("r2cnn.commands.demo", "the main job: built-in data, train R2CNN and CNN-only, compare"),
 }
 
-# Commands that train or benchmark get glibc's malloc thresholds (DESIGN.md "Performance rules").
-MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "1000000000", "MALLOC_TRIM_THRESHOLD_": "1000000000"}
+# Commands that train or benchmark start with these set (they act only at start-up, so the launcher restarts the
+# process once to set them; a value the user set is kept):
+# - glibc's malloc thresholds keep big tensors mapped between steps (docs/architecture.md "Performance");
+# - OMP_WAIT_POLICY=PASSIVE: an idle OpenMP thread sleeps at once instead of spinning for up to ~300k iterations
+#   (libgomp's default) after each parallel region. Spinning only pays on cores nobody else wants; on a shared
+#   machine the spinning threads of one training took the cores from another (two concurrent trainings slowed each
+#   other 7-16x). The regions that stay multi-threaded (convolutions, big GEMMs and element-wise ops) are long
+#   against the microseconds it takes to wake a sleeping thread; the recurrent part, whose regions are not, runs on
+#   fewer threads (r2cnn.models.encoder).
+LAUNCH_ENV = {"MALLOC_MMAP_THRESHOLD_": "1000000000", "MALLOC_TRIM_THRESHOLD_": "1000000000",
+              "OMP_WAIT_POLICY": "PASSIVE"}
 _HEAVY = {"train", "bench", "evaluate", "demo", "visualize", "report", "experiment", "serve"}
 
 
@@ -110,11 +119,12 @@ def user_path_error(error: OSError, args: argparse.Namespace | None) -> str | No
     return f"{' -> '.join(names)}: {reason}"
 
 
-def _reexec_with_malloc_env(argv: list[str]) -> None:
-    """Restart this process with the malloc variables set when they are missing (they only act at start-up)."""
-    if all(os.environ.get(k) == v for k, v in MALLOC_ENV.items()) or os.environ.get("R2CNN_NO_REEXEC"):
+def _reexec_with_launch_env(argv: list[str]) -> None:
+    """Restart this process with :data:`LAUNCH_ENV` when one of its variables is unset (they act at start-up only);
+    variables the user set keep their values. ``R2CNN_NO_REEXEC=1`` turns this off."""
+    if all(k in os.environ for k in LAUNCH_ENV) or os.environ.get("R2CNN_NO_REEXEC"):
         return
-    env = dict(os.environ, **MALLOC_ENV)
+    env = {**LAUNCH_ENV, **os.environ}
     os.execve(sys.executable, [sys.executable, "-m", "r2cnn", *argv], env)
 
 
@@ -128,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     name = argv[0]
     if from_process and name in _HEAVY:
-        _reexec_with_malloc_env(argv)
+        _reexec_with_launch_env(argv)
     args = None
     try:
         module, p = _command_parser(name)

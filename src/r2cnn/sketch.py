@@ -73,7 +73,7 @@ class Sketch:
 
 @dataclass
 class SketchBatch:
-    """Sketches packed for a model (DESIGN.md "Core types").
+    """Sketches packed for a model (docs/architecture.md "Core types").
 
     - ``points``: float32 ``(P, 3)``, all sketches' points concatenated (normalised to [-1, 1]^2).
     - ``offsets``: int64 ``(B+1,)``; sketch b is ``points[offsets[b]:offsets[b+1]]``.

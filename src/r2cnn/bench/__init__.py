@@ -1,4 +1,4 @@
 """Benchmarks behind ``r2cnn bench TARGET``; each module: ``HELP``, ``add_arguments(parser)``, ``run(args)``.
 
-Every figure is reported next to an anchor measured in the same run (DESIGN.md "Performance rules").
+Every figure is reported next to an anchor measured in the same run (docs/architecture.md "Performance").
 """

@@ -4,8 +4,12 @@
   same lines of the same file (the anchor: the least any JSON reader must do).
 - loader: :func:`r2cnn.data.loader.make_loader` with 1 worker (normalise only; with and without the raster
   geometry at 224) vs. reading the same sketches from the store in the main process (the anchor).
+- built-in: :func:`r2cnn.data.builtin.generate` making ``--builtin-sketches`` sketches vs. the ``json.loads`` loop
+  of the parse group over as many ndjson lines of those same sketches (the anchor): is generating a sketch cheaper
+  than reading one from a file?
 
-Data: ``../shared/data/quickdraw/qd5`` (train folder) when present, else the built-in generator's sketches.
+Data: the data folder's ``quickdraw/qd5/train`` (found as :mod:`r2cnn.bench._paths` says) when present, else the
+built-in generator's sketches.
 """
 
 from __future__ import annotations
@@ -17,14 +21,16 @@ from pathlib import Path
 
 HELP = "data benchmarks: ndjson parse vs json.loads, loader (1 worker, +/- geometry) vs reading the store"
 
-_QD5 = Path(__file__).resolve().parents[4] / "shared" / "data" / "quickdraw" / "qd5" / "train"
+QD5_TRAIN = "quickdraw/qd5/train"  # under the data folder (r2cnn.bench._paths)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", type=Path, help=f"folder of simplified ndjson files (default {_QD5} when present, "
-                                             "else built-in data)")
+    p.add_argument("--data", type=Path, help=f"folder of simplified ndjson files (default: the data folder's "
+                                             f"{QD5_TRAIN} when present, else built-in data)")
     p.add_argument("--sketches", type=int, default=20000, help="sketches to parse (default 20000)")
     p.add_argument("--loader-sketches", type=int, default=4000, help="sketches through the loader (default 4000)")
+    p.add_argument("--builtin-sketches", type=int, default=1200,
+                   help="sketches the built-in generator makes (default 1200, a multiple of its class count)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--raster-size", type=int, default=224, help="geometry size for the loader row (default 224)")
     p.add_argument("--work-dir", type=Path, help="where to write the sample file and store (default: a temp dir)")
@@ -33,7 +39,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _sample_ndjson(args, path: Path) -> str:
     """Write ``args.sketches`` simplified-ndjson lines to ``path``; returns a description of the data."""
-    data = args.data or (_QD5 if _QD5.is_dir() else None)
+    from r2cnn.bench._paths import find_data
+
+    data = args.data if args.data is not None else find_data(QD5_TRAIN)
+    if data is not None and not Path(data).is_dir():
+        from r2cnn.errors import R2CNNError
+        raise R2CNNError(f"{data}: not a folder of simplified ndjson files")
     with open(path, "wb") as out:
         if data is not None:
             files = sorted(Path(data).glob("*.ndjson"))
@@ -45,9 +56,14 @@ def _sample_ndjson(args, path: Path) -> str:
             return f"{data} ({len(files)} files)"
         from r2cnn.data.builtin import CLASSES, generate
         for i, sk in enumerate(generate(-(-args.sketches // len(CLASSES)), seed=0)):
-            drawing = [[st[:, 0].astype(int).tolist(), st[:, 1].astype(int).tolist()] for st in sk.strokes()]
-            out.write(json.dumps({"word": sk.label, "key_id": str(i), "drawing": drawing}).encode() + b"\n")
+            out.write(_ndjson_line(sk, i))
         return "built-in generator"
+
+
+def _ndjson_line(sketch, key_id: int) -> bytes:
+    """One simplified-ndjson line (integer coordinates) for ``sketch``."""
+    drawing = [[st[:, 0].astype(int).tolist(), st[:, 1].astype(int).tolist()] for st in sketch.strokes()]
+    return json.dumps({"word": sketch.label, "key_id": str(key_id), "drawing": drawing}).encode() + b"\n"
 
 
 def _timed(fn) -> tuple[int, float]:
@@ -62,6 +78,7 @@ def run(args) -> int:
 
     import numpy as np
 
+    from r2cnn.data import builtin
     from r2cnn.data.formats import read_sketches
     from r2cnn.data.loader import make_loader
     from r2cnn.data.store import prepare
@@ -73,15 +90,15 @@ def run(args) -> int:
         source = _sample_ndjson(args, sample)
         rows = []
 
-        def json_loop():
+        def json_loop(path):
             n = 0
-            with open(sample, "rb") as f:
+            with open(path, "rb") as f:
                 for line in f:
                     json.loads(line)
                     n += 1
             return n
 
-        rows.append(("parse", "json.loads loop (anchor)", *_timed(json_loop)))
+        rows.append(("parse", "json.loads loop (anchor)", *_timed(lambda: json_loop(sample))))
         rows.append(("parse", "read_sketches (validated Sketch)", *_timed(lambda: sum(1 for _ in read_sketches(sample)))))
 
         store = prepare([sample], tmp / "store", label_field="word", progress=False, log=lambda *_: None)
@@ -102,6 +119,20 @@ def run(args) -> int:
             first = next(it)  # worker start-up is not part of the throughput
             rows.append(("loader", f"make_loader 1 worker, {label}", *_timed(lambda: sum(b.batch_size for b in it))))
             del it, loader, first
+
+        per_class = max(1, -(-args.builtin_sketches // len(builtin.CLASSES)))
+        made = []
+
+        def generate():
+            made[:] = builtin.generate(per_class, seed=3)
+            return len(made)
+
+        builtin.generate(1, seed=0)  # first use compiles (or loads) kernels: not part of generating
+        generated = _timed(generate)
+        made_file = tmp / "builtin.ndjson"
+        made_file.write_bytes(b"".join(_ndjson_line(sk, i) for i, sk in enumerate(made)))
+        rows.append(("builtin", "json.loads loop, same sketches (anchor)", *_timed(lambda: json_loop(made_file))))
+        rows.append(("builtin", "builtin.generate", *generated))
 
     anchors = {}
     results = []

@@ -1,8 +1,8 @@
 """``r2cnn bench raster``: geometry, forward, backward of each raster backend vs. standard line drawers.
 
-Times are medians over ``--repeat`` runs on the same 48 real QuickDraw sketches at 224x224 (built-in sketches when
-``../shared/data`` is absent), reported next to ``cv2.polylines`` (2 px) drawing the same sketches in the same run
-(DESIGN.md "Performance rules"). Anchors: ``cv2.polylines`` 1 px and 2 px, PIL ``ImageDraw.line`` (width 2) and a
+Times are medians over ``--repeat`` runs on the same 48 real QuickDraw sketches at 224x224 (the data folder's
+``quickdraw/qd5/valid``, found as :mod:`r2cnn.bench._paths` says; built-in sketches when it is absent), reported next
+to ``cv2.polylines`` (2 px) drawing the same sketches in the same run (docs/architecture.md "Performance"). Anchors: ``cv2.polylines`` 1 px and 2 px, PIL ``ImageDraw.line`` (width 2) and a
 naive dense PyTorch rasteriser (distance of every pixel to every segment; an anchor only).
 """
 
@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 HELP = "time the differentiable rasteriser's backends against cv2.polylines, PIL and a dense PyTorch version"
-QUICKDRAW_VALID = Path("..") / "shared" / "data" / "quickdraw" / "qd5" / "valid"
+QUICKDRAW_VALID = "quickdraw/qd5/valid"  # under the data folder (r2cnn.bench._paths)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,19 +23,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch and numba threads (default: as configured)")
     p.add_argument("--batch", type=int, default=48, help="sketches per batch")
     p.add_argument("--size", type=int, default=224, help="image side in pixels")
-    p.add_argument("--data", type=Path, default=QUICKDRAW_VALID,
-                   help="folder of QuickDraw simplified .ndjson files (default: ../shared/data/quickdraw/qd5/valid)")
+    p.add_argument("--data", type=Path, default=None,
+                   help=f"folder of QuickDraw simplified .ndjson files (default: the data folder's {QUICKDRAW_VALID}, "
+                        "else built-in sketches)")
 
 
-def sample_sketches(n: int, data_dir: Path | None = QUICKDRAW_VALID) -> list:
+def sample_sketches(n: int, data_dir: Path | None) -> list:
     """``n`` normalised sketches: the first lines of the QuickDraw ndjson files in ``data_dir``, taken round-robin
-    over the files (so several classes appear), or built-in sketches when the folder does not exist."""
+    over the files (so several classes appear), or built-in sketches when ``data_dir`` is None."""
     from itertools import islice
 
     from r2cnn.data.formats import read_sketches
     from r2cnn.data.transforms import normalize
 
-    files = sorted(Path(data_dir).glob("*.ndjson")) if data_dir is not None and Path(data_dir).is_dir() else []
+    files = sorted(Path(data_dir).glob("*.ndjson")) if data_dir is not None else []
+    if data_dir is not None and not files:
+        from r2cnn.errors import R2CNNError
+        raise R2CNNError(f"{data_dir}: no .ndjson files (expected a folder of QuickDraw simplified files)")
     if not files:
         from r2cnn.data.builtin import CLASSES, generate
         return [normalize(s) for s in generate(-(-n // len(CLASSES)))[:n]]
@@ -65,7 +69,12 @@ def _median_ms(fn, repeat: int, sync=lambda: None) -> tuple[float, float]:
 def _anchors(batch, size: int) -> dict:
     """Callables drawing every sketch of ``batch`` with cv2 / PIL (pixel coordinates prepared beforehand, as the
     raster backends get their geometry beforehand)."""
-    import cv2
+    try:
+        import cv2
+    except ImportError:
+        from r2cnn.errors import R2CNNError
+        raise R2CNNError("bench raster draws its anchor with OpenCV, which is not installed: "
+                         "pip install 'sketch-r2cnn[bench]'") from None
     import numpy as np
     from PIL import Image, ImageDraw
 
@@ -142,7 +151,8 @@ def run(args) -> int:
     from r2cnn.sketch import SketchBatch
 
     if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
-        print("note: MALLOC_MMAP_THRESHOLD_ is not set; CPU timings include returning memory to the OS (see DESIGN.md)")
+        print("note: MALLOC_MMAP_THRESHOLD_ is not set; CPU timings include returning memory to the OS "
+              "(docs/architecture.md \"Performance\")")
     if args.threads:
         torch.set_num_threads(args.threads)
         numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
@@ -150,8 +160,11 @@ def run(args) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise R2CNNError("bench raster: --device cuda but no CUDA device is available")
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    sketches = sample_sketches(args.batch, args.data)
-    source = f"QuickDraw {args.data}" if Path(args.data).is_dir() else "built-in sketches"
+    from r2cnn.bench._paths import find_data
+
+    data = args.data if args.data is not None else find_data(QUICKDRAW_VALID)
+    sketches = sample_sketches(args.batch, data)
+    source = f"QuickDraw {data}" if data is not None else "built-in sketches"
     batch = SketchBatch.from_sketches(sketches, labels=[-1] * len(sketches))  # rasterising needs no labels
     size, repeat = args.size, args.repeat
     times: dict[str, tuple[float, float]] = {}

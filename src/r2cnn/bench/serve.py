@@ -3,7 +3,7 @@
 The server runs as a child process (``r2cnn serve --port 0``) so that its event loop, thread pool and model compete
 with the load generator only for the cores, as they would with real clients. One sketch (``--sketch`` or a
 built-in one) is posted to ``/api/predict`` ``--requests`` times by ``--concurrency`` clients at once; every answer
-must be a 200 with the top-k and the attention. The anchor (DESIGN.md "Performance rules") is
+must be a 200 with the top-k and the attention. The anchor (docs/architecture.md "Performance") is
 ``Predictor.predict`` on the same sketch in this process, in the same run, its calls alternating with requests
 sent one at a time.
 

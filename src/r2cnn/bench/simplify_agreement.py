@@ -1,8 +1,8 @@
 """How close :func:`r2cnn.data.transforms.raw_to_simplified` comes to Google's own raw -> simplified output.
 
 Quick, Draw!'s raw and simplified files hold the same drawings under the same ``key_id``; this runs our pipeline on
-the raw drawings and compares with Google's simplified ones (``../shared/data/quickdraw/raw-sample`` and
-``simplified-sample`` share about 7,700 key_ids). Metrics, each over the matched drawings:
+the raw drawings and compares with Google's simplified ones (by default the data folder's ``quickdraw/raw-sample``
+and ``quickdraw/simplified-sample``, found as :mod:`r2cnn.bench._paths` says; they share about 7,700 key_ids). Metrics, each over the matched drawings:
 
 - ``exact``: fraction whose output is identical to Google's (same strokes, same integer points);
 - ``same_point_counts``: fraction with the same number of points in every stroke;
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 HELP = "agreement of our raw -> simplified pipeline with Google's simplified Quick, Draw! files"
-_SHARED = Path(__file__).resolve().parents[4] / "shared" / "data" / "quickdraw"
+_RAW, _SIMPLIFIED = "quickdraw/raw-sample", "quickdraw/simplified-sample"
 
 
 def load_pairs(raw_dir: str | Path, simplified_dir: str | Path, limit: int | None = None) -> list[tuple]:
@@ -90,18 +90,24 @@ def measure(pairs: list[tuple]) -> dict:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--raw", default=str(_SHARED / "raw-sample"), help="folder of raw ndjson files")
-    p.add_argument("--simplified", default=str(_SHARED / "simplified-sample"),
-                   help="folder of Google's simplified ndjson files (matched on key_id)")
+    p.add_argument("--raw", type=Path, help=f"folder of raw ndjson files (default: the data folder's {_RAW})")
+    p.add_argument("--simplified", type=Path, help="folder of Google's simplified ndjson files, matched on key_id "
+                                                   f"(default: the data folder's {_SIMPLIFIED})")
     p.add_argument("--limit", type=int, default=None, help="compare at most this many drawings")
 
 
 def run(args) -> int:
+    from r2cnn.bench._paths import find_data, not_found
     from r2cnn.errors import R2CNNError
 
-    for folder in (args.raw, args.simplified):
-        if not Path(folder).is_dir():
-            raise R2CNNError(f"{folder}: not a folder of ndjson files")
+    for name, default in (("raw", _RAW), ("simplified", _SIMPLIFIED)):
+        if getattr(args, name) is None:
+            folder = find_data(default, quiet=True)
+            if folder is None:
+                raise R2CNNError(f"bench simplify-agreement: {not_found(default)}; or give --{name}")
+            setattr(args, name, folder)
+        elif not Path(getattr(args, name)).is_dir():
+            raise R2CNNError(f"{getattr(args, name)}: not a folder of ndjson files")
     pairs = load_pairs(args.raw, args.simplified, args.limit)
     if not pairs:
         raise R2CNNError(f"no key_id is in both {args.raw} and {args.simplified}")

@@ -8,6 +8,7 @@ TARGETS = {
     "raster": "r2cnn.bench.raster",
     "train": "r2cnn.bench.train",
     "data": "r2cnn.bench.data",
+    "encoder": "r2cnn.bench.encoder",
     "simplify-agreement": "r2cnn.bench.simplify_agreement",
     "serve": "r2cnn.bench.serve",
     "classic": "r2cnn.bench.classic",

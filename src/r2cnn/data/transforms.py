@@ -1,4 +1,4 @@
-"""Preprocessing and augmentation of :class:`~r2cnn.sketch.Sketch` objects (DESIGN.md, data path stage 3).
+"""Preprocessing and augmentation of :class:`~r2cnn.sketch.Sketch` objects (docs/architecture.md "The data path").
 
 Every function takes a sketch (and, when random, a ``numpy.random.Generator``) and returns a *new* sketch; the
 input is never modified. Points are float32 ``(N, 3)`` = x, y, pen_end (see :mod:`r2cnn.sketch`).

@@ -1,4 +1,4 @@
-"""Training, evaluation, prediction, checkpoints and distributed training (DESIGN.md "Engine").
+"""Training, evaluation, prediction, checkpoints and distributed training (docs/architecture.md "Engine").
 
 - :mod:`r2cnn.engine.train`: ``train(TrainOptions(...))``, the loop behind ``r2cnn train`` (DDP under torchrun).
 - :mod:`r2cnn.engine.evaluate`: ``evaluate_model`` (metrics over a loader), ``evaluate_checkpoint`` (the report of

@@ -1,6 +1,6 @@
 """Checkpoints: one file per run state, written atomically, loadable with ``torch.load(weights_only=True)``.
 
-A checkpoint (DESIGN.md "Engine") is a plain dict::
+A checkpoint (docs/architecture.md "Engine") is a plain dict::
 
     format      int, CHECKPOINT_FORMAT
     version     package version that wrote it

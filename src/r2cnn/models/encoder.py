@@ -7,20 +7,30 @@ offset from the canvas origin, i.e. its normalised coordinates (the normalised s
 this tells the RNN where drawing started). Offsets never cross sketch boundaries.
 
 Why not ``nn.LSTM(bidirectional=True)`` on a ``PackedSequence``: on CPU the packed kernels run step by step on a
-shrinking batch and are several times slower (DESIGN.md "Performance rules"). :class:`BiLSTM` instead runs, per
+shrinking batch and are several times slower (docs/architecture.md "Performance"). :class:`BiLSTM` instead runs, per
 layer, one unidirectional LSTM on the padded batch ``(B, T, F)`` and another on a copy in which every sequence is
 reversed *within its own length* (padding stays at the end). Each direction then only reads its valid prefix, so
 the outputs at valid positions are exactly those of the packed bidirectional LSTM (tested in
 ``tests/test_encoder.py``); padding outputs are never gathered. Packed <-> padded conversion is a gather with
 index tensors built once per batch (:class:`PackedLayout`).
 
-The LSTM runs one small OpenMP region per time step. On an oversubscribed CPU (more busy threads than cores)
-spin-waiting OpenMP threads made one training step of a hidden-32 encoder take 13-100 s instead of 0.05-0.2 s;
-``OMP_WAIT_POLICY=PASSIVE`` in the environment brought it back to 0.04-0.17 s (measured on the 2-core machine).
+Threads (:func:`recurrent_threads`): the LSTM kernel opens one OpenMP parallel region per time step, in the forward
+and in the backward pass. At the fast CPU preset's size (batch 64, hidden 32) a step's gate GEMM is under a million
+multiply-adds, tens of microseconds of work, so a second thread has nothing to do but wait at the step's barrier: on
+2 cores one encoder training step took the same wall time with 1 thread as with 2 (about 70 ms) while the process
+used twice the CPU time with 2. On a busy machine it is worse than wasted: a barrier waits for every thread of the
+team, and a team member that the OS has descheduled (another process holds the core) stalls each of the hundreds
+of steps for a time slice; two concurrent trainings slowed each other from about 1.1 s to 7-16 s per step. So the
+recurrent part runs with as many threads as its per-step work can feed, one thread per :data:`MACS_PER_THREAD`
+multiply-adds, which is 1 for small encoders and all of them at the paper's size (hidden 512), in the forward and
+(through :class:`_ThreadsInBackward` markers) in the backward pass; the CNN keeps all threads. The launcher also sets
+``OMP_WAIT_POLICY=PASSIVE`` (:mod:`r2cnn.cli`) so that idle threads sleep instead of spinning. ``r2cnn bench
+encoder`` shows wall and CPU time of both settings; ``r2cnn bench train --concurrent 2`` two trainings at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -29,6 +39,11 @@ from torch import nn
 from r2cnn.sketch import SketchBatch
 
 INPUT_FEATURES = 3  # dx, dy, pen_end
+
+# One more intra-op thread per this many multiply-adds of a time step's gate GEMM. About 2M multiply-adds are
+# 0.1-0.5 ms of work on one core: ten times or more what it costs to wake a sleeping thread and join it at the
+# barrier, so below this a thread costs more than it brings. A round figure from that argument, not a tuned one.
+MACS_PER_THREAD = 1 << 21
 
 
 def point_offsets(points: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
@@ -40,6 +55,51 @@ def point_offsets(points: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     starts = offsets[:-1][offsets[:-1] < offsets[1:]]  # first points of non-empty sketches
     prev[starts] = 0.0
     return torch.cat([xy - prev, points[:, 2:3]], dim=1)
+
+
+def recurrent_threads(batch_size: int, input_size: int, hidden_size: int, available: int | None = None) -> int:
+    """Intra-op threads worth using for an LSTM time step on ``batch_size`` sequences: the gate GEMM does
+    ``batch_size * (input_size + hidden_size) * 4 * hidden_size`` multiply-adds, and each thread should get at least
+    :data:`MACS_PER_THREAD` of them. At least 1, at most ``available`` (default: torch's current thread count)."""
+    available = torch.get_num_threads() if available is None else available
+    macs = batch_size * (input_size + hidden_size) * 4 * hidden_size
+    return max(1, min(available, macs // MACS_PER_THREAD))
+
+
+@contextlib.contextmanager
+def intra_op_threads(threads: int):
+    """Run the block with ``threads`` torch intra-op threads, then restore the previous count."""
+    previous = torch.get_num_threads()
+    if threads == previous:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+class _ThreadsInBackward(torch.autograd.Function):
+    """Identity on ``tensors``; when the gradients reach it in the backward pass, torch's intra-op thread count is set
+    to ``threads`` for the nodes that follow, and ``outer`` is restored when the backward pass ends.
+
+    Put on a block's outputs, it sets the block's thread count for the block's backward; put on the block's inputs
+    (with ``threads == outer``) it restores the count right after it. The end-of-pass restore covers a block whose
+    inputs need no gradient (there is then no input marker)."""
+
+    @staticmethod
+    def forward(ctx, threads: int, outer: int, *tensors: torch.Tensor):
+        ctx.threads, ctx.outer = threads, outer
+        return tuple(t.view_as(t) for t in tensors)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        torch.set_num_threads(ctx.threads)
+        outer = ctx.outer
+        # The autograd engine's end-of-pass callback (what DistributedDataParallel uses to finish its reductions).
+        torch.autograd.Variable._execution_engine.queue_callback(lambda: torch.set_num_threads(outer))
+        return (None, None, *grads)
 
 
 @dataclass
@@ -113,7 +173,28 @@ class BiLSTM(nn.Module):
         """``x`` ``(P, F)`` packed inputs -> (per-point outputs ``(P, 2H)``, final states ``(B, 2H)``).
 
         Final states are ``h_n`` of the top layer as ``nn.LSTM`` returns them for packed input: the forward
-        direction after the last point, the backward direction after the first point (concatenated)."""
+        direction after the last point, the backward direction after the first point (concatenated).
+        Runs with :meth:`threads_for` intra-op threads, forward and backward (module docstring)."""
+        outer = torch.get_num_threads()
+        threads = self.threads_for(layout.batch_size, outer)
+        if threads == outer:
+            return self._layers(x, layout)
+        track = torch.is_grad_enabled()
+        if track and x.requires_grad:
+            (x,) = _ThreadsInBackward.apply(outer, outer, x)
+        with intra_op_threads(threads):
+            out, final = self._layers(x, layout)
+        if track and (out.requires_grad or final.requires_grad):
+            out, final = _ThreadsInBackward.apply(threads, outer, out, final)
+        return out, final
+
+    def threads_for(self, batch_size: int, available: int | None = None) -> int:
+        """Intra-op threads for this LSTM's time steps on ``batch_size`` sequences: :func:`recurrent_threads` of its
+        widest layer (the input of layers after the first is ``2H`` wide)."""
+        widest = max(self.input_size, 2 * self.hidden_size if self.num_layers > 1 else 0)
+        return recurrent_threads(batch_size, widest, self.hidden_size, available)
+
+    def _layers(self, x: torch.Tensor, layout: PackedLayout) -> tuple[torch.Tensor, torch.Tensor]:
         for i, (fwd, bwd) in enumerate(zip(self.forward_layers, self.backward_layers)):
             if i:
                 x = self.dropout(x)

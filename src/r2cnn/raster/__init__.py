@@ -14,7 +14,7 @@ Shapes: ``points`` float32 ``(P, 3)`` = x, y, pen_end of all sketches concatenat
 Pixel convention: ``u = (x + 1) / 2 * W``, ``v = (y + 1) / 2 * H``; pixel (row r, column j) has its centre at
 ``(j + 0.5, r + 0.5)``. ``eps`` is in pixels (paper: 1.0).
 
-Contract (DESIGN.md): a segment joins p_i and p_{i+1} when p_i is not the last point of its stroke
+Contract (docs/architecture.md "Neural Line Rasterisation"): a segment joins p_i and p_{i+1} when p_i is not the last point of its stroke
 (pen_end_i == 0) and never joins two sketches; a one-point stroke is a dot. A pixel is a stroke pixel of a
 segment when the distance from its centre to the segment is <= eps; its value is eq. (1),
 ``(1 - alpha) a_i + alpha a_{i+1}`` with alpha the clamped projection parameter. Where segments overlap,

@@ -1,6 +1,6 @@
 """The raster contract shared by every backend: pixel convention, input checks, segment list, :class:`Geometry`.
 
-Pixel convention (DESIGN.md "Neural Line Rasterisation"): an image of ``H x W`` covers [-1, 1]^2 (y down);
+Pixel convention (docs/architecture.md "Neural Line Rasterisation"): an image of ``H x W`` covers [-1, 1]^2 (y down);
 ``u = (x + 1) / 2 * W``, ``v = (y + 1) / 2 * H`` in pixel units, and pixel (row ``r``, column ``j``) has its
 centre at ``(j + 0.5, r + 0.5)``.
 

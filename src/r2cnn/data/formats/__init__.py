@@ -1,5 +1,5 @@
 """Sketch file formats: read and write QuickDraw ndjson (raw and simplified), sketch-rnn ``.npz``, QuickDraw
-``.bin`` and SVG (TU-Berlin), streaming, every record validated (DESIGN.md, "The data path").
+``.bin`` and SVG (TU-Berlin), streaming, every record validated (docs/architecture.md "The data path").
 
 >>> for sketch in read_sketches("qd5/valid"):            # a file or a folder of them
 ...     sketch.points, sketch.label, sketch.meta["line"]
