@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from r2cnn.sketch import Sketch
 from r2cnn.viz.attention import SketchView
 
-CMAP = "turbo"  # blue (low attention) to red (high), as the colour coding of the paper's figures
+CMAP = "jet"  # blue (low attention) to red (high), as the paper's figures; the web page (serve/static/colormap.js) uses the same map
 SUCCESS, FAILURE = "#1a7f37", "#cf222e"
 _EXTENT = (-1.0, 1.0, 1.0, -1.0)  # left, right, bottom, top: row 0 of a map is y = -1 (y points down)
 
