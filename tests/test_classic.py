@@ -105,6 +105,23 @@ def test_linear_svm_two_classes_and_streamed_rows():
     assert svm.coef.shape == (2, 4) and (svm.scores(x).argmax(1) == y).mean() > 0.8
 
 
+def test_fisher_vector_fits_on_repeated_descriptors():
+    """Sketch descriptors repeat (straight strokes): a GMM with more components than distinct points still fits,
+    and the Fisher vector of an image is finite and L2-normalised."""
+    from r2cnn.classic.encoders import FisherVector
+
+    rng = np.random.default_rng(0)
+    distinct = rng.uniform(0, 100, size=(20, 128)).astype(np.float32)
+    samples = distinct[rng.integers(0, 20, 4000)]
+    fv = FisherVector(pca_dims=8, gaussians=32, descriptor_options=dict(step=4, patch=16))
+    fv.fit(samples, seed=0)
+    image = np.zeros((64, 64), np.float32)
+    image[20, 5:60] = 1
+    image[5:60, 30] = 1
+    out = fv.encode(image[None])
+    assert out.shape == (1, 2 * 8 * 32) and np.isfinite(out).all() and abs(np.linalg.norm(out) - 1) < 1e-5
+
+
 def test_alignment_prefers_the_informative_kernel():
     rng = np.random.default_rng(0)
     y = np.repeat(np.arange(4), 25)

@@ -87,6 +87,8 @@ def run(args) -> int:
         results["rows"][preset] = info
         rows.append((preset, f"{peak:.0f}", f"{peak / anchor_mib:.2f}", f"{info['train_seconds']:.0f}",
                      f"{info['top1']:.3f}", str(info["count"])))
+        print(f"{preset}: peak RSS {peak:.0f} MiB, train {info['train_seconds']:.0f} s, test top-1 "
+              f"{info['top1']:.3f}", flush=True)  # each row as it ends: a full run takes hours at paper scale
     print(f"data: {data}; anchor (imports + reading the store): {anchor_mib:.0f} MiB peak RSS")
     print(table(rows, ["preset", "peak RSS MiB", "x anchor", "train s", "test top-1", "test sketches"]))
     if args.json:

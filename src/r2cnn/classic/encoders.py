@@ -155,9 +155,16 @@ class FisherVector(Block):
         if len(samples) < max(self.gaussians * 2, self.pca_dims):
             raise R2CNNError(f"{len(samples)} local descriptors are too few for a {self.gaussians}-component GMM")
         pca = PCA(self.pca_dims, random_state=seed).fit(samples)
-        reduced = pca.transform(samples)
-        gmm = GaussianMixture(self.gaussians, covariance_type="diag", random_state=seed, max_iter=50,
-                              reg_covar=1e-4).fit(reduced)
+        reduced = pca.transform(samples).astype(np.float64)
+        # Sketches repeat the same local patterns (straight strokes, corners): many descriptors coincide, and a
+        # component on such a cluster would have zero variance. A variance floor of 1e-3 of the data's average
+        # variance (scale-free, unlike scikit-learn's absolute default) keeps every component well defined.
+        floor = 1e-3 * float(reduced.var(0).mean())
+        try:
+            gmm = GaussianMixture(self.gaussians, covariance_type="diag", random_state=seed, max_iter=50,
+                                  reg_covar=max(floor, 1e-6)).fit(reduced)
+        except ValueError as e:
+            raise R2CNNError(f"Fisher vector: the {self.gaussians}-component GMM could not be fitted ({e})") from e
         self.arrays = {"pca_mean": pca.mean_, "pca_components": pca.components_, "means": gmm.means_,
                        "variances": gmm.covariances_, "weights": gmm.weights_}
         self.arrays = {k: np.asarray(v, np.float32) for k, v in self.arrays.items()}
