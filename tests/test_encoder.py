@@ -147,7 +147,7 @@ def test_small_bilstm_runs_its_time_steps_on_one_thread_forward_and_backward(two
     thread count back (with an input that needs no gradient, the encoder's case, at the end of the backward pass)."""
     batch = _batch([7, 3, 12])
     x = point_offsets(batch.points, batch.offsets).requires_grad_(input_needs_grad)
-    model = BiLSTM(3, 8, num_layers=2)
+    model = BiLSTM(3, 8, num_layers=2, thread_policy=True)
     seen = _record_lstm_threads(model)
     out, final = model(x, PackedLayout.from_offsets(batch.offsets))
     assert torch.get_num_threads() == 2
@@ -167,7 +167,7 @@ def test_big_bilstm_keeps_every_thread_and_gradients_do_not_depend_on_the_policy
     batch = _batch([9, 4, 6])
     layout = PackedLayout.from_offsets(batch.offsets)
     torch.manual_seed(0)
-    model = BiLSTM(3, 8, num_layers=2)
+    model = BiLSTM(3, 8, num_layers=2, thread_policy=True)
     seen = _record_lstm_threads(model)
 
     def grads():

@@ -166,13 +166,15 @@ def test_bench_data_runs_on_builtin_data(tmp_path, monkeypatch, capsys):
 
     from r2cnn.bench import data as bench_data
 
-    monkeypatch.setattr(bench_data, "_QD5", tmp_path / "absent")
+    from r2cnn.bench import _paths
+
+    monkeypatch.setattr(_paths, "data_roots", lambda: [tmp_path / "absent"])  # no real data: built-in sketches
     parser = argparse.ArgumentParser()
     bench_data.add_arguments(parser)
     args = parser.parse_args(["--sketches", "120", "--loader-sketches", "96", "--batch-size", "32",
-                              "--raster-size", "32", "--json", str(tmp_path / "r.json")])
+                              "--raster-size", "32", "--builtin-sketches", "24", "--json", str(tmp_path / "r.json")])
     assert bench_data.run(args) == 0
     assert "built-in generator" in capsys.readouterr().out
     rows = json.loads((tmp_path / "r.json").read_text())["results"]
-    assert [r["group"] for r in rows] == ["parse", "parse", "loader", "loader", "loader"]
+    assert [r["group"] for r in rows] == ["parse", "parse", "loader", "loader", "loader", "builtin", "builtin"]
     assert rows[1]["sketches"] == rows[0]["sketches"] >= 120 and rows[3]["sketches"] == 64  # first batch: warm-up

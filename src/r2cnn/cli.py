@@ -39,8 +39,7 @@ COMMANDS = {
 #   (libgomp's default) after each parallel region. Spinning only pays on cores nobody else wants; on a shared
 #   machine the spinning threads of one training took the cores from another (two concurrent trainings slowed each
 #   other 7-16x). The regions that stay multi-threaded (convolutions, big GEMMs and element-wise ops) are long
-#   against the microseconds it takes to wake a sleeping thread; the recurrent part, whose regions are not, runs on
-#   fewer threads (r2cnn.models.encoder).
+#   against the microseconds it takes to wake a sleeping thread (r2cnn.models.encoder, module docstring).
 LAUNCH_ENV = {"MALLOC_MMAP_THRESHOLD_": "1000000000", "MALLOC_TRIM_THRESHOLD_": "1000000000",
               "OMP_WAIT_POLICY": "PASSIVE"}
 _HEAVY = {"train", "bench", "evaluate", "demo", "visualize", "report", "experiment", "serve"}

@@ -200,7 +200,7 @@ def _concurrency(args, store_path: str, configs: dict, names: dict, batch_size: 
     return out
 
 
-def run(args) -> int:
+def _run(args) -> int:
     import json
     import math
     import statistics
@@ -212,7 +212,7 @@ def run(args) -> int:
     from r2cnn.data.loader import make_loader
     from r2cnn.data.store import SketchStore, prepare
     from r2cnn.engine.factory import build_model, build_transform
-    from r2cnn.engine.precision import amp_dtype, flush_denormals
+    from r2cnn.engine.precision import amp_dtype, denormals_flushed
     from r2cnn.engine.report import table
     from r2cnn.engine.train import build_optimizer
     from r2cnn.errors import R2CNNError
@@ -224,7 +224,6 @@ def run(args) -> int:
                          f"e.g. cpu-r2cnn or qd-r2cnn-resnet50)")
     if args.concurrent < 0 or args.steps < 1 or args.warmup < 0:
         raise R2CNNError("bench train: --steps must be >= 1, --warmup and --concurrent >= 0")
-    flush_denormals()  # as training does: every model is timed as it would train
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -310,3 +309,11 @@ def run(args) -> int:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=1))
     return 0
+
+
+def run(args) -> int:
+    """The benchmark, with subnormals flushed to zero as training does (and the caller's setting restored)."""
+    from r2cnn.engine.precision import denormals_flushed
+
+    with denormals_flushed():
+        return _run(args)

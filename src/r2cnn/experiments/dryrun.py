@@ -37,13 +37,12 @@ def measure_step(config: dict, store, indices, steps: int, device: str) -> float
     """Median seconds of a training step of ``config``'s model on batches of ``store[indices]``."""
     import torch
 
-    from r2cnn.bench.train import _step_fn
+    from r2cnn.bench.train import _make_step, _timed
     from r2cnn.data.loader import make_loader
     from r2cnn.engine.factory import build_model, build_transform
-    from r2cnn.engine.precision import amp_dtype, flush_denormals
+    from r2cnn.engine.precision import amp_dtype, denormals_flushed
     from r2cnn.engine.train import build_optimizer
 
-    flush_denormals()
     dev = torch.device(device)
     # the step costs the same with any weights: do not require the ImageNet file just to time it
     config = dict(config, model_options={k: v for k, v in (config.get("model_options") or {}).items()
@@ -54,12 +53,14 @@ def measure_step(config: dict, store, indices, steps: int, device: str) -> float
     loader = make_loader(store, None, indices=indices, batch_size=batch_size, shuffle=True, drop_last=False,
                          transform=build_transform(config, train=True), raster_size=model.raster_size,
                          raster_eps=model.raster_eps)
-    step = _step_fn(model, build_optimizer(config, model.parameters()), dev, amp_dtype(config, dev))
+    step = _make_step(model, build_optimizer(config, model.parameters()), dev, amp_dtype(config, dev))
     times = []
-    for i, batch in zip(range(MEASURE_WARMUP + steps), _cycle(loader)):
-        t = step(batch.to(dev))
-        if i >= MEASURE_WARMUP:
-            times.append(t)
+    with denormals_flushed():  # as training runs
+        for i, batch in zip(range(MEASURE_WARMUP + steps), _cycle(loader)):
+            batch = batch.to(dev)
+            t = _timed(lambda: step(batch, batch.labels), dev)
+            if i >= MEASURE_WARMUP:
+                times.append(t)
     return statistics.median(times) if times else None
 
 
