@@ -489,7 +489,7 @@ def test_help_shows_defaults_in_every_command(name):
 
 def test_device_means_the_same_in_every_command():
     devices = []
-    for name in ("train", "evaluate", "predict", "demo"):
+    for name in ("train", "evaluate", "predict", "demo", "visualize", "report", "serve", "experiment"):
         (action,) = [a for a in _options(_command_parser(name)[1]) if a.dest == "device"]
         devices.append((action.default, tuple(action.choices), action.help))
     assert len(set(devices)) == 1 and devices[0][0] == "auto"

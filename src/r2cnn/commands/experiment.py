@@ -23,7 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-subset", type=int, metavar="N", help="train every row on N sketches per class")
     p.add_argument("--set", action="append", default=[], metavar="KEY=JSON", dest="overrides",
                    help="override a preset entry of every row (KEY.SUB sets one entry, e.g. model_options.canvas=32)")
-    p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
+    from r2cnn.commands.options import add_device
+
+    add_device(p)
     p.add_argument("--workers", type=int, help="data-loader workers (default: each preset's)")
     p.add_argument("--checkpoint-every", type=int, default=100, metavar="N",
                    help="write last.pt every N steps, so an interrupt loses little (default 100)")
@@ -42,6 +44,8 @@ def _positive(args, names) -> None:
 
 
 def run(args) -> int:
+    from r2cnn.commands.options import resolve_device
+
     from pathlib import Path
 
     from r2cnn.commands.train import parse_overrides
@@ -64,7 +68,7 @@ def run(args) -> int:
                             train_subset=args.train_subset, overrides=parse_overrides(args.overrides))
     only = [r.strip() for r in args.rows.split(",") if r.strip()] if args.rows else None
     data = execute.parse_data(args.data)
-    device = args.device or _default_device()
+    device = resolve_device(args.device)
 
     if args.dry_run:
         from r2cnn.experiments import dryrun
@@ -99,9 +103,3 @@ def run(args) -> int:
     print(report.markdown(results))
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
-
-
-def _default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -22,10 +22,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--deletion-max", type=int, default=2000, metavar="N",
                    help="deletion check on at most N sketches of the split, a seeded sample (0: all)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    from r2cnn.commands.options import add_device
+
+    add_device(p)
 
 
 def run(args) -> int:
+    from r2cnn.commands.options import resolve_device
+
     from r2cnn.errors import R2CNNError
     from r2cnn.viz.report import build_report
 
@@ -34,6 +38,6 @@ def run(args) -> int:
             raise R2CNNError(f"--{name.replace('_', '-')} must be >= 0, not {getattr(args, name)}")
     path = build_report(args.run_dir, checkpoint=args.checkpoint, data=args.data, split=args.split, out=args.out,
                         examples=args.examples, worst=args.worst, deletion_ks=args.deletion_k,
-                        deletion_max=args.deletion_max, seed=args.seed, device=args.device)
+                        deletion_max=args.deletion_max, seed=args.seed, device=resolve_device(args.device))
     print(f"report: {path}")
     return 0

@@ -16,7 +16,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the network)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    from r2cnn.commands.options import add_device
+
+    add_device(p)
     p.add_argument("--max-body-bytes", type=int, default=2_000_000, help="largest request body accepted")
     p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
 
@@ -32,6 +34,8 @@ def default_checkpoint() -> Path:
 
 
 def run(args) -> int:
+    from r2cnn.commands.options import resolve_device
+
     from r2cnn.engine.predict import Predictor
     from r2cnn.errors import R2CNNError
     from r2cnn.serve import Limits, Recognizer, create_app
@@ -42,7 +46,7 @@ def run(args) -> int:
     if args.max_body_bytes < 1024:
         raise R2CNNError(f"--max-body-bytes must be at least 1024, not {args.max_body_bytes}")
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
-    recognizer = Recognizer(Predictor(str(checkpoint), args.device), source=str(checkpoint))
+    recognizer = Recognizer(Predictor(str(checkpoint), resolve_device(args.device)), source=str(checkpoint))
     sock = listen(args.host, args.port)
     attention = "with attention" if recognizer.has_attention else "no per-point attention (CNN-only)"
     print(f"{URL_PREFIX}{url_of(sock)} ({recognizer.model_name}, {len(recognizer.classes)} classes, {attention}; "

@@ -37,16 +37,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--deletion-max", type=int, default=5000, metavar="N",
                    help="deletion check on at most N sketches of the split, a seeded sample (0: all)")
     p.add_argument("--stretch", action="store_true", help="colour each sketch's own attention range, not [0, 1]")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    from r2cnn.commands.options import add_device
+
+    add_device(p)
 
 
 def run(args) -> int:
+    from r2cnn.commands.options import resolve_device
+
     from r2cnn.viz.visualize import visualize
 
     result = visualize(args.checkpoint, args.data, args.out, split=args.split, fold=args.fold, index=args.index,
                        sample=args.sample, failures=args.failures, compare=args.compare, seed=args.seed,
                        deletion_ks=args.deletion_k, deletion_max=args.deletion_max, stretch=args.stretch,
-                       device=args.device)
+                       device=resolve_device(args.device))
     for record in result["sketches"]:
         top = ", ".join(f"{t['class']} {t['probability']:.2f}" for t in record["top3"])
         verdict = {True: "correct", False: "wrong", None: "?"}[record["correct"]]
