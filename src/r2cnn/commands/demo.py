@@ -90,7 +90,7 @@ def run(args) -> int:
     text = table(rows, header)
     chance = 100.0 / len(store.classes)
     print(f"\n{text}\n")
-    html = build_report(out / "r2cnn", data=str(out / "data"), device=args.device)
+    html = build_report(out / "r2cnn", data=str(out / "data"), device=device)
     minutes = (time.perf_counter() - started) / 60
     report_md = out / "report.md"
     report_md.write_text(
