@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from r2cnn.commands.options import add_device, resolve_device
+
 HELP = "run a table of the paper (table1, table2, table3, their -cpu twins, or a TOML spec): resumable, with statistics"
 
 
@@ -23,8 +25,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-subset", type=int, metavar="N", help="train every row on N sketches per class")
     p.add_argument("--set", action="append", default=[], metavar="KEY=JSON", dest="overrides",
                    help="override a preset entry of every row (KEY.SUB sets one entry, e.g. model_options.canvas=32)")
-    from r2cnn.commands.options import add_device
-
     add_device(p)
     p.add_argument("--workers", type=int, help="data-loader workers (default: each preset's)")
     p.add_argument("--checkpoint-every", type=int, default=100, metavar="N",
@@ -44,8 +44,6 @@ def _positive(args, names) -> None:
 
 
 def run(args) -> int:
-    from r2cnn.commands.options import resolve_device
-
     from pathlib import Path
 
     from r2cnn.commands.train import parse_overrides

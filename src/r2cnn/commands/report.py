@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from r2cnn.commands.options import add_device, resolve_device
+
 HELP = "one static HTML page for a training run: curves, confusion, worst classes, attention, partial sketches"
 
 
@@ -22,14 +24,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--deletion-max", type=int, default=2000, metavar="N",
                    help="deletion check on at most N sketches of the split, a seeded sample (0: all)")
     p.add_argument("--seed", type=int, default=0)
-    from r2cnn.commands.options import add_device
-
     add_device(p)
 
 
 def run(args) -> int:
-    from r2cnn.commands.options import resolve_device
-
     from r2cnn.errors import R2CNNError
     from r2cnn.viz.report import build_report
 

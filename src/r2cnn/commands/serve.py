@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from r2cnn.commands.options import add_device, resolve_device
+
 HELP = "a local web page to draw on, with live top-5 classes and attention, and its JSON API"
 
 # Where `r2cnn demo` (default --out runs/demo) leaves its R2CNN model's best checkpoint.
@@ -16,8 +18,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the network)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
-    from r2cnn.commands.options import add_device
-
     add_device(p)
     p.add_argument("--max-body-bytes", type=int, default=2_000_000, help="largest request body accepted")
     p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
@@ -34,8 +34,6 @@ def default_checkpoint() -> Path:
 
 
 def run(args) -> int:
-    from r2cnn.commands.options import resolve_device
-
     from r2cnn.engine.predict import Predictor
     from r2cnn.errors import R2CNNError
     from r2cnn.serve import Limits, Recognizer, create_app

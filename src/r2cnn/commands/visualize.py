@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from r2cnn.commands.options import add_device, resolve_device
+
 HELP = "attention figures for sketches of a split (paper Figs. 3-6), stroke importance, deletion check"
 
 
@@ -37,14 +39,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--deletion-max", type=int, default=5000, metavar="N",
                    help="deletion check on at most N sketches of the split, a seeded sample (0: all)")
     p.add_argument("--stretch", action="store_true", help="colour each sketch's own attention range, not [0, 1]")
-    from r2cnn.commands.options import add_device
-
     add_device(p)
 
 
 def run(args) -> int:
-    from r2cnn.commands.options import resolve_device
-
     from r2cnn.viz.visualize import visualize
 
     result = visualize(args.checkpoint, args.data, args.out, split=args.split, fold=args.fold, index=args.index,
