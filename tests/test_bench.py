@@ -152,7 +152,7 @@ def test_bench_train_concurrent_reports_each_process_against_one_alone(tmp_path)
     """`bench train --concurrent 2`: the ResNet18 anchor, then per model one training process alone and two at once,
     each with its rate as a multiple of the lone one's (the figures depend on the machine: not asserted)."""
     out = tmp_path / "bench.json"
-    proc = r2cnn_cmd("bench", "train", "--steps", 2, "--warmup", 1, "--batch-size", 4, "--workers", 0,
+    proc = r2cnn_cmd("bench", "train", "--steps", 2, "--warmup", 1, "--batch-size", 4, "--workers", 1,
                      "--concurrent", 2, "--json", out, timeout=1200)
     assert proc.returncode == 0, proc.stderr
     assert "vs ResNet18 step" in proc.stdout and "process 2 of 2" in proc.stdout

@@ -140,7 +140,8 @@ def _train_together(spec: dict, n: int) -> list[float]:
 
     ctx = multiprocessing.get_context("spawn")  # a fresh interpreter, as a second `r2cnn train` would be
     barrier, results = ctx.Barrier(n), ctx.Queue()
-    procs = [ctx.Process(target=_training_process, args=({**spec, "index": i}, barrier, results), daemon=True)
+    # Not daemonic: each process's data loader starts worker processes of its own. The finally below joins them.
+    procs = [ctx.Process(target=_training_process, args=({**spec, "index": i}, barrier, results))
              for i in range(n)]
     for p in procs:
         p.start()
