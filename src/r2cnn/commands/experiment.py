@@ -58,7 +58,7 @@ def run(args) -> int:
             print(f"{name}: {spec.title}\n  " + ", ".join(f"{r.id} ({r.preset})" for r in spec.rows))
         return 0
     if not args.spec:
-        raise R2CNNError("give a SPEC (table1, table2, table3, table1-cpu, table2-cpu, table3-cpu or a TOML file)")
+        raise R2CNNError(f"give a SPEC ({', '.join(BUILTIN)} or a TOML file)")
     _positive(args, ["epochs", "steps", "max_minutes", "train_subset", "bootstrap"])
     if args.workers is not None and args.workers < 0:
         raise R2CNNError(f"--workers must be >= 0, not {args.workers}")
