@@ -120,3 +120,13 @@ def test_overrides_replace_entries_and_dotted_keys_set_one_entry():
         apply_overrides(config, {"nope": 1}, "where")
     with pytest.raises(SpecError, match="not a table"):
         apply_overrides(config, {"lr.x": 1}, "where")
+
+
+def test_list_shows_every_builtin_spec_and_its_rows(capsys):
+    from r2cnn.cli import main
+
+    assert main(["experiment", "--list"]) == 0
+    text = capsys.readouterr().out
+    for name in BUILTIN:
+        assert f"{name}: " in text
+    assert "hog-svm (cpu-hog-svm)" in text and "r2cnn (cpu-r2cnn)" in text
