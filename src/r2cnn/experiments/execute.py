@@ -177,6 +177,10 @@ def load_predictions(path: Path) -> dict:
     return d
 
 
+# A row that could not run (a missing resource, or a dependency that did not run) has this file with the reason.
+SKIPPED = "not_run.json"
+
+
 def run_experiment(spec: Spec, out: Path, planned: list[PlannedRow], *, neural: NeuralRunner | None = None,
                    runner_for=None, log=print) -> None:
     """Run the planned rows into ``out`` (see the module docstring). ``runner_for(config)`` picks a row's runner
@@ -207,10 +211,6 @@ def run_experiment(spec: Spec, out: Path, planned: list[PlannedRow], *, neural: 
         # The row cannot run on this machine; the others can. A rerun tries it again.
         log(f"[{p.row.id}] not run: {reason}")
         write_json_atomic(marker, {"reason": reason})
-
-
-# A row that could not run (a missing resource, or a dependency that did not run) has this file with the reason.
-SKIPPED = "not_run.json"
 
 
 def not_run(out: Path, planned: list[PlannedRow]) -> dict[str, str]:
