@@ -128,9 +128,9 @@ def test_bench_encoder_reports_every_row_against_the_anchor(tmp_path, capsys):
     assert main(["bench", "encoder", "--batch", "4", "--hidden", "8", "--repeat", "1", "--threads", "2",
                  "--json", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "packed nn.LSTM, 2 threads (anchor)" in printed and "thread policy (1 threads)" in printed
+    assert "packed nn.LSTM, 2 threads (anchor)" in printed and "flipped BiLSTM, 1 thread" in printed
     result = json.loads(out.read_text())
-    assert result["policy_threads"] == 1 and len(result["rows"]) == 3
+    assert result["threads"] == 2 and len(result["rows"]) == 3
     assert all(row["wall_ms"] > 0 for row in result["rows"].values())
 
 

@@ -6,8 +6,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from r2cnn.models.encoder import (MACS_PER_THREAD, AttentionEncoder, BiLSTM, PackedLayout, point_offsets,
-                                 recurrent_threads)
+from r2cnn.models.encoder import AttentionEncoder, BiLSTM, PackedLayout, point_offsets
 from r2cnn.sketch import SketchBatch
 
 
@@ -105,82 +104,3 @@ def test_attention_encoder_shape_range_and_channels():
     att = AttentionEncoder(hidden_size=8, num_layers=2, dropout=0.0, channels=3)(batch)
     assert att.shape == (22, 3)
     assert bool(((att > 0) & (att < 1)).all())
-
-
-# ---------------------------------------------------------------------------------------- recurrent thread policy
-
-def test_recurrent_threads_follow_the_work_of_a_time_step():
-    assert recurrent_threads(64, 64, 32, available=8) == 1       # cpu presets: 64 * 96 * 128 = 0.8M multiply-adds
-    assert recurrent_threads(48, 1024, 512, available=8) == 8    # paper's second layer: 48 * 1536 * 2048 = 151M
-    assert recurrent_threads(48, 1024, 512, available=1) == 1
-    assert recurrent_threads(1, 3, 512, available=8) == 1        # one sketch (prediction): 1M
-    macs = 16 * (64 + 256) * 4 * 256
-    assert recurrent_threads(16, 64, 256, available=64) == macs // MACS_PER_THREAD
-
-
-@pytest.fixture
-def two_threads():
-    """The thread policy only acts when torch has more than one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _record_lstm_threads(model: BiLSTM) -> list:
-    """``[("forward" | "backward", torch threads)]`` seen by every inner nn.LSTM in either pass."""
-    seen = []
-
-    def hook(module, inputs, output):
-        seen.append(("forward", torch.get_num_threads()))
-        if output[0].requires_grad:
-            output[0].register_hook(lambda grad: seen.append(("backward", torch.get_num_threads())))
-
-    for lstm in [*model.forward_layers, *model.backward_layers]:
-        lstm.register_forward_hook(hook)
-    return seen
-
-
-@pytest.mark.parametrize("input_needs_grad", [True, False])
-def test_small_bilstm_runs_its_time_steps_on_one_thread_forward_and_backward(two_threads, input_needs_grad):
-    """The cpu presets' size: the LSTM runs on one thread in both passes, everything after it gets the caller's
-    thread count back (with an input that needs no gradient, the encoder's case, at the end of the backward pass)."""
-    batch = _batch([7, 3, 12])
-    x = point_offsets(batch.points, batch.offsets).requires_grad_(input_needs_grad)
-    model = BiLSTM(3, 8, num_layers=2, thread_policy=True)
-    seen = _record_lstm_threads(model)
-    out, final = model(x, PackedLayout.from_offsets(batch.offsets))
-    assert torch.get_num_threads() == 2
-    (out.sum() + final.sum()).backward()
-    assert torch.get_num_threads() == 2
-    assert {pass_ for pass_, _ in seen} == {"forward", "backward"} and len(seen) == 8
-    assert all(threads == 1 for _, threads in seen), seen
-    assert (x.grad is not None) == input_needs_grad
-    with torch.no_grad():
-        model(x, PackedLayout.from_offsets(batch.offsets))
-    assert torch.get_num_threads() == 2
-
-
-def test_big_bilstm_keeps_every_thread_and_gradients_do_not_depend_on_the_policy(two_threads, monkeypatch):
-    import r2cnn.models.encoder as encoder
-
-    batch = _batch([9, 4, 6])
-    layout = PackedLayout.from_offsets(batch.offsets)
-    torch.manual_seed(0)
-    model = BiLSTM(3, 8, num_layers=2, thread_policy=True)
-    seen = _record_lstm_threads(model)
-
-    def grads():
-        model.zero_grad()
-        x = point_offsets(batch.points, batch.offsets).requires_grad_()
-        out, final = model(x, layout)
-        (out.square().sum() + final.sum()).backward()
-        return [x.grad] + [p.grad.clone() for p in model.parameters()]
-
-    one_thread = grads()
-    seen.clear()
-    monkeypatch.setattr(encoder, "MACS_PER_THREAD", 1)  # as if every step were big: all threads
-    every_thread = grads()
-    assert seen and all(threads == 2 for _, threads in seen), seen
-    for a, b in zip(one_thread, every_thread):
-        assert torch.allclose(a, b, atol=1e-6)

@@ -181,3 +181,46 @@ def test_one_line_errors(store, tmp_path, args, message):
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("r2cnn: error:") and message in lines[0], proc.stderr
+
+
+def test_tiny_table1_cpu_end_to_end(tmp_path, monkeypatch):
+    """Table 1's CPU twin through `r2cnn experiment`: QuickDraw pre-training rows, the classic rows and the early
+    networks on 3 TU-Berlin folds of built-in data. Without ImageNet weights AlexNet-SVM is skipped with its
+    reason and every other row still runs; `--set` reaches the rows whose presets have the entry."""
+    import torch
+
+    from r2cnn.data.store import prepare
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "no-hub"))
+    quiet = dict(log=lambda *a: None, progress=False)
+    qd = prepare([], tmp_path / "qd", builtin=6, split_sizes=(4, 1, 1), **quiet)
+    kfold = prepare([], tmp_path / "kfold", builtin=6, folds=3, fold_valid_fraction=0.25, **quiet)
+    out = tmp_path / "exp"
+    args = ["experiment", "table1-cpu", "--data", f"quickdraw={qd.path}", "--data", f"tuberlin={kfold.path}",
+            "--out", str(out), "--steps", "1", "--set", "fit_images=24", "--set", "max_descriptors=2000",
+            "--set", "batch_size=8", "--set", "model_options.hidden=8", "--workers", "0", "--bootstrap", "200"]
+    assert main(args) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert [r["id"] for r in results["rows"]] == ["hog-svm", "ensemble", "mkl-svm", "fisher-vectors", "lenet",
+                                                 "alexnet-sketch", "sketchanet-v1", "cnn", "r2cnn"]
+    assert list(results["not_run"]) == ["alexnet-svm"] and results["missing"] == []
+    assert "alexnet-owt" in results["not_run"]["alexnet-svm"]
+    n_test = sum(len(kfold.indices("test", fold=k)) for k in range(3))
+    for r in results["rows"]:
+        assert len(r["runs"]) == 3 and r["test_sketches"] == n_test  # 3 folds, every sketch tested once
+    assert "Not run: alexnet-svm" in (out / "results.md").read_text()
+    classic = json.loads((out / "rows" / "hog-svm" / "row.json").read_text())["config"]
+    assert classic["fit_images"] == 24 and "batch_size" not in classic
+    cnn = json.loads((out / "rows" / "cnn" / "row.json").read_text())["config"]
+    assert cnn["batch_size"] == 8 and cnn["model_options"]["hidden"] == 8
+    assert "hidden" not in json.loads((out / "rows" / "lenet" / "row.json").read_text())["config"]["model_options"]
+    # a rerun finishes nothing new and tries the skipped row again
+    assert main(args) == 0
+    assert json.loads((out / "results.json").read_text())["not_run"] == results["not_run"]
+
+
+def test_set_of_an_entry_no_row_has_is_an_error(store, tmp_path, capsys):
+    for key in ("nope", "model_options.nope"):
+        assert main(["experiment", "table2-cpu", "--data", str(store.path), "--out", str(tmp_path / "o"), "--set",
+                     f"{key}=1", "--dry-run", "--measure-steps", "0"]) == 2
+        assert f"--set: '{key}' is not an entry of any row's preset" in capsys.readouterr().err

@@ -23,6 +23,9 @@ def test_table1_names_the_classic_presets():
                    "alexnet-sketch", "sketchanet-v1"):
         assert f"tub-{method}" in presets
         assert f"cpu-{method}" in {r.preset for r in load_spec("table1-cpu").rows}
+        assert f"cpu-{method}" in {r.preset for r in load_spec("table1-cpu-qd").rows}
+    qd = load_spec("table1-cpu-qd")
+    assert {r.protocol for r in qd.rows} == {"auto"} and not any(r.init_from for r in qd.rows)
 
 
 def test_table2_cpu_seeds_and_reference():
@@ -39,7 +42,7 @@ def test_table2_cpu_seeds_and_reference():
 def test_builtin_presets_exist_for_neural_rows():
     from r2cnn.presets import PRESETS
 
-    for name in ("table2", "table3", "table2-cpu", "table3-cpu"):
+    for name in BUILTIN:
         for row in load_spec(name).rows:
             assert row.preset in PRESETS, (name, row.id)
 
@@ -117,3 +120,13 @@ def test_overrides_replace_entries_and_dotted_keys_set_one_entry():
         apply_overrides(config, {"nope": 1}, "where")
     with pytest.raises(SpecError, match="not a table"):
         apply_overrides(config, {"lr.x": 1}, "where")
+
+
+def test_list_shows_every_builtin_spec_and_its_rows(capsys):
+    from r2cnn.cli import main
+
+    assert main(["experiment", "--list"]) == 0
+    text = capsys.readouterr().out
+    for name in BUILTIN:
+        assert f"{name}: " in text
+    assert "hog-svm (cpu-hog-svm)" in text and "r2cnn (cpu-r2cnn)" in text

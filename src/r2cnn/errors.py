@@ -15,6 +15,11 @@ class R2CNNError(Exception):
     """An error caused by the user's input or options; printed as one line by the CLI."""
 
 
+class MissingResource(R2CNNError):
+    """A file a run needs and never downloads is absent (ImageNet weights): an experiment skips the row, says why,
+    and goes on; ``r2cnn train`` stops with the one line."""
+
+
 class SketchFormatError(R2CNNError):
     """A record that cannot be read. ``str()`` is one line: ``source:line: field: reason``.
 

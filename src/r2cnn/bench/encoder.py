@@ -5,7 +5,7 @@ Rows, on the same batch of built-in sketches in the same run:
 - ``nn.LSTM(bidirectional=True)`` on a ``PackedSequence``, all of torch's threads: the anchor, the standard way;
 - :class:`r2cnn.models.encoder.BiLSTM` (each direction on the padded batch, the backward one on a copy reversed
   within each length) with all of torch's threads;
-- the same with the encoder's thread policy (:func:`r2cnn.models.encoder.recurrent_threads`), as models run it.
+- the same on one thread (at the CPU presets' size a time step is too little work to share between threads).
 
 Medians of wall-clock time and of process CPU time (all threads): a thread that only waits at barriers shows as
 CPU time without a shorter wall time. Each figure is also given as a ratio to the anchor's.
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "BiLSTM training step: flipped-copy BiLSTM (all threads / thread policy) vs packed nn.LSTM"
+HELP = "BiLSTM training step: flipped-copy BiLSTM (all threads / one thread) vs packed nn.LSTM"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -55,7 +55,7 @@ def _run(args) -> int:
     lengths = batch.offsets[1:] - batch.offsets[:-1]
     torch.manual_seed(0)
     packed = nn.LSTM(INPUT_FEATURES, args.hidden, args.layers, bidirectional=True, batch_first=True)
-    flipped = BiLSTM(INPUT_FEATURES, args.hidden, args.layers, thread_policy=True)
+    flipped = BiLSTM(INPUT_FEATURES, args.hidden, args.layers)
     flipped.load_lstm_state_dict(packed.state_dict())
 
     def packed_step():
@@ -63,17 +63,21 @@ def _run(args) -> int:
         out, (h, _) = packed(seq)
         (out.data.sum() + h.sum()).backward()
 
-    def flipped_step(policy: bool):
+    def flipped_step(threads: int):
         def step():
-            out, final = flipped(x, layout) if policy else flipped._layers(x, layout)  # _layers: no thread policy
-            (out.sum() + final.sum()).backward()
+            previous = torch.get_num_threads()
+            torch.set_num_threads(threads)
+            try:
+                out, final = flipped(x, layout)
+                (out.sum() + final.sum()).backward()
+            finally:
+                torch.set_num_threads(previous)
         return step
 
     threads = torch.get_num_threads()
-    policy = flipped.threads_for(args.batch)
     rows = {f"packed nn.LSTM, {threads} threads (anchor)": packed_step,
-            f"flipped BiLSTM, {threads} threads": flipped_step(False),
-            f"flipped BiLSTM, thread policy ({policy} threads)": flipped_step(True)}
+            f"flipped BiLSTM, {threads} threads": flipped_step(threads),
+            "flipped BiLSTM, 1 thread": flipped_step(1)}
     times = {}
     for name, step in rows.items():
         step()  # warm-up: allocator, kernel selection
@@ -92,7 +96,7 @@ def _run(args) -> int:
         print(f"{name:48s} {wall:9.1f} {wall / anchor[0]:9.2f} {cpu:9.1f} {cpu / anchor[1]:9.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps({"batch": args.batch, "hidden": args.hidden, "layers": args.layers,
-                                               "threads": threads, "policy_threads": policy,
+                                               "threads": threads,
                                                "rows": {k: {"wall_ms": w, "cpu_ms": c} for k, (w, c) in times.items()}},
                                               indent=1))
     return 0

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from r2cnn.errors import R2CNNError
+from r2cnn.errors import MissingResource, R2CNNError
 
 _EMPTY = 1e-6
 
@@ -119,7 +119,7 @@ class AlexNetFeatures:
 
         self.weights = str(Path(weights)) if weights else str(find_imagenet_weights("alexnet"))
         if not Path(self.weights).is_file():
-            raise R2CNNError(f"AlexNet weights file not found: {self.weights} (nothing is downloaded)")
+            raise MissingResource(f"AlexNet weights file not found: {self.weights} (nothing is downloaded)")
         self.net = TorchvisionBackbone("alexnet", 1, pretrained=self.weights).eval()
         self.batch_size = batch_size
         self._torch = torch

@@ -24,7 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-minutes", type=float, help="budget for every row: wall-clock minutes per sub-run")
     p.add_argument("--train-subset", type=int, metavar="N", help="train every row on N sketches per class")
     p.add_argument("--set", action="append", default=[], metavar="KEY=JSON", dest="overrides",
-                   help="override a preset entry of every row (KEY.SUB sets one entry, e.g. model_options.canvas=32)")
+                   help="override a preset entry of every row whose preset has it (KEY.SUB: one entry of a table, e.g. "
+                        "model_options.canvas=32); an entry no row has is an error")
     add_device(p)
     p.add_argument("--workers", type=int, help="data-loader workers (default: each preset's)")
     p.add_argument("--checkpoint-every", type=int, default=100, metavar="N",
@@ -57,7 +58,7 @@ def run(args) -> int:
             print(f"{name}: {spec.title}\n  " + ", ".join(f"{r.id} ({r.preset})" for r in spec.rows))
         return 0
     if not args.spec:
-        raise R2CNNError("give a SPEC (table1, table2, table3, table1-cpu, table2-cpu, table3-cpu or a TOML file)")
+        raise R2CNNError(f"give a SPEC ({', '.join(BUILTIN)} or a TOML file)")
     _positive(args, ["epochs", "steps", "max_minutes", "train_subset", "bootstrap"])
     if args.workers is not None and args.workers < 0:
         raise R2CNNError(f"--workers must be >= 0, not {args.workers}")
@@ -96,7 +97,8 @@ def run(args) -> int:
         raise R2CNNError(f"--report-only: {out} is not an experiment folder")
     from r2cnn.experiments import report
 
-    results = report.compute(spec, planned, execute.collect(out, planned), resamples=args.bootstrap)
+    results = report.compute(spec, planned, execute.collect(out, planned), resamples=args.bootstrap,
+                             not_run=execute.not_run(out, planned))
     paths = report.write_all(results, out)
     print(report.markdown(results))
     print("wrote " + ", ".join(str(p) for p in paths))

@@ -9,6 +9,8 @@ Layout of the output folder::
         trained.json                     written when training is over: the selected model file
         predictions.npz                  test predictions: index, label, top5, correct (+ seed, fold, speed)
     OUT/rows/ROW/done.json               written last, when every sub-run has its predictions
+    OUT/rows/ROW/not_run.json            the reason a row could not run here (a missing resource such as ImageNet
+                                         weights, or a dependency that did not run); the other rows go on
     OUT/results.{md,csv,json,png}        :mod:`r2cnn.experiments.report`
 
 Resume: a row with ``done.json`` is skipped; in a row, a sub-run with predictions is skipped, one with
@@ -30,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from r2cnn.errors import R2CNNError
+from r2cnn.errors import MissingResource, R2CNNError
 from r2cnn.experiments import protocols
 from r2cnn.experiments.runners import NeuralRunner, get_runner, write_json_atomic
 from r2cnn.experiments.spec import Row, Spec, SpecError, apply_overrides
@@ -92,14 +94,20 @@ def plan(spec: Spec, data: dict[str, Path], budget: Budget, only: list[str] | No
     from r2cnn.data.store import SketchStore
     from r2cnn.presets import get_preset
 
-    planned = []
+    planned, used = [], set()
     for row in spec.ordered(only):
         where = f"{spec.source}: row {row.id}"
         try:
             preset = get_preset(row.preset)
         except R2CNNError as e:
             raise SpecError(f"{where}: field 'preset': {e}") from None
-        config = apply_overrides(apply_overrides(preset, row.overrides, where), budget.overrides, "--set")
+        config = apply_overrides(preset, row.overrides, where)
+        # `--set` reaches the rows whose presets have the entry (KEY.SUB: whose KEY table has SUB): a neural
+        # row's batch_size is not an entry of a classic row's preset, nor is a ResNet's width an option of
+        # AlexNet. An entry no planned row has is an error (below), as for `train --set`.
+        mine = {k: v for k, v in budget.overrides.items() if _has_entry(config, k)}
+        config = apply_overrides(config, mine, "--set")
+        used.update(mine)
         if row.protocol != "auto":
             path = _store_for(data, row.protocol, where)
         elif "default" in data or len(data) == 1:
@@ -120,7 +128,15 @@ def plan(spec: Spec, data: dict[str, Path], budget: Budget, only: list[str] | No
             subruns=protocols.subruns(protocol, store, row.seeds), epochs=epochs, steps=steps,
             minutes=budget.minutes if budget.minutes is not None else row.minutes,
             train_subset=budget.train_subset if budget.train_subset is not None else row.train_subset))
+    unused = [k for k in budget.overrides if k not in used]
+    if unused:
+        raise SpecError(f"--set: {unused[0]!r} is not an entry of any row's preset")
     return planned
+
+
+def _has_entry(config: dict, key: str) -> bool:
+    head, dot, sub = key.partition(".")
+    return head in config and (not dot or (isinstance(config[head], dict) and sub in config[head]))
 
 
 def subrun_name(seed: int, fold: int | None) -> str:
@@ -161,6 +177,10 @@ def load_predictions(path: Path) -> dict:
     return d
 
 
+# A row that could not run (a missing resource, or a dependency that did not run) has this file with the reason.
+SKIPPED = "not_run.json"
+
+
 def run_experiment(spec: Spec, out: Path, planned: list[PlannedRow], *, neural: NeuralRunner | None = None,
                    runner_for=None, log=print) -> None:
     """Run the planned rows into ``out`` (see the module docstring). ``runner_for(config)`` picks a row's runner
@@ -178,25 +198,51 @@ def run_experiment(spec: Spec, out: Path, planned: list[PlannedRow], *, neural: 
         if (row_dir / "done.json").exists():
             log(f"[{p.row.id}] done, skipped")
             continue
-        runner = runner_for(p.config)
-        for seed, fold in p.subruns:
-            sub = row_dir / subrun_name(seed, fold)
-            if (sub / "predictions.npz").exists():
+        marker = row_dir / SKIPPED
+        if p.row.init_from and not (out / "rows" / p.row.init_from / "done.json").exists():
+            reason = f"needs row {p.row.init_from}, which did not run"
+        else:
+            try:
+                _run_row(p, row_dir, out, by_id, runner_for(p.config), log)
+                marker.unlink(missing_ok=True)
                 continue
-            trained = sub / "trained.json"
-            if not trained.exists():
-                resume = sub.exists()
-                log(f"[{p.row.id}] {'resuming' if resume else 'training'} {sub.name} ({p.row.preset}, "
-                    f"{p.protocol})")
-                init = _dependency_model(out, by_id[p.row.init_from], seed, fold) if p.row.init_from else None
-                model = runner.train(p.config, Path(p.data), sub, seed=seed, fold=fold, epochs=p.epochs,
-                                     steps=p.steps, max_minutes=p.minutes, init_from=init, resume=resume,
-                                     train_subset=p.train_subset)
-                write_json_atomic(trained, {"model": os.path.relpath(model, sub)})
-            model = sub / json.loads(trained.read_text())["model"]
-            log(f"[{p.row.id}] predicting the test split of {sub.name}")
-            save_predictions(sub / "predictions.npz", runner.predict(model, Path(p.data), "test", fold), seed, fold)
-        write_json_atomic(row_dir / "done.json", {"subruns": [subrun_name(*s) for s in p.subruns]})
+            except MissingResource as e:
+                reason = str(e)
+        # The row cannot run on this machine; the others can. A rerun tries it again.
+        log(f"[{p.row.id}] not run: {reason}")
+        write_json_atomic(marker, {"reason": reason})
+
+
+def not_run(out: Path, planned: list[PlannedRow]) -> dict[str, str]:
+    """Row id -> why it did not run, for the rows without ``done.json`` that were skipped (see ``SKIPPED``)."""
+    reasons = {}
+    for p in planned:
+        f = out / "rows" / p.row.id / SKIPPED
+        if f.exists() and not (out / "rows" / p.row.id / "done.json").exists():
+            reasons[p.row.id] = json.loads(f.read_text())["reason"]
+    return reasons
+
+
+def _run_row(p: PlannedRow, row_dir: Path, out: Path, by_id: dict, runner, log) -> None:
+    """Every sub-run of one row that is not finished yet, then ``done.json``."""
+    for seed, fold in p.subruns:
+        sub = row_dir / subrun_name(seed, fold)
+        if (sub / "predictions.npz").exists():
+            continue
+        trained = sub / "trained.json"
+        if not trained.exists():
+            resume = sub.exists()
+            log(f"[{p.row.id}] {'resuming' if resume else 'training'} {sub.name} ({p.row.preset}, "
+                f"{p.protocol})")
+            init = _dependency_model(out, by_id[p.row.init_from], seed, fold) if p.row.init_from else None
+            model = runner.train(p.config, Path(p.data), sub, seed=seed, fold=fold, epochs=p.epochs,
+                                 steps=p.steps, max_minutes=p.minutes, init_from=init, resume=resume,
+                                 train_subset=p.train_subset)
+            write_json_atomic(trained, {"model": os.path.relpath(model, sub)})
+        model = sub / json.loads(trained.read_text())["model"]
+        log(f"[{p.row.id}] predicting the test split of {sub.name}")
+        save_predictions(sub / "predictions.npz", runner.predict(model, Path(p.data), "test", fold), seed, fold)
+    write_json_atomic(row_dir / "done.json", {"subruns": [subrun_name(*s) for s in p.subruns]})
 
 
 def _check_plan(row_dir: Path, p: PlannedRow) -> None:

@@ -22,8 +22,9 @@ CSV_FIELDS = ["id", "label", "preset", "protocol", "subruns", "top1_mean", "top1
 
 
 def compute(spec: Spec, planned: list[PlannedRow], predictions: dict[str, list[dict]], *,
-            resamples: int = stats.BOOTSTRAP_RESAMPLES) -> dict:
-    """The results of every finished reported row (fractions; the paper's figure in percent as in the paper)."""
+            resamples: int = stats.BOOTSTRAP_RESAMPLES, not_run: dict[str, str] | None = None) -> dict:
+    """The results of every finished reported row (fractions; the paper's figure in percent as in the paper).
+    ``not_run``: row id -> why it could not run (:func:`r2cnn.experiments.execute.not_run`)."""
     ref = spec.reference if spec.reference in predictions else None
     rows = []
     for p in planned:
@@ -37,8 +38,10 @@ def compute(spec: Spec, planned: list[PlannedRow], predictions: dict[str, list[d
         if ref is not None and p.row.id != ref:
             r["vs_reference"] = stats.paired_stats(preds, predictions[ref], resamples=resamples)
         rows.append(r)
-    missing = [p.row.id for p in planned if p.row.report and p.row.id not in predictions]
+    not_run = {k: v for k, v in (not_run or {}).items() if k not in predictions}
+    missing = [p.row.id for p in planned if p.row.report and p.row.id not in predictions and p.row.id not in not_run]
     return {"spec": spec.name, "title": spec.title, "reference": ref, "rows": rows, "missing": missing,
+            "not_run": not_run,
             "bootstrap": {"resamples": resamples, "seed": stats.BOOTSTRAP_SEED, "level": 0.95}}
 
 
@@ -93,6 +96,8 @@ def markdown(results: dict) -> str:
         lines.append("")
     if results["missing"]:
         lines += [f"Not finished yet: {', '.join(results['missing'])}.", ""]
+    for row_id, reason in results.get("not_run", {}).items():
+        lines += [f"Not run: {row_id}: {reason}", ""]
     return "\n".join(lines)
 
 

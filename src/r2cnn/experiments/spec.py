@@ -41,7 +41,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 PROTOCOLS = ("quickdraw", "tuberlin", "auto")
-BUILTIN = ("table1", "table2", "table3", "table1-cpu", "table2-cpu", "table3-cpu")
+BUILTIN = ("table1", "table2", "table3", "table1-cpu", "table2-cpu", "table3-cpu", "table1-cpu-qd")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _TOP_FIELDS = {"name", "title", "reference", "description", "defaults", "rows"}
 _DEFAULT_FIELDS = {"protocol", "seeds", "overrides", "epochs", "steps", "minutes", "train_subset", "report"}

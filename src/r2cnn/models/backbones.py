@@ -22,7 +22,7 @@ import torch
 import torchvision
 from torch import nn
 
-from r2cnn.errors import R2CNNError, describe_load_failure
+from r2cnn.errors import MissingResource, R2CNNError, describe_load_failure
 
 
 class SketchANet(nn.Module):
@@ -131,7 +131,7 @@ def find_imagenet_weights(arch: str, weights: str = "DEFAULT") -> tuple[Path, st
         others = [f"{Path(w.url).name} ({w.name})" for w in enum
                   if w != chosen and (folder / Path(w.url).name).is_file()]
         hint = f"; present: {', '.join(others)}, chosen by pretrained=NAME" if others else ""
-        raise R2CNNError(f"no ImageNet weights for {arch} ({enum.__name__}.{chosen.name}): {path} is missing "
+        raise MissingResource(f"no ImageNet weights for {arch} ({enum.__name__}.{chosen.name}): {path} is missing "
                          f"(nothing is downloaded: put torchvision's file there, or pass pretrained=PATH){hint}")
     return path, f"{enum.__name__}.{chosen.name}"
 

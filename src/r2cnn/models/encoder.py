@@ -14,24 +14,18 @@ the outputs at valid positions are exactly those of the packed bidirectional LST
 ``tests/test_encoder.py``); padding outputs are never gathered. Packed <-> padded conversion is a gather with
 index tensors built once per batch (:class:`PackedLayout`).
 
-Threads (:func:`recurrent_threads`): the LSTM kernel opens one OpenMP parallel region per time step, in the forward
-and in the backward pass. At the fast CPU preset's size (batch 64, hidden 32) a step's gate GEMM is under a million
-multiply-adds, tens of microseconds of work, so a second thread has nothing to do but wait at the step's barrier: on
-2 cores one encoder training step took the same wall time with 1 thread as with 2 (about 70 ms) while the process
-used twice the CPU time with 2. On a busy machine it is worse than wasted: a barrier waits for every thread of the
-team, and a team member that the OS has descheduled (another process holds the core) stalls each of the hundreds
-of steps for a time slice; two concurrent trainings slowed each other from about 1.1 s to 7-16 s per step. The
-launcher sets ``OMP_WAIT_POLICY=PASSIVE`` (:mod:`r2cnn.cli`) so that idle threads sleep instead of spinning: that
-is the default remedy. ``BiLSTM(thread_policy=True)`` (opt-in, see its constructor for why) also runs the
-recurrent part with as many threads as its per-step work can feed, one thread per :data:`MACS_PER_THREAD`
-multiply-adds, which is 1 for small encoders and all of them at the paper's size (hidden 512), in the forward and
-(through :class:`_ThreadsInBackward` markers) in the backward pass; the CNN keeps all threads. ``r2cnn bench
-encoder`` shows wall and CPU time of both settings; ``r2cnn bench train --concurrent 2`` two trainings at once.
+Threads: the LSTM kernel opens one OpenMP parallel region per time step, in the forward and in the backward pass.
+At the fast CPU preset's size (batch 64, hidden 32) a step's gate GEMM is under a million multiply-adds, tens of
+microseconds of work, so a second thread mostly waits at the step's barrier. On a busy machine a waiting thread that
+spins takes the core another process wants: two concurrent trainings slowed each other from about 1.1 s to 7-16 s
+per step. The launcher sets ``OMP_WAIT_POLICY=PASSIVE`` (:mod:`r2cnn.cli`) so that idle threads sleep instead;
+``r2cnn bench train --concurrent 2`` measures two trainings at once against one alone (each kept 0.6-0.7x of its
+lone rate on 2 cores, docs/architecture.md "Performance"). ``r2cnn bench encoder`` shows the wall and CPU time of a
+training step with all threads and with one.
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -40,11 +34,6 @@ from torch import nn
 from r2cnn.sketch import SketchBatch
 
 INPUT_FEATURES = 3  # dx, dy, pen_end
-
-# One more intra-op thread per this many multiply-adds of a time step's gate GEMM. About 2M multiply-adds are
-# 0.1-0.5 ms of work on one core: ten times or more what it costs to wake a sleeping thread and join it at the
-# barrier, so below this a thread costs more than it brings. A round figure from that argument, not a tuned one.
-MACS_PER_THREAD = 1 << 21
 
 
 def point_offsets(points: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
@@ -56,51 +45,6 @@ def point_offsets(points: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     starts = offsets[:-1][offsets[:-1] < offsets[1:]]  # first points of non-empty sketches
     prev[starts] = 0.0
     return torch.cat([xy - prev, points[:, 2:3]], dim=1)
-
-
-def recurrent_threads(batch_size: int, input_size: int, hidden_size: int, available: int | None = None) -> int:
-    """Intra-op threads worth using for an LSTM time step on ``batch_size`` sequences: the gate GEMM does
-    ``batch_size * (input_size + hidden_size) * 4 * hidden_size`` multiply-adds, and each thread should get at least
-    :data:`MACS_PER_THREAD` of them. At least 1, at most ``available`` (default: torch's current thread count)."""
-    available = torch.get_num_threads() if available is None else available
-    macs = batch_size * (input_size + hidden_size) * 4 * hidden_size
-    return max(1, min(available, macs // MACS_PER_THREAD))
-
-
-@contextlib.contextmanager
-def intra_op_threads(threads: int):
-    """Run the block with ``threads`` torch intra-op threads, then restore the previous count."""
-    previous = torch.get_num_threads()
-    if threads == previous:
-        yield
-        return
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-class _ThreadsInBackward(torch.autograd.Function):
-    """Identity on ``tensors``; when the gradients reach it in the backward pass, torch's intra-op thread count is set
-    to ``threads`` for the nodes that follow, and ``outer`` is restored when the backward pass ends.
-
-    Put on a block's outputs, it sets the block's thread count for the block's backward; put on the block's inputs
-    (with ``threads == outer``) it restores the count right after it. The end-of-pass restore covers a block whose
-    inputs need no gradient (there is then no input marker)."""
-
-    @staticmethod
-    def forward(ctx, threads: int, outer: int, *tensors: torch.Tensor):
-        ctx.threads, ctx.outer = threads, outer
-        return tuple(t.view_as(t) for t in tensors)
-
-    @staticmethod
-    def backward(ctx, *grads):
-        torch.set_num_threads(ctx.threads)
-        outer = ctx.outer
-        # The autograd engine's end-of-pass callback (what DistributedDataParallel uses to finish its reductions).
-        torch.autograd.Variable._execution_engine.queue_callback(lambda: torch.set_num_threads(outer))
-        return (None, None, *grads)
 
 
 @dataclass
@@ -158,15 +102,9 @@ class BiLSTM(nn.Module):
     ``PackedSequence`` (see module docstring). Dropout ``dropout`` is applied to the outputs of every layer but the
     last, as ``nn.LSTM`` does. Use :meth:`load_lstm_state_dict` to copy an ``nn.LSTM``'s weights in."""
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 2, dropout: float = 0.0,
-                 thread_policy: bool = False):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 2, dropout: float = 0.0):
         super().__init__()
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
-        # Off by default: with it, a training run resumed after SIGKILL was no longer bit-identical to an
-        # uninterrupted one (tests/test_engine.py::test_resume_after_sigkill_is_bit_exact), cause not yet found.
-        # `r2cnn bench encoder` measures it; OMP_WAIT_POLICY=PASSIVE (set by the launcher) is what keeps two
-        # trainings on one machine from stalling each other.
-        self.thread_policy = thread_policy
         sizes = [input_size] + [2 * hidden_size] * (num_layers - 1)
         self.forward_layers = nn.ModuleList(nn.LSTM(s, hidden_size, batch_first=True) for s in sizes)
         self.backward_layers = nn.ModuleList(nn.LSTM(s, hidden_size, batch_first=True) for s in sizes)
@@ -180,31 +118,7 @@ class BiLSTM(nn.Module):
         """``x`` ``(P, F)`` packed inputs -> (per-point outputs ``(P, 2H)``, final states ``(B, 2H)``).
 
         Final states are ``h_n`` of the top layer as ``nn.LSTM`` returns them for packed input: the forward
-        direction after the last point, the backward direction after the first point (concatenated).
-        With ``thread_policy``, runs with :meth:`threads_for` intra-op threads, forward and backward (module
-        docstring)."""
-        if not self.thread_policy:
-            return self._layers(x, layout)
-        outer = torch.get_num_threads()
-        threads = self.threads_for(layout.batch_size, outer)
-        if threads == outer:
-            return self._layers(x, layout)
-        track = torch.is_grad_enabled()
-        if track and x.requires_grad:
-            (x,) = _ThreadsInBackward.apply(outer, outer, x)
-        with intra_op_threads(threads):
-            out, final = self._layers(x, layout)
-        if track and (out.requires_grad or final.requires_grad):
-            out, final = _ThreadsInBackward.apply(threads, outer, out, final)
-        return out, final
-
-    def threads_for(self, batch_size: int, available: int | None = None) -> int:
-        """Intra-op threads for this LSTM's time steps on ``batch_size`` sequences: :func:`recurrent_threads` of its
-        widest layer (the input of layers after the first is ``2H`` wide)."""
-        widest = max(self.input_size, 2 * self.hidden_size if self.num_layers > 1 else 0)
-        return recurrent_threads(batch_size, widest, self.hidden_size, available)
-
-    def _layers(self, x: torch.Tensor, layout: PackedLayout) -> tuple[torch.Tensor, torch.Tensor]:
+        direction after the last point, the backward direction after the first point (concatenated)."""
         for i, (fwd, bwd) in enumerate(zip(self.forward_layers, self.backward_layers)):
             if i:
                 x = self.dropout(x)
