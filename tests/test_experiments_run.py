@@ -91,6 +91,17 @@ def test_rows_run_in_dependency_order_and_resume_after_an_interrupt(store, tmp_p
     with pytest.raises(R2CNNError, match="another 'steps'"):
         execute.run_experiment(spec, tmp_path, changed, runner_for=lambda c: FakeRunner(), log=lambda *a: None)
 
+    # more seeds for a finished row: only the new one trains, the finished ones are kept
+    more = parse_spec({"reference": "fine", "rows": [
+        {"id": "fine", "preset": "cpu-r2cnn", "init_from": "pre", "seeds": [0, 1, 2]},
+        {"id": "other", "preset": "cpu-cnn"},
+        {"id": "pre", "preset": "cpu-cnn", "report": False}]}, source="t.toml")
+    planned_more = execute.plan(more, {"default": store.path}, execute.Budget(steps=5))
+    extra = FakeRunner()
+    execute.run_experiment(more, tmp_path, planned_more, runner_for=lambda c: extra, log=lambda *a: None)
+    assert [(c["row"], c["seed"]) for c in extra.calls] == [("cpu-r2cnn", 2)]
+    assert sorted(p["seed"] for p in execute.collect(tmp_path, planned_more)["fine"]) == [0, 1, 2]
+
 
 def test_an_interrupted_neural_row_resumes_from_last_checkpoint(store, tmp_path, monkeypatch):
     from r2cnn.engine import train as engine

@@ -246,14 +246,22 @@ def _run_row(p: PlannedRow, row_dir: Path, out: Path, by_id: dict, runner, log) 
 
 
 def _check_plan(row_dir: Path, p: PlannedRow) -> None:
+    """Refuse a row whose settings changed since it ran, except its seeds (or folds): adding seeds to a finished
+    row runs only the new ones, the finished sub-runs are kept; a sub-run no longer listed is left on disk and not
+    reported."""
     f = row_dir / "row.json"
     now = p.describe()
     if f.exists():
         before = json.loads(f.read_text())
         if before != now:
             key = next(k for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k))
-            raise R2CNNError(f"{row_dir}: row {p.row.id} was run with another {key!r} ({before.get(key)!r}, now "
-                             f"{now.get(key)!r}); use a new --out, or remove that row's folder to run it again")
+            if key != "subruns" or {**before, "subruns": now["subruns"]} != now:
+                raise R2CNNError(f"{row_dir}: row {p.row.id} was run with another {key!r} ({before.get(key)!r}, "
+                                 f"now {now.get(key)!r}); use a new --out, or remove that row's folder to run it again")
+            done = row_dir / "done.json"
+            if done.exists() and json.loads(done.read_text())["subruns"] != [subrun_name(*s) for s in p.subruns]:
+                done.unlink()
+            write_json_atomic(f, now)
     else:
         write_json_atomic(f, now)
 
