@@ -176,6 +176,18 @@ def test_dry_run_of_a_paper_table_without_data(capsys):
     assert f"1 x {5 * (345 * 70000 // 48)}" in text  # 5 epochs of 24.15M sketches in batches of 48
 
 
+@pytest.mark.parametrize("name", ["table1", "table1-cpu-qd"])
+def test_dry_run_lists_every_row_of_every_table(name, capsys):
+    from r2cnn.experiments.spec import load_spec
+
+    assert main(["experiment", name, "--dry-run", "--measure-steps", "0"]) == 0
+    text = capsys.readouterr().out
+    for row in load_spec(name).rows:
+        assert f"| {row.id} " in text
+    if name.startswith("table1"):
+        assert "| hog-svm " in text and "one fit" in text  # classic rows: no optimiser steps
+
+
 @pytest.mark.parametrize("args, message", [
     (["experiment", "no-such-table", "--data", "x", "--out", "y"], "neither a built-in spec"),
     (["experiment", "table2-cpu", "--out", "{tmp}/o"], "--data STORE is required"),

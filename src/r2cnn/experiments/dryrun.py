@@ -5,7 +5,8 @@ optimiser steps its budget makes, a training step time measured here (a few step
 batches, after one warm-up step; data loading, validation and testing are not included) and the estimates
 ``step time x steps x sub-runs`` on this data and on the paper's (QuickDraw 345 classes x 70K/2.5K/2.5K, TU-Berlin
 250 x 80 in 3 folds; Sec. 4.1). A wall-clock budget (minutes) caps the estimate on this data. Rows with another
-runner than the neural one are listed without a measurement.
+runner than the neural one (Table 1's classic rows: one fit, no optimiser steps) are listed without a
+measurement.
 """
 
 from __future__ import annotations
@@ -74,7 +75,10 @@ def _cycle(loader):
             return
 
 
-def _steps(p: PlannedRow, train_size: int) -> int:
+def _steps(p: PlannedRow, train_size: int) -> int | None:
+    """Optimiser steps of one sub-run; None for a row without steps (the classic runner fits in one pass)."""
+    if "batch_size" not in p.config:
+        return None
     if p.steps:
         return int(p.steps)
     epochs = p.epochs if p.epochs is not None else int(p.config.get("epochs") or 1)
@@ -115,7 +119,7 @@ def dry_run(planned: list[PlannedRow], *, measure_steps: int = 2, device: str = 
                 cache[key] = measure_step(p.config, store, parts["train"], measure_steps, device)
             step_s = cache[key]
         steps = _steps(p, sizes["train"])
-        here = None if step_s is None else step_s * steps * len(p.subruns)
+        here = None if step_s is None or steps is None else step_s * steps * len(p.subruns)
         if here is not None and p.minutes:
             here = min(here, 60.0 * p.minutes * len(p.subruns))
         scale = PAPER_SCALE[p.protocol]
@@ -124,10 +128,11 @@ def dry_run(planned: list[PlannedRow], *, measure_steps: int = 2, device: str = 
         out.append({"id": p.row.id, "preset": p.row.preset, "runner": p.config.get("runner", "neural"),
                     "protocol": p.protocol, "subruns": len(p.subruns), "init_from": p.row.init_from,
                     "sizes": sizes if have_data else None, "classes": len(store.classes) if have_data else None,
-                    "batch_size": int(p.config["batch_size"]), "steps_per_subrun": steps if have_data else None,
+                    "batch_size": p.config.get("batch_size"), "steps_per_subrun": steps if have_data else None,
                     "step_seconds": step_s, "estimate_seconds": here if have_data else None,
                     "paper_scale": {**scale, "subruns": paper_runs, "steps_per_subrun": paper_steps,
-                                    "estimate_seconds": None if step_s is None else step_s * paper_steps * paper_runs}})
+                                    "estimate_seconds": None if step_s is None or paper_steps is None
+                                    else step_s * paper_steps * paper_runs}})
     return out
 
 
@@ -142,7 +147,7 @@ def format_dry_run(rows: list[dict], device: str) -> str:
                      "-" if r["steps_per_subrun"] is None else str(r["steps_per_subrun"]),
                      "n/a" if r["step_seconds"] is None else f"{1000 * r['step_seconds']:.0f}",
                      "-" if r["sizes"] is None else _duration(r["estimate_seconds"]),
-                     f"{ps['subruns']} x {ps['steps_per_subrun']}", _duration(ps["estimate_seconds"])))
+                     f"{ps['subruns']} x {ps['steps_per_subrun'] or 'one fit'}", _duration(ps["estimate_seconds"])))
     total_here = sum(r["estimate_seconds"] or 0 for r in rows)
     total_paper = sum(r["paper_scale"]["estimate_seconds"] or 0 for r in rows)
     return "\n".join([
