@@ -75,9 +75,13 @@ def _cycle(loader):
             return
 
 
+def _is_neural(p: PlannedRow) -> bool:
+    return p.config.get("runner", "neural") == "neural"
+
+
 def _steps(p: PlannedRow, train_size: int) -> int | None:
-    """Optimiser steps of one sub-run; None for a row without steps (the classic runner fits in one pass)."""
-    if "batch_size" not in p.config:
+    """Optimiser steps of one sub-run; None for a row of another runner (the classic one fits in one pass)."""
+    if not _is_neural(p):
         return None
     if p.steps:
         return int(p.steps)
@@ -110,9 +114,8 @@ def dry_run(planned: list[PlannedRow], *, measure_steps: int = 2, device: str = 
         seed, fold = p.subruns[0]
         parts = split_indices(store, fold, p.train_subset)
         sizes = {k: int(len(v)) for k, v in parts.items()}
-        neural = p.config.get("runner", "neural") == "neural"
         step_s = None
-        if neural and measure_steps > 0:
+        if _is_neural(p) and measure_steps > 0:
             key = json.dumps([p.config["model"], p.config.get("model_options"), p.config["batch_size"]],
                              sort_keys=True)
             if key not in cache:

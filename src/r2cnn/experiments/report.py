@@ -38,7 +38,7 @@ def compute(spec: Spec, planned: list[PlannedRow], predictions: dict[str, list[d
         if ref is not None and p.row.id != ref:
             r["vs_reference"] = stats.paired_stats(preds, predictions[ref], resamples=resamples)
         rows.append(r)
-    not_run = {k: v for k, v in (not_run or {}).items() if k not in predictions}
+    not_run = dict(not_run or {})
     missing = [p.row.id for p in planned if p.row.report and p.row.id not in predictions and p.row.id not in not_run]
     return {"spec": spec.name, "title": spec.title, "reference": ref, "rows": rows, "missing": missing,
             "not_run": not_run,
