@@ -97,10 +97,26 @@ def test_rows_run_in_dependency_order_and_resume_after_an_interrupt(store, tmp_p
         {"id": "other", "preset": "cpu-cnn"},
         {"id": "pre", "preset": "cpu-cnn", "report": False}]}, source="t.toml")
     planned_more = execute.plan(more, {"default": store.path}, execute.Budget(steps=5))
+    # reported before the new seed ran: the finished seeds, marked as part of the row
+    from r2cnn.experiments import report
+
+    early = report.compute(more, planned_more, execute.collect(tmp_path, planned_more), resamples=50)
+    assert {r["id"]: (r["subruns"], r["planned_subruns"]) for r in early["rows"]}["fine"] == (2, 3)
+    assert "(`cpu-r2cnn`, 2 of 3 sub-runs)" in report.markdown(early)
     extra = FakeRunner()
     execute.run_experiment(more, tmp_path, planned_more, runner_for=lambda c: extra, log=lambda *a: None)
     assert [(c["row"], c["seed"]) for c in extra.calls] == [("cpu-r2cnn", 2)]
     assert sorted(p["seed"] for p in execute.collect(tmp_path, planned_more)["fine"]) == [0, 1, 2]
+
+    # a reworded preset description is not a changed setting: nothing reruns; a changed model option still refuses
+    for p in planned_more:
+        p.config = {**p.config, "description": "reworded"}
+    execute.run_experiment(more, tmp_path, planned_more, runner_for=lambda c: FakeRunner(interrupt_at=("cpu-cnn", 0)),
+                           log=lambda *a: None)
+    fine = next(p for p in planned_more if p.row.id == "fine")
+    fine.config = {**fine.config, "model_options": {**fine.config["model_options"], "hidden": 7}}
+    with pytest.raises(R2CNNError, match="row fine was run with another 'config'"):
+        execute.run_experiment(more, tmp_path, planned_more, runner_for=lambda c: FakeRunner(), log=lambda *a: None)
 
 
 def test_an_interrupted_neural_row_resumes_from_last_checkpoint(store, tmp_path, monkeypatch):

@@ -232,11 +232,11 @@ def test_set_model_options_merges_into_the_presets_options(store, tmp_path):
     from r2cnn.engine.train import TrainOptions, make_config
     from r2cnn.presets import get_preset
 
-    overrides = parse_overrides(['model_options={"hidden": 64}', 'lr_schedule={"warmup": 7}'])
+    overrides = parse_overrides(['model_options={"hidden": 128}', 'lr_schedule={"warmup": 7}'])
     config = make_config(TrainOptions(preset="cpu-r2cnn", data=str(store), out=str(tmp_path),
                                       config_overrides=overrides))
     preset = get_preset("cpu-r2cnn")
-    assert config["model_options"] == {**preset["model_options"], "hidden": 64}
+    assert config["model_options"] == {**preset["model_options"], "hidden": 128}
     assert config["model_options"]["canvas"] == 64 and config["model_options"]["width"] == 32
     assert config["model_options"]["stem"] == "small"
     assert config["lr_schedule"] == {"name": "cosine", "warmup": 7}

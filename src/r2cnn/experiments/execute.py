@@ -246,13 +246,15 @@ def _run_row(p: PlannedRow, row_dir: Path, out: Path, by_id: dict, runner, log) 
 
 
 def _check_plan(row_dir: Path, p: PlannedRow) -> None:
-    """Refuse a row whose settings changed since it ran, except its seeds (or folds): adding seeds to a finished
-    row runs only the new ones, the finished sub-runs are kept; a sub-run no longer listed is left on disk and not
+    """Refuse a row whose settings changed since it ran, except its seeds (or folds) and its preset's description:
+    adding seeds to a finished row runs only the new ones, the finished sub-runs are kept; a sub-run no longer listed is left on disk and not
     reported."""
     f = row_dir / "row.json"
     now = p.describe()
     if f.exists():
         before = json.loads(f.read_text())
+        # A preset's description is prose, not a setting: rewording it does not make a finished row stale.
+        before["config"] = {**before.get("config", {}), "description": now["config"].get("description")}
         if before != now:
             key = next(k for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k))
             if key != "subruns" or {**before, "subruns": now["subruns"]} != now:
@@ -267,10 +269,13 @@ def _check_plan(row_dir: Path, p: PlannedRow) -> None:
 
 
 def collect(out: Path, planned: list[PlannedRow]) -> dict[str, list[dict]]:
-    """Predictions of every finished row (``done.json`` present): row id -> list of sub-run predictions."""
+    """Predictions of every finished row (``done.json`` present): row id -> list of sub-run predictions. A row whose
+    spec gained seeds since it finished has only the finished ones until the next run trains the rest
+    (``--report-only`` in between reports them as "N of M sub-runs")."""
     result = {}
     for p in planned:
         row_dir = out / "rows" / p.row.id
         if (row_dir / "done.json").exists():
-            result[p.row.id] = [load_predictions(row_dir / subrun_name(*s) / "predictions.npz") for s in p.subruns]
+            files = [row_dir / subrun_name(*s) / "predictions.npz" for s in p.subruns]
+            result[p.row.id] = [load_predictions(f) for f in files if f.exists()]
     return result

@@ -32,7 +32,7 @@ def compute(spec: Spec, planned: list[PlannedRow], predictions: dict[str, list[d
             continue
         preds = predictions[p.row.id]
         r = {"id": p.row.id, "label": p.row.label, "preset": p.row.preset, "protocol": p.protocol,
-             "subruns": len(p.subruns), "paper_top1": p.row.paper, "note": p.row.note,
+             "subruns": len(preds), "planned_subruns": len(p.subruns), "paper_top1": p.row.paper, "note": p.row.note,
              "budget": {"epochs": p.epochs, "steps": p.steps, "minutes": p.minutes, "train_subset": p.train_subset},
              **stats.row_stats(preds, resamples=resamples)}
         if ref is not None and p.row.id != ref:
@@ -80,7 +80,9 @@ def markdown(results: dict) -> str:
         step = "" if r["step_seconds"] is None else f"{1000 * r['step_seconds']:.0f}"
         rate = "" if r["sketches_per_second"] is None else f"{r['sketches_per_second']:.0f}"
         paper = "" if r["paper_top1"] is None else f"{r['paper_top1']:.2f}"
-        lines.append(f"| {r['label']} (`{r['preset']}`) | {_pct(r['top1_mean'])}{std} | {runs} | "
+        part = "" if r["subruns"] == r.get("planned_subruns", r["subruns"]) else \
+            f", {r['subruns']} of {r['planned_subruns']} sub-runs"
+        lines.append(f"| {r['label']} (`{r['preset']}`{part}) | {_pct(r['top1_mean'])}{std} | {runs} | "
                      f"[{_pct(r['ci95'][0])}, {_pct(r['ci95'][1])}] | {diff} | {p} | {verdict} | {step} | {rate} "
                      f"| {paper} |")
     b = results["bootstrap"]
