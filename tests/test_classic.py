@@ -190,7 +190,7 @@ def test_alexnet_svm_with_a_weights_file_and_without_weights(store, tmp_path, mo
 def test_cli_train_and_evaluate_a_classic_preset(store, tmp_path):
     run = lambda *a: subprocess.run([sys.executable, "-m", "r2cnn", *a], capture_output=True, text=True)  # noqa
     out = tmp_path / "run"
-    r = run("train", "--preset", "cpu-hog-svm", "--data", str(store), "--out", str(out),
+    r = run("train", "--preset", "cpu-hog-svm", "--data", str(store), "--out", str(out), "--epochs", "2",
             "--set", "fit_images=40", "--set", "max_descriptors=3000", "--set", "blocks=" + json.dumps(tiny(
                 "cpu-hog-svm")["blocks"]))
     assert r.returncode == 0, r.stderr

@@ -15,7 +15,7 @@ from r2cnn.data.store import build_store
 from r2cnn.errors import R2CNNError
 from r2cnn.experiments import execute
 from r2cnn.experiments.runners import NeuralRunner
-from r2cnn.experiments.spec import parse_spec
+from r2cnn.experiments.spec import load_spec, parse_spec
 
 TINY = ["--set", "batch_size=8", "--set", "model_options.canvas=16", "--set", "model_options.width=8",
         "--set", "model_options.hidden=8", "--workers", "0", "--bootstrap", "200"]
@@ -194,8 +194,6 @@ def test_dry_run_of_a_paper_table_without_data(capsys):
 
 @pytest.mark.parametrize("name", ["table1", "table1-cpu-qd"])
 def test_dry_run_lists_every_row_of_every_table(name, capsys):
-    from r2cnn.experiments.spec import load_spec
-
     assert main(["experiment", name, "--dry-run", "--measure-steps", "0"]) == 0
     text = capsys.readouterr().out
     for row in load_spec(name).rows:
@@ -256,6 +254,15 @@ def test_tiny_table1_cpu_end_to_end(tmp_path, monkeypatch):
     # a rerun finishes nothing new and tries the skipped row again
     assert main(args) == 0
     assert json.loads((out / "results.json").read_text())["not_run"] == results["not_run"]
+
+
+def test_the_tables_epochs_budget_the_networks_and_not_the_classic_fits(store):
+    """`--epochs 3` on table1-cpu-qd: every network trains 3 epochs; a classic row is one fit with its preset's
+    SVM passes (the RBF SVM has none: passing the table's epochs to it stopped the whole table)."""
+    planned = execute.plan(load_spec("table1-cpu-qd"), {"default": store.path}, execute.Budget(epochs=3))
+    budget = {p.row.id: (p.config.get("runner", "neural"), p.epochs, p.steps) for p in planned}
+    assert budget["hog-svm"] == budget["fisher-vectors"] == ("classic", None, None)
+    assert budget["lenet"] == budget["r2cnn"] == ("neural", 3, None)
 
 
 def test_set_of_an_entry_no_row_has_is_an_error(store, tmp_path, capsys):

@@ -171,8 +171,8 @@ class ClassicRunner:
               epochs: int | None = None, steps: int | None = None, max_minutes: float | None = None,
               init_from: Path | None = None, resume: bool = False, train_subset: int | None = None) -> Path:
         """Fit the row on the training split of store ``data`` (fold ``fold`` is the test fold of a k-fold
-        store); -> ``out/model.npz``. ``epochs`` overrides the linear SVM's passes over the data. ``steps`` and
-        ``max_minutes`` have no counterpart (fitting is not step-based) and are ignored; ``init_from`` is
+        store); -> ``out/model.npz``. ``epochs`` overrides the linear SVMs' passes over the data (the RBF SVM
+        makes none, and ignores it). ``steps`` and ``max_minutes`` have no counterpart (fitting is not step-based) and are ignored; ``init_from`` is
         refused. ``resume``: an existing model for the same preset, seed, fold and subset is reused.
         ``train_subset``: a seeded random subset of that many training sketches."""
         out = Path(out)
@@ -196,7 +196,7 @@ class ClassicRunner:
             raise R2CNNError(f"{data}: the training split is empty")
         labels = np.asarray(store.labels[indices], np.int64)
         preset = dict(preset)
-        if epochs is not None:
+        if epochs is not None and "epochs" in preset["classifier"]:  # the RBF SVM makes no passes
             preset["classifier"] = dict(preset["classifier"], epochs=int(epochs))
         pipeline = _Pipeline(preset, len(classes))
         pipeline.fit_encoders(store, indices, rng, seed)

@@ -123,6 +123,10 @@ def plan(spec: Spec, data: dict[str, Path], budget: Budget, only: list[str] | No
         epochs, steps = row.epochs, row.steps
         if budget.epochs is not None or budget.steps is not None:
             epochs, steps = budget.epochs, budget.steps
+        if config.get("runner", "neural") != "neural":
+            # A classic row is one fit: the table's epochs and steps budget the networks. Its SVM's passes over
+            # the data are a preset entry (--set classifier.epochs=N).
+            epochs = steps = None
         planned.append(PlannedRow(
             row=row, config=config, protocol=protocol, data=str(Path(path).resolve()),
             subruns=protocols.subruns(protocol, store, row.seeds), epochs=epochs, steps=steps,
