@@ -119,6 +119,22 @@ def test_rows_run_in_dependency_order_and_resume_after_an_interrupt(store, tmp_p
         execute.run_experiment(more, tmp_path, planned_more, runner_for=lambda c: FakeRunner(), log=lambda *a: None)
 
 
+def test_a_row_that_failed_before_its_first_sub_run_takes_new_settings(store, tmp_path):
+    class Failing(FakeRunner):
+        def train(self, preset, data, out, **kw):
+            raise R2CNNError("the runner refused the budget")
+
+    spec = parse_spec({"rows": [{"id": "other", "preset": "cpu-cnn"}]}, source="t.toml")
+    with pytest.raises(R2CNNError, match="refused the budget"):
+        execute.run_experiment(spec, tmp_path, execute.plan(spec, {"default": store.path}, execute.Budget(steps=5)),
+                               runner_for=lambda c: Failing(), log=lambda *a: None)
+    fixed = execute.plan(spec, {"default": store.path}, execute.Budget(steps=6))
+    fake = FakeRunner()
+    execute.run_experiment(spec, tmp_path, fixed, runner_for=lambda c: fake, log=lambda *a: None)
+    assert [c["steps"] for c in fake.calls] == [6]
+    assert json.loads((tmp_path / "rows" / "other" / "row.json").read_text())["steps"] == 6
+
+
 def test_an_interrupted_neural_row_resumes_from_last_checkpoint(store, tmp_path, monkeypatch):
     from r2cnn.engine import train as engine
 

@@ -250,7 +250,8 @@ def _run_row(p: PlannedRow, row_dir: Path, out: Path, by_id: dict, runner, log) 
 
 
 def _check_plan(row_dir: Path, p: PlannedRow) -> None:
-    """Refuse a row whose settings changed since it ran, except its seeds (or folds) and its preset's description:
+    """Refuse a row whose settings changed since it ran, except its seeds (or folds) and its preset's description
+    (a row that stopped before any of its sub-runs started takes the new settings):
     adding seeds to a finished row runs only the new ones, the finished sub-runs are kept; a sub-run no longer listed is left on disk and not
     reported."""
     f = row_dir / "row.json"
@@ -259,7 +260,10 @@ def _check_plan(row_dir: Path, p: PlannedRow) -> None:
         before = json.loads(f.read_text())
         # A preset's description is prose, not a setting: rewording it does not make a finished row stale.
         before["config"] = {**before.get("config", {}), "description": now["config"].get("description")}
-        if before != now:
+        started = any((row_dir / subrun_name(*sub)).exists() for sub in before.get("subruns", []))
+        if before != now and not started:
+            write_json_atomic(f, now)  # nothing of the row was trained (it failed before its first sub-run)
+        elif before != now:
             key = next(k for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k))
             if key != "subruns" or {**before, "subruns": now["subruns"]} != now:
                 raise R2CNNError(f"{row_dir}: row {p.row.id} was run with another {key!r} ({before.get(key)!r}, "
