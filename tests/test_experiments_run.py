@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -206,6 +207,17 @@ def test_dry_run_of_a_paper_table_without_data(capsys):
     text = capsys.readouterr().out
     assert "paper's scale only" in text
     assert f"1 x {5 * (345 * 70000 // 48)}" in text  # 5 epochs of 24.15M sketches in batches of 48
+
+
+DOC_SPECS = sorted((Path(__file__).parents[1] / "docs" / "experiments").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", DOC_SPECS, ids=[p.stem for p in DOC_SPECS])
+def test_the_specs_in_docs_plan_on_a_quickdraw_store(path, store, capsys):
+    """The studies in docs/experiments run as written: every row resolves (presets, overrides, budgets)."""
+    assert main(["experiment", str(path), "--data", str(store.path), "--dry-run", "--measure-steps", "0"]) == 0
+    listed = capsys.readouterr().out
+    assert all(f"| {row.id} " in listed for row in load_spec(path).rows)
 
 
 @pytest.mark.parametrize("name", ["table1", "table1-cpu-qd"])
