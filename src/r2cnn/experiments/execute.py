@@ -251,8 +251,8 @@ def _run_row(p: PlannedRow, row_dir: Path, out: Path, by_id: dict, runner, log) 
 
 def _check_plan(row_dir: Path, p: PlannedRow) -> None:
     """Refuse a row whose settings changed since it ran, except its seeds (or folds) and its preset's description
-    (a row that stopped before any of its sub-runs started takes the new settings):
-    adding seeds to a finished row runs only the new ones, the finished sub-runs are kept; a sub-run no longer listed is left on disk and not
+    (a row that stopped before any of its sub-runs started takes the new settings): adding seeds to a finished row
+    runs only the new ones, the finished sub-runs are kept; a sub-run no longer listed is left on disk and not
     reported."""
     f = row_dir / "row.json"
     now = p.describe()

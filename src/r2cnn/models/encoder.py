@@ -15,8 +15,8 @@ the outputs at valid positions are exactly those of the packed bidirectional LST
 index tensors built once per batch (:class:`PackedLayout`).
 
 Threads: the LSTM kernel opens one OpenMP parallel region per time step, in the forward and in the backward pass.
-At the fast CPU preset's size (batch 64, hidden 64) a step's gate GEMM is a few million multiply-adds, tens of
-microseconds of work, so a second thread mostly waits at the step's barrier. On a busy machine a waiting thread that
+At the fast CPU preset's size (batch 64, hidden 64) a step's gate GEMM is a few million multiply-adds, well under
+a millisecond of work, so a second thread mostly waits at the step's barrier. On a busy machine a waiting thread that
 spins takes the core another process wants: two concurrent trainings slowed each other from about 1.1 s to 7-16 s
 per step. The launcher sets ``OMP_WAIT_POLICY=PASSIVE`` (:mod:`r2cnn.cli`) so that idle threads sleep instead;
 ``r2cnn bench train --concurrent 2`` measures two trainings at once against one alone (each kept 0.6-0.7x of its
