@@ -52,9 +52,10 @@ _EXTRA_MODELS = [
 # width with a 3x3/2 stem and no max-pool sees a 64x64 canvas at 32x32 in its first stage (torchvision's stem
 # would leave 16x16); on 2 cores its training step (batch 64) took 174 ms against 357 ms for the full-width
 # torchvision ResNet18 at 64x64.
-# The encoder is a 2x64 BiLSTM. Its cost grows with H: the R2CNN step is ~1.2x the CNN-only step at hidden 32,
-# ~1.4x at 64 and ~1.54x at 128 (limit: 1.5x). On qd5 (docs/experiments/qd5-r2cnn-study.toml) hidden 64 gave a
-# higher mean and half the seed-to-seed spread of hidden 32, so it is the preset's size.
+# The encoder is a 2x64 BiLSTM, the largest within the step limit. Its cost grows with H: the R2CNN step is ~1.2x
+# the CNN-only step at hidden 32, ~1.4x at 64 and ~1.54x at 128 (limit: 1.5x). On qd5 at 3 epochs
+# (docs/experiments/qd5-r2cnn-study.toml) hidden 32 and 64 are within noise of each other; 64 is the nearer to the
+# paper's 512.
 _CPU_MODEL_OPTIONS = dict(canvas=64, eps=1.0, width=32, stem="small", hidden=64, layers=2, dropout=0.5)
 _CPU = dict(batch_size=64, optimizer="adam", lr=1e-3, weight_decay=0.0, epochs=4,
             lr_schedule={"name": "cosine", "warmup": 100}, grad_clip=5.0, transform={}, eval_transform={},
