@@ -173,7 +173,8 @@ class ClassicRunner:
         """Fit the row on the training split of store ``data`` (fold ``fold`` is the test fold of a k-fold
         store); -> ``out/model.npz``. ``epochs`` overrides the linear SVMs' passes over the data (the RBF SVM
         makes none, and ignores it). ``steps`` and ``max_minutes`` have no counterpart (fitting is not step-based)
-        and are ignored; ``init_from`` is refused. ``resume``: an existing model for the same preset, seed, fold and subset is reused.
+        and are ignored; ``init_from`` is refused. ``resume``: an existing model for the same preset, seed, fold
+        and subset is reused.
         ``train_subset``: a seeded random subset of that many training sketches."""
         out = Path(out)
         path = out / MODEL_FILE

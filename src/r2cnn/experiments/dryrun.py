@@ -19,6 +19,7 @@ from pathlib import Path
 
 from r2cnn.experiments.execute import PlannedRow
 from r2cnn.experiments.protocols import PAPER_SCALE, split_indices
+from r2cnn.experiments.runners import runner_kind
 
 MEASURE_WARMUP = 1
 
@@ -76,7 +77,7 @@ def _cycle(loader):
 
 
 def _is_neural(p: PlannedRow) -> bool:
-    return p.config.get("runner", "neural") == "neural"
+    return runner_kind(p.config) == "neural"
 
 
 def _steps(p: PlannedRow, train_size: int) -> int | None:
@@ -128,7 +129,7 @@ def dry_run(planned: list[PlannedRow], *, measure_steps: int = 2, device: str = 
         scale = PAPER_SCALE[p.protocol]
         paper_runs = len(p.row.seeds) * scale["folds"]
         paper_steps = _steps(p, scale["train"])
-        out.append({"id": p.row.id, "preset": p.row.preset, "runner": p.config.get("runner", "neural"),
+        out.append({"id": p.row.id, "preset": p.row.preset, "runner": runner_kind(p.config),
                     "protocol": p.protocol, "subruns": len(p.subruns), "init_from": p.row.init_from,
                     "sizes": sizes if have_data else None, "classes": len(store.classes) if have_data else None,
                     "batch_size": p.config.get("batch_size"), "steps_per_subrun": steps if have_data else None,

@@ -34,7 +34,7 @@ import numpy as np
 
 from r2cnn.errors import MissingResource, R2CNNError
 from r2cnn.experiments import protocols
-from r2cnn.experiments.runners import NeuralRunner, get_runner, write_json_atomic
+from r2cnn.experiments.runners import NeuralRunner, get_runner, runner_kind, write_json_atomic
 from r2cnn.experiments.spec import Row, Spec, SpecError, apply_overrides
 
 
@@ -123,7 +123,7 @@ def plan(spec: Spec, data: dict[str, Path], budget: Budget, only: list[str] | No
         epochs, steps = row.epochs, row.steps
         if budget.epochs is not None or budget.steps is not None:
             epochs, steps = budget.epochs, budget.steps
-        if config.get("runner", "neural") != "neural":
+        if runner_kind(config) != "neural":
             # A classic row is one fit: the table's epochs and steps budget the networks. Its SVM's passes over
             # the data are a preset entry (--set classifier.epochs=N).
             epochs = steps = None

@@ -33,9 +33,14 @@ from r2cnn.errors import R2CNNError
 SPEED_FILE = "speed.json"
 
 
+def runner_kind(preset: dict) -> str:
+    """``"neural"`` (the engine: optimiser steps) or another runner's name (``"classic"``: one fit)."""
+    return preset.get("runner", "neural")
+
+
 def get_runner(preset: dict, neural: "NeuralRunner"):
     """The runner object for ``preset`` (``neural`` is the configured :class:`NeuralRunner`)."""
-    kind = preset.get("runner", "neural")
+    kind = runner_kind(preset)
     if kind == "neural":
         return neural
     if kind == "classic":
