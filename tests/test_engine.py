@@ -222,3 +222,39 @@ def test_kfold_store_trains_on_other_folds_and_evaluates_on_fold_k(tmp_path):
     assert load_checkpoint(tmp_path / "run" / "last.pt")["config"]["fold"] == 1
     report = evaluate_checkpoint(result["last"], str(store_dir), partial=(1.0,), progress=False)
     assert report["fold"] == 1 and report["count"] == len(SketchStore(store_dir).indices("test", fold=1))
+
+
+def test_encoder_lr_scale_gives_the_rnn_its_own_learning_rate(store, tmp_path):
+    """``--set encoder_lr_scale=S`` (an entry presets may leave out): the parameters under ``encoder.`` learn at
+    S x lr, the CNN at lr; the checkpoint keeps the two groups and a resume loads them."""
+    from r2cnn.engine.train import OPTIONAL_ENTRIES, TrainOptions, make_config, train
+
+    assert OPTIONAL_ENTRIES["encoder_lr_scale"] == 1.0
+    opts = tiny_options(store, tmp_path / "run", steps=6, checkpoint_every=3)
+    opts.config_overrides.update(encoder_lr_scale=10.0, lr_schedule="constant")
+    train(opts)
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert ckpt["config"]["encoder_lr_scale"] == 10.0
+    groups = ckpt["optimizer"]["param_groups"]
+    assert len(groups) == 2
+    cnn, encoder = groups
+    assert encoder["lr"] == pytest.approx(10 * cnn["lr"]) and cnn["lr"] > 0
+    assert encoder["initial_lr"] == pytest.approx(10 * 3e-3) and cnn["initial_lr"] == pytest.approx(3e-3)
+    encoder_names = [n for n in ckpt["model"] if n.startswith("encoder.")]
+    assert encoder_names and len(encoder["params"]) == len(encoder_names)
+
+    train(tiny_options(store, tmp_path / "run", resume=True))  # loads the two groups' state (stored config)
+    after = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert after["step"] == 6 and len(after["optimizer"]["param_groups"]) == 2
+
+    # a CNN-only model has no encoder: one group whatever the scale
+    config = make_config(TrainOptions(preset="cpu-cnn", data=str(store), out=str(tmp_path / "x"),
+                                      config_overrides={"encoder_lr_scale": 10.0}))
+    from r2cnn.engine.train import build_optimizer
+    from r2cnn.models import create
+
+    model = create(config["model"], 3, **config["model_options"])
+    assert len(build_optimizer(config, model).param_groups) == 1
+    with pytest.raises(Exception, match="encoder_lr_scale must be a number > 0"):
+        make_config(TrainOptions(preset="cpu-r2cnn", data=str(store), out=str(tmp_path / "y"),
+                                 config_overrides={"encoder_lr_scale": 0}))

@@ -16,7 +16,7 @@ from r2cnn.data.store import build_store
 from r2cnn.errors import R2CNNError
 from r2cnn.experiments import execute
 from r2cnn.experiments.runners import NeuralRunner
-from r2cnn.experiments.spec import load_spec, parse_spec
+from r2cnn.experiments.spec import SpecError, load_spec, parse_spec
 
 TINY = ["--set", "batch_size=8", "--set", "model_options.canvas=16", "--set", "model_options.width=8",
         "--set", "model_options.hidden=8", "--workers", "0", "--bootstrap", "200"]
@@ -91,6 +91,24 @@ def test_rows_run_in_dependency_order_and_resume_after_an_interrupt(store, tmp_p
     changed = execute.plan(spec, {"default": store.path}, execute.Budget(steps=6))
     with pytest.raises(R2CNNError, match="another 'steps'"):
         execute.run_experiment(spec, tmp_path, changed, runner_for=lambda c: FakeRunner(), log=lambda *a: None)
+    # --report-only with that other budget labels each row with the budget it ran with (row.json)
+    from r2cnn.experiments import report
+
+    shown = report.compute(spec, changed, execute.collect(tmp_path, changed), resamples=50,
+                           budgets=execute.recorded_budgets(tmp_path, changed))
+    assert {r["budget"]["steps"] for r in shown["rows"]} == {5}
+    assert '"steps": 5' in report.markdown(shown) and '"steps": 6' not in report.markdown(shown)
+    # a row's note is shown; rows of different budgets are named beside their budget
+    noted = parse_spec({"reference": "fine", "rows": [
+        {"id": "fine", "preset": "cpu-r2cnn", "init_from": "pre", "seeds": [0, 1]},
+        {"id": "other", "preset": "cpu-cnn", "note": "a probe"},
+        {"id": "pre", "preset": "cpu-cnn", "report": False}]}, source="t.toml")
+    noted_plan = execute.plan(noted, {"default": store.path}, execute.Budget(steps=5))
+    text = report.markdown(report.compute(noted, noted_plan, execute.collect(tmp_path, noted_plan), resamples=50,
+                                          budgets={"other": {"steps": 7}}))
+    assert "Notes: other: a probe." in text
+    assert 'Budget: other: {"steps": 7}; fine: {"epochs": null, "minutes": null, "steps": 5, "train_subset": null}' \
+        in text
 
     # more seeds for a finished row: only the new one trains, the finished ones are kept
     more = parse_spec({"reference": "fine", "rows": [
@@ -99,8 +117,6 @@ def test_rows_run_in_dependency_order_and_resume_after_an_interrupt(store, tmp_p
         {"id": "pre", "preset": "cpu-cnn", "report": False}]}, source="t.toml")
     planned_more = execute.plan(more, {"default": store.path}, execute.Budget(steps=5))
     # reported before the new seed ran: the finished seeds, marked as part of the row
-    from r2cnn.experiments import report
-
     early = report.compute(more, planned_more, execute.collect(tmp_path, planned_more), resamples=50)
     assert {r["id"]: (r["subruns"], r["planned_subruns"]) for r in early["rows"]}["fine"] == (2, 3)
     assert "(`cpu-r2cnn`, 2 of 3 sub-runs)" in report.markdown(early)
@@ -298,3 +314,21 @@ def test_set_of_an_entry_no_row_has_is_an_error(store, tmp_path, capsys):
         assert main(["experiment", "table2-cpu", "--data", str(store.path), "--out", str(tmp_path / "o"), "--set",
                      f"{key}=1", "--dry-run", "--measure-steps", "0"]) == 2
         assert f"--set: '{key}' is not an entry of any row's preset" in capsys.readouterr().err
+
+
+def test_encoder_lr_scale_is_an_override_for_network_rows_only(store):
+    """An entry presets leave out (engine default 1.0): a row's override adds it, `--set` reaches the network
+    rows and not a classic row, and a spec that misspells it is still an error."""
+    spec = parse_spec({"rows": [{"id": "r2", "preset": "cpu-r2cnn", "overrides": {"encoder_lr_scale": 10}},
+                                {"id": "cnn", "preset": "cpu-cnn"},
+                                {"id": "hog", "preset": "cpu-hog-svm"}]}, source="t.toml")
+    planned = {p.row.id: p.config for p in execute.plan(spec, {"default": store.path}, execute.Budget())}
+    assert planned["r2"]["encoder_lr_scale"] == 10 and "encoder_lr_scale" not in planned["cnn"]
+    planned = {p.row.id: p.config for p in execute.plan(spec, {"default": store.path},
+                                                        execute.Budget(overrides={"encoder_lr_scale": 3}))}
+    assert planned["r2"]["encoder_lr_scale"] == planned["cnn"]["encoder_lr_scale"] == 3
+    assert "encoder_lr_scale" not in planned["hog"]
+    typo = parse_spec({"rows": [{"id": "r2", "preset": "cpu-r2cnn", "overrides": {"encoder_lr_scal": 10}}]},
+                      source="t.toml")
+    with pytest.raises(SpecError, match="'encoder_lr_scal' is not an entry"):
+        execute.plan(typo, {"default": store.path}, execute.Budget())

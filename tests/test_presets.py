@@ -14,10 +14,21 @@ KEYS = {"description", "model", "model_options", "batch_size", "optimizer", "lr"
         "lr_schedule", "grad_clip", "transform", "eval_transform", "num_workers", "amp"}
 
 
+CPU_FAMILY = {"cpu-r2cnn", "cpu-cnn", "cpu-attentive", "cpu-random-stroke-order", "cpu-sketching-order",
+              "cpu-late-fusion", "cpu-early-fusion", "cpu-time-encoded", "cpu-attention-time-encoded"}
+
+
+def test_cpu_family_trains_the_rnn_at_ten_times_the_learning_rate():
+    for name in CPU_FAMILY:
+        assert get_preset(name)["encoder_lr_scale"] == 10.0, name
+    assert "encoder_lr_scale" not in get_preset("qd-r2cnn-resnet50")  # the paper: one learning rate
+
+
 @pytest.mark.parametrize("name", sorted(n for n, p in PRESETS.items() if p.get("runner", "neural") == "neural"))
 def test_schema_and_everything_it_names_exists(name):
     preset = get_preset(name)
-    assert set(preset) == KEYS
+    # the CPU presets of cpu-r2cnn's family train the RNN at its own learning rate; the paper's use one rate
+    assert set(preset) == (KEYS | {"encoder_lr_scale"} if name in CPU_FAMILY else KEYS)
     assert json.loads(json.dumps(preset)) == preset                  # stored in checkpoints as plain JSON
     assert preset["optimizer"] == "adam" and preset["lr"] > 0 and preset["batch_size"] > 0
     models.get_spec(preset["model"])

@@ -57,6 +57,13 @@ _EXTRA_MODELS = [
 # (docs/experiments/qd5-r2cnn-study.toml) hidden 32 and 64 are within noise of each other; 64 is the nearer to the
 # paper's 512.
 _CPU_MODEL_OPTIONS = dict(canvas=64, eps=1.0, width=32, stem="small", hidden=64, layers=2, dropout=0.5)
+# The RNN learns at 10x the CNN's learning rate (encoder_lr_scale; the CNN-only twin and the designs without an
+# RNN carry the entry too, where it changes nothing, so the pair's settings differ only in the model). At one rate
+# the trained attention stayed within 0.45-0.72 (std 0.036-0.064 within a sketch, seeds 0-6) after 468 steps: the CNN
+# saw an almost uniform image. At 10x the spread grows ~1.6x (0.059-0.102) and, on qd5 at 3 epochs over seeds 0-6, R2CNN's paired lead
+# over the CNN-only twin went from -0.00 [-0.26, +0.26] to +0.30 [+0.03, +0.58] points, with half the seed spread
+# (docs/experiments/qd5-r2cnn-study.toml, rows r2cnn and r2cnn-lr1).
+_CPU_RNN_LR = dict(encoder_lr_scale=10.0)
 _CPU = dict(batch_size=64, optimizer="adam", lr=1e-3, weight_decay=0.0, epochs=4,
             lr_schedule={"name": "cosine", "warmup": 100}, grad_clip=5.0, transform={}, eval_transform={},
             num_workers=1, amp="none")
@@ -81,14 +88,16 @@ def _build() -> dict[str, dict]:
         for model, row in _EXTRA_MODELS:
             presets[f"{dataset}-{model}"] = dict(copy.deepcopy(base), model=model, model_options={},
                                                  description=f"{where}: {row}")
-    presets["cpu-r2cnn"] = dict(copy.deepcopy(_CPU), model="r2cnn-resnet18", model_options=dict(_CPU_MODEL_OPTIONS),
-                                description="fast CPU: Sketch-R2CNN, BiLSTM 2x64 + half-width ResNet18 at 64x64")
-    presets["cpu-cnn"] = dict(copy.deepcopy(_CPU), model="cnn-resnet18", model_options=dict(_CPU_MODEL_OPTIONS),
+    presets["cpu-r2cnn"] = dict(copy.deepcopy(_CPU), **_CPU_RNN_LR, model="r2cnn-resnet18",
+                                model_options=dict(_CPU_MODEL_OPTIONS),
+                                description="fast CPU: Sketch-R2CNN, BiLSTM 2x64 (10x lr) + half-width ResNet18 at 64x64")
+    presets["cpu-cnn"] = dict(copy.deepcopy(_CPU), **_CPU_RNN_LR, model="cnn-resnet18",
+                              model_options=dict(_CPU_MODEL_OPTIONS),
                               description="fast CPU: CNN-only twin of cpu-r2cnn (same ResNet18 and canvas, binary "
                                           "raster)")
     # CPU twins of Table 2's designs and of the time-encoded rows: cpu-r2cnn's backbone, canvas, encoder and budget.
     for name, model, text in _CPU_TWINS:
-        preset = dict(copy.deepcopy(_CPU), model=model, model_options=dict(_CPU_MODEL_OPTIONS),
+        preset = dict(copy.deepcopy(_CPU), **_CPU_RNN_LR, model=model, model_options=dict(_CPU_MODEL_OPTIONS),
                       description=f"fast CPU twin of cpu-r2cnn: {text}")
         needs = get_spec(model).transform_requirements
         preset["transform"] = {**preset["transform"], **needs}

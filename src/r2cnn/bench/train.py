@@ -111,7 +111,7 @@ def _training_process(spec: dict, barrier, results) -> None:
         store = SketchStore(spec["store"])
         torch.manual_seed(spec["index"])
         model = build_model(config, len(store.classes)).to(device).train()
-        step = _make_step(model, build_optimizer(config, model.parameters()), device, amp_dtype(config, device))
+        step = _make_step(model, build_optimizer(config, model), device, amp_dtype(config, device))
         loader = make_loader(store, "train", batch_size=spec["batch_size"], transform=build_transform(config, True),
                              shuffle=True, seed=spec["index"], drop_last=True, num_workers=spec["workers"],
                              raster_size=model.raster_size, raster_eps=model.raster_eps)
@@ -267,7 +267,7 @@ def _run(args) -> int:
         inputs = {"R2CNN": lambda b: b, "CNN-only": lambda b: b, "ResNet18": lambda b: images}
 
         configs_used = {**configs, "ResNet18": configs["CNN-only"]}  # the anchor trains with the twin's optimiser
-        steps = {k: _make_step(m.train(), build_optimizer(configs_used[k], m.parameters()), device,
+        steps = {k: _make_step(m.train(), build_optimizer(configs_used[k], m), device,
                                amp_dtype(configs_used[k], device)) for k, m in models.items()}
         times = {k: [] for k in models}
         for i, batch in enumerate(batches):

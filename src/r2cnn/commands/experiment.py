@@ -98,7 +98,8 @@ def run(args) -> int:
     from r2cnn.experiments import report
 
     results = report.compute(spec, planned, execute.collect(out, planned), resamples=args.bootstrap,
-                             not_run=execute.not_run(out, planned))
+                             not_run=execute.not_run(out, planned),
+                             budgets=execute.recorded_budgets(out, planned))
     paths = report.write_all(results, out)
     print(report.markdown(results))
     print("wrote " + ", ".join(str(p) for p in paths))

@@ -96,9 +96,29 @@ def parse_schedule(spec, total_steps: int) -> LRSchedule:
     return LRSchedule(spec.get("name", spec.get("kind", "constant")), total_steps, warmup)
 
 
-def build_optimizer(config: dict, params) -> torch.optim.Optimizer:
+# Entries a preset may leave out; the value here applies then. ``--set`` and a spec's overrides may add them.
+OPTIONAL_ENTRIES = {
+    # learning rate of the RNN (the parameters under ``encoder.``: the attention encoder of R2CNN and its
+    # relatives, the sequence branch of late fusion) as a multiple of ``lr``; the CNN keeps ``lr``
+    "encoder_lr_scale": 1.0,
+}
+
+
+def parameter_groups(model: nn.Module, lr: float, encoder_lr_scale: float = 1.0) -> list[dict]:
+    """The optimiser's groups: one at ``lr``, or, with ``encoder_lr_scale != 1``, the ``encoder.`` parameters at
+    ``lr * encoder_lr_scale`` and the rest at ``lr`` (a model without an encoder keeps one group)."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    encoder = [p for n, p in named if n.startswith("encoder.")]
+    if encoder_lr_scale == 1.0 or not encoder:
+        return [{"params": [p for _, p in named], "lr": lr}]
+    rest = [p for n, p in named if not n.startswith("encoder.")]
+    return [{"params": rest, "lr": lr}, {"params": encoder, "lr": lr * encoder_lr_scale}]
+
+
+def build_optimizer(config: dict, model: nn.Module) -> torch.optim.Optimizer:
     name = (config.get("optimizer") or "adam").lower()
     lr, wd = float(config["lr"]), float(config.get("weight_decay") or 0.0)
+    params = parameter_groups(model, lr, float(config.get("encoder_lr_scale", OPTIONAL_ENTRIES["encoder_lr_scale"])))
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=wd)
     if name == "adamw":
@@ -115,9 +135,10 @@ def make_config(opts: TrainOptions) -> dict:
     if opts.preset is None:
         raise R2CNNError("--preset is required (see `r2cnn presets`)")
     config = dict(get_preset(opts.preset))
-    unknown = sorted(set(opts.config_overrides) - set(config))
+    unknown = sorted(set(opts.config_overrides) - set(config) - set(OPTIONAL_ENTRIES))
     if unknown:
-        raise R2CNNError(f"--set {unknown[0]}: not an entry of preset {opts.preset} (entries: {', '.join(config)})")
+        raise R2CNNError(f"--set {unknown[0]}: not an entry of preset {opts.preset} (entries: "
+                         f"{', '.join([*config, *OPTIONAL_ENTRIES])})")
     config = merge_config(config, opts.config_overrides)
     for key, value in (("batch_size", opts.batch_size), ("lr", opts.lr), ("epochs", opts.epochs),
                        ("amp", opts.amp), ("num_workers", opts.workers)):
@@ -147,6 +168,7 @@ _CONFIG_RULES = {
     "grad_clip": (lambda v: v is None or (_is_number(v) and v > 0), "null or a number > 0"),
     "optimizer": (lambda v: isinstance(v, str), "a name (adam, adamw, sgd)"),
     "amp": (lambda v: v in ("bf16", "fp16", "none"), "bf16, fp16 or none"),
+    "encoder_lr_scale": (lambda v: _is_number(v) and v > 0, "a number > 0"),
     "model": (lambda v: isinstance(v, str), "a model name"),
     "model_options": (lambda v: isinstance(v, dict), "a JSON object"),
     "transform": (lambda v: isinstance(v, dict), "a JSON object"),
@@ -317,7 +339,7 @@ def _train(opts, config, ckpt, info, device, run_dir, last_path, best_path) -> d
         epochs = int(config["epochs"])
         total_steps = epochs * steps_per_epoch
 
-    optimizer = build_optimizer(config, bare.parameters())
+    optimizer = build_optimizer(config, bare)
     schedule = parse_schedule(config.get("lr_schedule"), total_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     dtype = amp_dtype(config, device)

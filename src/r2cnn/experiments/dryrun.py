@@ -55,7 +55,7 @@ def measure_step(config: dict, store, indices, steps: int, device: str) -> float
     loader = make_loader(store, None, indices=indices, batch_size=batch_size, shuffle=True, drop_last=False,
                          transform=build_transform(config, train=True), raster_size=model.raster_size,
                          raster_eps=model.raster_eps)
-    step = _make_step(model, build_optimizer(config, model.parameters()), dev, amp_dtype(config, dev))
+    step = _make_step(model, build_optimizer(config, model), dev, amp_dtype(config, dev))
     times = []
     with denormals_flushed():  # as training runs
         for i, batch in zip(range(MEASURE_WARMUP + steps), _cycle(loader)):

@@ -139,7 +139,11 @@ def plan(spec: Spec, data: dict[str, Path], budget: Budget, only: list[str] | No
 
 
 def _has_entry(config: dict, key: str) -> bool:
+    from r2cnn.engine.train import OPTIONAL_ENTRIES
+
     head, dot, sub = key.partition(".")
+    if not dot and head in OPTIONAL_ENTRIES:  # an engine entry a network preset may leave out
+        return runner_kind(config) == "neural"
     return head in config and (not dot or (isinstance(config[head], dict) and sub in config[head]))
 
 
@@ -274,6 +278,18 @@ def _check_plan(row_dir: Path, p: PlannedRow) -> None:
             write_json_atomic(f, now)
     else:
         write_json_atomic(f, now)
+
+
+def recorded_budgets(out: Path, planned: list[PlannedRow]) -> dict[str, dict]:
+    """Row id -> the budget the row ran with, as its ``row.json`` records it (``--report-only`` plans from the
+    invocation, whose --epochs/--steps may differ from those the rows were trained with)."""
+    result = {}
+    for p in planned:
+        f = out / "rows" / p.row.id / "row.json"
+        if f.exists():
+            ran = json.loads(f.read_text())
+            result[p.row.id] = {k: ran.get(k) for k in ("epochs", "steps", "minutes", "train_subset")}
+    return result
 
 
 def collect(out: Path, planned: list[PlannedRow]) -> dict[str, list[dict]]:

@@ -22,9 +22,11 @@ CSV_FIELDS = ["id", "label", "preset", "protocol", "subruns", "top1_mean", "top1
 
 
 def compute(spec: Spec, planned: list[PlannedRow], predictions: dict[str, list[dict]], *,
-            resamples: int = stats.BOOTSTRAP_RESAMPLES, not_run: dict[str, str] | None = None) -> dict:
+            resamples: int = stats.BOOTSTRAP_RESAMPLES, not_run: dict[str, str] | None = None,
+            budgets: dict[str, dict] | None = None) -> dict:
     """The results of every finished reported row (fractions; the paper's figure in percent as in the paper).
-    ``not_run``: row id -> why it could not run (:func:`r2cnn.experiments.execute.not_run`)."""
+    ``not_run``: row id -> why it could not run (:func:`r2cnn.experiments.execute.not_run`); ``budgets``: row id ->
+    the budget it ran with (:func:`r2cnn.experiments.execute.recorded_budgets`; default: the plan's)."""
     ref = spec.reference if spec.reference in predictions else None
     rows = []
     for p in planned:
@@ -33,7 +35,8 @@ def compute(spec: Spec, planned: list[PlannedRow], predictions: dict[str, list[d
         preds = predictions[p.row.id]
         r = {"id": p.row.id, "label": p.row.label, "preset": p.row.preset, "protocol": p.protocol,
              "subruns": len(preds), "planned_subruns": len(p.subruns), "paper_top1": p.row.paper, "note": p.row.note,
-             "budget": {"epochs": p.epochs, "steps": p.steps, "minutes": p.minutes, "train_subset": p.train_subset},
+             "budget": (budgets or {}).get(p.row.id) or {"epochs": p.epochs, "steps": p.steps, "minutes": p.minutes,
+                                                         "train_subset": p.train_subset},
              **stats.row_stats(preds, resamples=resamples)}
         if ref is not None and p.row.id != ref:
             r["vs_reference"] = stats.paired_stats(preds, predictions[ref], resamples=resamples)
@@ -93,14 +96,25 @@ def markdown(results: dict) -> str:
               "per shared seed, largest p shown. Step time and sketches/s: median over training, measured under "
               "whatever else ran on the machine.", ""]
     if results["rows"]:
-        budgets = {json.dumps(r["budget"], sort_keys=True) for r in results["rows"]}
-        lines.append("Budget: " + "; ".join(sorted(budgets)))
-        lines.append("")
+        lines += [_budget_line(results["rows"]), ""]
+    notes = [f"{r['id']}: {r['note']}" for r in results["rows"] if r.get("note")]
+    if notes:
+        lines += ["Notes: " + "; ".join(notes) + ".", ""]
     if results["missing"]:
         lines += [f"Not finished yet: {', '.join(results['missing'])}.", ""]
     for row_id, reason in results.get("not_run", {}).items():
         lines += [f"Not run: {row_id}: {reason}", ""]
     return "\n".join(lines)
+
+
+def _budget_line(rows: list[dict]) -> str:
+    """``Budget: {...}`` when every row had the same, else each budget with the rows that had it."""
+    by_budget: dict[str, list[str]] = {}
+    for r in rows:
+        by_budget.setdefault(json.dumps(r["budget"], sort_keys=True), []).append(r["id"])
+    if len(by_budget) == 1:
+        return "Budget: " + next(iter(by_budget))
+    return "Budget: " + "; ".join(f"{', '.join(ids)}: {b}" for b, ids in by_budget.items())
 
 
 def bar_chart(results: dict, path: Path) -> None:

@@ -240,12 +240,14 @@ def apply_overrides(config: dict, overrides: dict, where: str) -> dict:
     ``where``."""
     import copy
 
+    from r2cnn.engine.train import OPTIONAL_ENTRIES
+
     out = copy.deepcopy(config)
     for key, value in overrides.items():
         head, dot, sub = key.partition(".")
-        if head not in out:
+        if head not in out and not (head in OPTIONAL_ENTRIES and not dot):
             raise SpecError(f"{where}: field 'overrides': {head!r} is not an entry of the preset "
-                            f"(entries: {', '.join(out)})")
+                            f"(entries: {', '.join([*out, *OPTIONAL_ENTRIES])})")
         if dot:
             if not isinstance(out[head], dict):
                 raise SpecError(f"{where}: field 'overrides': {head!r} is not a table, so {key!r} cannot be set")
