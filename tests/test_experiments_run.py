@@ -201,6 +201,14 @@ def test_tiny_table2_cpu_end_to_end(store, tmp_path, capsys):
         assert (out / name).stat().st_size > 0
     assert "Sketch-R2CNN" in (out / "results.md").read_text()
     assert len((out / "results.csv").read_text().splitlines()) == 10
+    # the chart has the paired-difference panel beside the accuracies when there is a reference row
+    from PIL import Image
+
+    from r2cnn.experiments import report
+
+    alone = {**results, "rows": [{k: v for k, v in r.items() if k != "vs_reference"} for r in results["rows"]]}
+    report.bar_chart(alone, tmp_path / "alone.png")
+    assert Image.open(out / "results.png").size[0] > Image.open(tmp_path / "alone.png").size[0]
     # the statistics are recomputed from the kept predictions alone
     before = (out / "results.json").read_text()
     (out / "results.json").unlink()

@@ -118,15 +118,24 @@ def _budget_line(rows: list[dict]) -> str:
 
 
 def bar_chart(results: dict, path: Path) -> None:
-    """Top-1 per row with its 95% bootstrap interval, and the paper's figure as a marker."""
+    """Top-1 per row with its 95% bootstrap interval and the paper's figure as a marker; beside it, when the table
+    has a reference row, each row's paired difference to it with its 95% interval (where the comparison is read:
+    rows a few tenths apart look alike on the accuracy axis)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = results["rows"]
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(rows) + 1.5), 4.0))
+    paired = [(i, r["vs_reference"]) for i, r in enumerate(rows) if r.get("vs_reference")]
+    width = max(4.0, 1.1 * len(rows) + 1.5)
+    if paired:
+        fig, (ax, dax) = plt.subplots(1, 2, figsize=(width + max(3.0, 0.5 * len(rows) + 2.0), 4.0),
+                                      gridspec_kw={"width_ratios": [width, max(3.0, 0.5 * len(rows) + 2.0)]})
+    else:
+        fig, ax = plt.subplots(figsize=(width, 4.0))
     x = list(range(len(rows)))
+    labels = [r["label"] for r in rows]
     means = [100 * r["per_sketch_top1"] for r in rows]
     err = [[max(0.0, m - 100 * r["ci95"][0]) for m, r in zip(means, rows)],
            [max(0.0, 100 * r["ci95"][1] - m) for m, r in zip(means, rows)]]
@@ -138,10 +147,21 @@ def bar_chart(results: dict, path: Path) -> None:
                    label="paper")
     low = min([m - e for m, e in zip(means, err[0])] + [v for _, v in paper] or [0.0])
     ax.set_ylim(max(0.0, low - 5.0), 100.0)
-    ax.set_xticks(x, [r["label"] for r in rows], rotation=30, ha="right", fontsize=8)
+    ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("test top-1 (%)")
     ax.set_title(results["title"])
     ax.legend(fontsize=8, loc="lower right")
+    if paired:
+        diffs = [100 * vs["diff"] for _, vs in paired]
+        lows = [d - 100 * vs["ci95"][0] for d, (_, vs) in zip(diffs, paired)]
+        highs = [100 * vs["ci95"][1] - d for d, (_, vs) in zip(diffs, paired)]
+        ys = [i for i, _ in paired]
+        dax.errorbar(diffs, ys, xerr=[lows, highs], fmt="o", capsize=3, color="tab:blue")
+        dax.axvline(0.0, color="black", lw=0.8)
+        dax.set_yticks(x, labels, fontsize=8)
+        dax.set_ylim(len(rows) - 0.5, -0.5)
+        ref = next((r["label"] for r in rows if r["id"] == results["reference"]), results["reference"])
+        dax.set_xlabel(f"Δ top-1 vs {ref} (points, paired 95% CI)", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
