@@ -60,9 +60,9 @@ _CPU_MODEL_OPTIONS = dict(canvas=64, eps=1.0, width=32, stem="small", hidden=64,
 # The RNN learns at 10x the CNN's learning rate (encoder_lr_scale; the CNN-only twin and the designs without an
 # RNN carry the entry too, where it changes nothing, so the pair's settings differ only in the model). At one rate
 # the trained attention stayed within 0.45-0.72 (std 0.036-0.064 within a sketch, seeds 0-6) after 468 steps: the CNN
-# saw an almost uniform image. At 10x the spread grows ~1.6x (0.059-0.102) and, on qd5 at 3 epochs over seeds 0-6, R2CNN's paired lead
-# over the CNN-only twin went from -0.00 [-0.26, +0.26] to +0.30 [+0.03, +0.58] points, with half the seed spread
-# (docs/experiments/qd5-r2cnn-study.toml, rows r2cnn and r2cnn-lr1).
+# saw an almost uniform image. At 10x the spread grows ~1.6x (0.059-0.102); on qd5 at 3 epochs R2CNN's paired lead
+# over the CNN-only twin went from -0.00 [-0.26, +0.26] (seeds 0-6) to +0.30 [+0.06, +0.53] points (seeds 0-9; the
+# fresh seeds 7-9 alone: +0.28), with half the seed spread (docs/experiments/qd5-r2cnn-study.toml: r2cnn, r2cnn-lr1).
 _CPU_RNN_LR = dict(encoder_lr_scale=10.0)
 _CPU = dict(batch_size=64, optimizer="adam", lr=1e-3, weight_decay=0.0, epochs=4,
             lr_schedule={"name": "cosine", "warmup": 100}, grad_clip=5.0, transform={}, eval_transform={},
@@ -90,7 +90,8 @@ def _build() -> dict[str, dict]:
                                                  description=f"{where}: {row}")
     presets["cpu-r2cnn"] = dict(copy.deepcopy(_CPU), **_CPU_RNN_LR, model="r2cnn-resnet18",
                                 model_options=dict(_CPU_MODEL_OPTIONS),
-                                description="fast CPU: Sketch-R2CNN, BiLSTM 2x64 (10x lr) + half-width ResNet18 at 64x64")
+                                description="fast CPU: Sketch-R2CNN, BiLSTM 2x64 (10x lr) + half-width ResNet18 at "
+                                            "64x64")
     presets["cpu-cnn"] = dict(copy.deepcopy(_CPU), **_CPU_RNN_LR, model="cnn-resnet18",
                               model_options=dict(_CPU_MODEL_OPTIONS),
                               description="fast CPU: CNN-only twin of cpu-r2cnn (same ResNet18 and canvas, binary "
