@@ -325,16 +325,17 @@ def test_set_of_an_entry_no_row_has_is_an_error(store, tmp_path, capsys):
 
 
 def test_encoder_lr_scale_is_an_override_for_network_rows_only(store):
-    """An entry presets leave out (engine default 1.0): a row's override adds it, `--set` reaches the network
-    rows and not a classic row, and a spec that misspells it is still an error."""
-    spec = parse_spec({"rows": [{"id": "r2", "preset": "cpu-r2cnn", "overrides": {"encoder_lr_scale": 10}},
-                                {"id": "cnn", "preset": "cpu-cnn"},
+    """An entry a preset may leave out (engine default 1.0; cpu-r2cnn's family sets it, LeNet's preset does not):
+    a row's override sets it, `--set` reaches the network rows and not a classic row, and a misspelt entry is still
+    an error."""
+    spec = parse_spec({"rows": [{"id": "r2", "preset": "cpu-r2cnn", "overrides": {"encoder_lr_scale": 3}},
+                                {"id": "lenet", "preset": "cpu-lenet"},
                                 {"id": "hog", "preset": "cpu-hog-svm"}]}, source="t.toml")
     planned = {p.row.id: p.config for p in execute.plan(spec, {"default": store.path}, execute.Budget())}
-    assert planned["r2"]["encoder_lr_scale"] == 10 and "encoder_lr_scale" not in planned["cnn"]
+    assert planned["r2"]["encoder_lr_scale"] == 3 and "encoder_lr_scale" not in planned["lenet"]
     planned = {p.row.id: p.config for p in execute.plan(spec, {"default": store.path},
-                                                        execute.Budget(overrides={"encoder_lr_scale": 3}))}
-    assert planned["r2"]["encoder_lr_scale"] == planned["cnn"]["encoder_lr_scale"] == 3
+                                                        execute.Budget(overrides={"encoder_lr_scale": 2}))}
+    assert planned["r2"]["encoder_lr_scale"] == planned["lenet"]["encoder_lr_scale"] == 2
     assert "encoder_lr_scale" not in planned["hog"]
     typo = parse_spec({"rows": [{"id": "r2", "preset": "cpu-r2cnn", "overrides": {"encoder_lr_scal": 10}}]},
                       source="t.toml")
