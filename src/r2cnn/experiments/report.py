@@ -128,10 +128,10 @@ def bar_chart(results: dict, path: Path) -> None:
 
     rows = results["rows"]
     paired = [(i, r["vs_reference"]) for i, r in enumerate(rows) if r.get("vs_reference")]
-    width = max(4.0, 1.1 * len(rows) + 1.5)
+    width, diff_width = max(4.0, 1.1 * len(rows) + 1.5), max(3.0, 0.5 * len(rows) + 2.0)
     if paired:
-        fig, (ax, dax) = plt.subplots(1, 2, figsize=(width + max(3.0, 0.5 * len(rows) + 2.0), 4.0),
-                                      gridspec_kw={"width_ratios": [width, max(3.0, 0.5 * len(rows) + 2.0)]})
+        fig, (ax, dax) = plt.subplots(1, 2, figsize=(width + diff_width, 4.0),
+                                      gridspec_kw={"width_ratios": [width, diff_width]})
     else:
         fig, ax = plt.subplots(figsize=(width, 4.0))
     x = list(range(len(rows)))
