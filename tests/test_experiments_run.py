@@ -341,3 +341,8 @@ def test_encoder_lr_scale_is_an_override_for_network_rows_only(store):
                       source="t.toml")
     with pytest.raises(SpecError, match="'encoder_lr_scal' is not an entry"):
         execute.plan(typo, {"default": store.path}, execute.Budget())
+    # a classic row has no optimiser: the entry in its overrides is an error, not silently ignored
+    classic = parse_spec({"rows": [{"id": "hog", "preset": "cpu-hog-svm", "overrides": {"encoder_lr_scale": 10}}]},
+                         source="t.toml")
+    with pytest.raises(SpecError, match="'encoder_lr_scale' is not an entry"):
+        execute.plan(classic, {"default": store.path}, execute.Budget())

@@ -34,7 +34,8 @@ import numpy as np
 
 from r2cnn.errors import MissingResource, R2CNNError
 from r2cnn.experiments import protocols
-from r2cnn.experiments.runners import NeuralRunner, get_runner, runner_kind, write_json_atomic
+from r2cnn.experiments.runners import (NeuralRunner, get_runner, runner_kind, takes_optional_entry,
+                                       write_json_atomic)
 from r2cnn.experiments.spec import Row, Spec, SpecError, apply_overrides
 
 
@@ -139,11 +140,9 @@ def plan(spec: Spec, data: dict[str, Path], budget: Budget, only: list[str] | No
 
 
 def _has_entry(config: dict, key: str) -> bool:
-    from r2cnn.engine.train import OPTIONAL_ENTRIES
-
     head, dot, sub = key.partition(".")
-    if not dot and head in OPTIONAL_ENTRIES:  # an engine entry a network preset may leave out
-        return runner_kind(config) == "neural"
+    if not dot and takes_optional_entry(config, head):
+        return True
     return head in config and (not dot or (isinstance(config[head], dict) and sub in config[head]))
 
 

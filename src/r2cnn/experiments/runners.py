@@ -38,6 +38,15 @@ def runner_kind(preset: dict) -> str:
     return preset.get("runner", "neural")
 
 
+def takes_optional_entry(preset: dict, key: str) -> bool:
+    """Whether ``key`` is an engine entry a network preset may leave out (``OPTIONAL_ENTRIES`` of
+    :mod:`r2cnn.engine.train`, e.g. ``encoder_lr_scale``) and ``preset`` is a network's: a classic row has no
+    optimiser for it to reach."""
+    from r2cnn.engine.train import OPTIONAL_ENTRIES
+
+    return key in OPTIONAL_ENTRIES and runner_kind(preset) == "neural"
+
+
 def get_runner(preset: dict, neural: "NeuralRunner"):
     """The runner object for ``preset`` (``neural`` is the configured :class:`NeuralRunner`)."""
     kind = runner_kind(preset)

@@ -241,13 +241,15 @@ def apply_overrides(config: dict, overrides: dict, where: str) -> dict:
     import copy
 
     from r2cnn.engine.train import OPTIONAL_ENTRIES
+    from r2cnn.experiments.runners import takes_optional_entry
 
     out = copy.deepcopy(config)
     for key, value in overrides.items():
         head, dot, sub = key.partition(".")
-        if head not in out and not (head in OPTIONAL_ENTRIES and not dot):
+        if head not in out and not (not dot and takes_optional_entry(out, head)):
+            optional = [k for k in OPTIONAL_ENTRIES if takes_optional_entry(out, k)]
             raise SpecError(f"{where}: field 'overrides': {head!r} is not an entry of the preset "
-                            f"(entries: {', '.join([*out, *OPTIONAL_ENTRIES])})")
+                            f"(entries: {', '.join([*out, *optional])})")
         if dot:
             if not isinstance(out[head], dict):
                 raise SpecError(f"{where}: field 'overrides': {head!r} is not a table, so {key!r} cannot be set")
