@@ -5,7 +5,7 @@ import pickle
 
 import numpy as np
 import pytest
-from hypothesis import example, given, settings, strategies as st
+from hypothesis import example, given, strategies as st
 
 from r2cnn.data import transforms as T
 from r2cnn.errors import R2CNNError
@@ -68,7 +68,6 @@ def test_normalize_keeps_input_unchanged():
 
 # ---------------------------------------------------------------------------------------------- RDP
 
-@settings(max_examples=60, deadline=None)
 @given(st.integers(0, 2**31), st.floats(0.0, 20.0))
 def test_rdp_matches_recursive_oracle(seed, eps):
     rng = np.random.default_rng(seed)
@@ -131,7 +130,6 @@ def test_simplify_cap_with_equal_stroke_lengths_is_never_empty():
     np.testing.assert_array_equal(out.points[:, :2], [[0, 0], [0, 10], [0, 20]])
 
 
-@settings(max_examples=150, deadline=None)
 @given(st.integers(0, 2**31), st.integers(1, 20), st.integers(1, 8), st.booleans(), st.sampled_from([1e-3, 1.0, 1e30]))
 @example(seed=121814, strokes=8, cap=3, snap=True, scale=1.0)
 def test_simplify_any_cap_gives_a_valid_sketch_within_it(seed, strokes, cap, snap, scale):
@@ -292,7 +290,6 @@ def test_make_transform_rejects_bad_options(kwargs):
         T.make_transform(True, **kwargs)
 
 
-@settings(max_examples=80, deadline=None)
 @given(st.integers(0, 2**31), st.integers(1, 12), st.sampled_from(["human", "random"]),
        st.sampled_from([None, 3, 40]))
 @example(seed=121814, strokes=8, order="human", cap=3)  # found by a random run: the cap emptied the sketch
