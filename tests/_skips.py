@@ -45,7 +45,7 @@ def skip_summary(reasons: list[str], deselected: int = 0, markexpr: str = "") ->
     line = "skipped: " + ", ".join(parts) if parts else ""
     if deselected:
         what = (f"{_plural(deselected, 'slow')} (run `make test-all`)" if markexpr.strip() == "not slow"
-                else f"{deselected} test{'' if deselected == 1 else 's'} (-m {markexpr!r})")
+                else f"{deselected} test{'' if deselected == 1 else 's'} (not selected by -m/-k)")
         line += ("; " if line else "") + "deselected: " + what
     return line or None
 
