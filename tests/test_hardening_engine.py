@@ -173,7 +173,7 @@ def test_torch_load_failures_are_described_in_whole_words():
     (["--workers", "-1"], "argument --workers: must be 0 or more"),
     (["--max-minutes", "0"], "argument --max-minutes: must be > 0"),
     (["--steps", "abc"], "argument --steps: not an integer"),
-    (["--set", 'model_options={"hidden": -5}'], "model option hidden must be an integer >= 1, not -5"),
+    (["--set", 'model_options={"hidden": -5}'], "model option hidden must be an integer from 1 to 4096, not -5"),
     (["--set", 'model_options={"dropout": 1.5}'], "model option dropout"),
     (["--set", 'model_options={"canvas": "big"}'], "model option canvas"),
 ])

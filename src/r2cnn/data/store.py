@@ -59,7 +59,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from r2cnn.data.formats.common import make_folder
+from r2cnn.data.formats.common import make_folder, replace_durably
 from r2cnn.errors import ErrorPolicy, R2CNNError, SketchFormatError
 from r2cnn.sketch import Sketch
 
@@ -582,7 +582,7 @@ def _swap_into_place(tmp: Path, out: Path) -> None:
             raise R2CNNError(f"{out}: exists and is not a sketch store; refusing to replace it")
         old = out.with_name(f"{out.name}.old-{uuid.uuid4().hex[:8]}")
         os.replace(out, old)
-    os.replace(tmp, out)
+    replace_durably(tmp, out)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 

@@ -223,13 +223,17 @@ class AtomicWriter:
 
 def replace_durably(tmp: Path, path: Path) -> None:
     """Rename the finished, closed file ``tmp`` onto ``path`` so that a power cut leaves the old file or the whole
-    new one: fsync ``tmp``'s data, ``os.replace``, fsync the folder (the rename itself). The last step is not
+    new one: fsync ``tmp``'s data, ``os.replace``, fsync the folder (the rename itself). ``tmp`` may be a folder
+    built in one go (a store): the files directly in it are fsynced first, then the folder. The last step is not
     possible on every platform or file system, hence its guard."""
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    tmp = Path(tmp)
+    files = [p for p in tmp.iterdir() if p.is_file() and not p.is_symlink()] if tmp.is_dir() else []
+    for name in [*files, tmp]:
+        fd = os.open(name, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
     os.replace(tmp, path)
     try:
         fd = os.open(Path(path).parent, os.O_RDONLY)
