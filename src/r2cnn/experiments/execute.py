@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -186,7 +187,6 @@ PREDICTION_ARRAYS = ("index", "label", "top5", "correct", "seed", "fold", "step_
 
 def load_predictions(path: Path) -> dict:
     """What :func:`save_predictions` wrote; an empty, torn or foreign file is a one-line error naming it."""
-    fix = "remove it and run the experiment again to predict anew"
     try:
         with np.load(path, allow_pickle=False) as z:
             if not isinstance(z, np.lib.npyio.NpzFile):
@@ -201,9 +201,10 @@ def load_predictions(path: Path) -> dict:
             d[k] = float(d[k])
     except OSError as e:
         raise R2CNNError(f"{path}: cannot read ({e.strerror or e})") from None
-    except Exception as e:  # zipfile.BadZipFile, EOFError, ValueError, TypeError: a torn or foreign file
+    except (zipfile.BadZipFile, EOFError, ValueError, TypeError, AttributeError) as e:  # a torn or foreign file
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise R2CNNError(f"{path}: damaged predictions ({reason}); {fix}") from None
+        raise R2CNNError(f"{path}: damaged predictions ({reason}); remove it and run the experiment again to "
+                         f"predict anew") from None
     d["fold"] = None if d["fold"] < 0 else d["fold"]
     return d
 
