@@ -405,8 +405,8 @@ def test_a_tiny_or_zero_size_drawing_is_a_dot_not_nan(tmp_path, extent):
         out = normalize(Sketch(points))
     assert np.isfinite(out.points).all() and (out.points[:, :2] == 0).all()
     # and through a store and the training transform, as `prepare` and the loader see it
-    store = build_store([Sketch(points, "dot")] * 4 + [Sketch(np.array([[0, 0, 0], [5, 5, 1]], np.float32), "line")] * 4,
-                        tmp_path / "store", split_sizes=(4, 2, 2))
+    line = Sketch(np.array([[0, 0, 0], [5, 5, 1]], np.float32), "line")
+    store = build_store([Sketch(points, "dot")] * 4 + [line] * 4, tmp_path / "store", split_sizes=(4, 2, 2))
     tf = make_transform(True, rdp_epsilon=1.0, deform=1.0)
     for i in range(len(store)):
         assert np.isfinite(tf(store[i], np.random.default_rng(i)).points).all()

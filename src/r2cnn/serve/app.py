@@ -15,8 +15,8 @@ Bad input gets a 4xx answer with a one-line ``message``: a body over :attr:`Limi
 (413) before it is parsed; malformed JSON, wrong shapes, non-numbers, NaN or infinity, an empty drawing, too many
 strokes or points get 422 naming the field; a body that cannot be parsed at all (not UTF-8, nested too deeply, a
 number of thousands of digits) gets 400, with its ``message`` too; on the loopback default, a ``Host`` header other
-than the server's own names gets 400 (:class:`HostCheck`). Prediction runs in the server's thread pool (a plain ``def``
-endpoint), never on the event loop; :class:`~r2cnn.serve.recognizer.Recognizer` serialises model calls.
+than the server's own names gets 400 (:class:`HostCheck`). Prediction runs in the server's thread pool (a plain
+``def`` endpoint), never on the event loop; :class:`~r2cnn.serve.recognizer.Recognizer` serialises model calls.
 """
 
 from __future__ import annotations
@@ -200,7 +200,8 @@ def create_app(recognizer, limits: Limits = Limits(), hosts: Sequence[str] | Non
     async def _http_error(request: Request, exc: StarletteHTTPException):
         # FastAPI's own 4xx (404, 405, and 400 for a body it cannot parse) with the one-line message every error
         # answer has
-        message = _unparsable_body(exc.__cause__) if exc.status_code == 400 else str(exc.detail)
+        parse_error = exc.status_code == 400 and exc.__cause__ is not None
+        message = _unparsable_body(exc.__cause__) if parse_error else str(exc.detail)
         return JSONResponse({"detail": exc.detail, "message": message}, status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 
