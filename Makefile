@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export MALLOC_MMAP_THRESHOLD_ := 1000000000
 export MALLOC_TRIM_THRESHOLD_ := 1000000000
 
-.PHONY: setup demo test test-all clean
+.PHONY: setup demo test test-all test-explore clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,10 +19,15 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/r2cnn demo --out runs/demo
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -q -m "not slow"
+	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -q -m "not slow"
 
 test-all: $(VENV)/.installed
-	$(PY) -m pytest -q
+	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -q
+
+# the property tests with fresh random examples (Hypothesis profile `explore`, tests/conftest.py): run before you
+# stop; a case it finds becomes an explicit @example
+test-explore: $(VENV)/.installed
+	HYPOTHESIS_PROFILE=explore FUZZ_N=1000 $(PY) -m pytest -q -m "hypothesis and not slow"
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis

@@ -5,6 +5,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import settings
+
+from _skips import pytest_sessionfinish  # noqa: F401  (the hook: the run ends with one line on what was skipped)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -13,6 +16,14 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 # before any test module is imported.
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+
+# Hypothesis: `ci` (the default, `make test`, `.ci/run`) draws the same examples on every run, so a commit passes
+# or fails for good; `explore` (`make test-explore`) draws fresh random ones, 10x more, to find new cases, which
+# then become explicit @example()s. HYPOTHESIS_PROFILE picks another. (A test that sets its own max_examples keeps
+# it in both; tests/test_formats_fuzz.py takes its count from FUZZ_N.)
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True, database=None, max_examples=100)
+settings.register_profile("explore", derandomize=False, deadline=None, print_blob=True, max_examples=1000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")

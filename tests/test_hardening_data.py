@@ -379,3 +379,34 @@ def test_download_list_needs_no_dataset(capsys):
     assert len(names) == 345 and "power outlet" in names
     assert main(["download"]) == 2
     assert "quickdraw" in one_line_error(capsys)
+
+
+# --- Round 3 audit 5: a FIFO input, and degenerate extents never normalised to NaN ------------------------------
+
+def test_a_fifo_input_says_it_is_not_a_regular_file(tmp_path, capsys):
+    from r2cnn.data.formats import find_sketch_files
+
+    fifo = tmp_path / "pipe.ndjson"
+    os.mkfifo(fifo)
+    with pytest.raises(R2CNNError, match="is not a regular file \\(a named pipe\\)"):
+        find_sketch_files(fifo)
+    with pytest.raises(R2CNNError, match="no such file or folder"):
+        find_sketch_files(tmp_path / "absent.ndjson")
+    assert main(["convert", str(fifo), str(tmp_path / "out.ndjson")]) == 2
+    assert "is not a regular file" in one_line_error(capsys)
+
+
+@pytest.mark.parametrize("extent", [1e-38, 1e-40, 1e-45, 0.0])
+def test_a_tiny_or_zero_size_drawing_is_a_dot_not_nan(tmp_path, extent):
+    from r2cnn.data.transforms import make_transform, normalize
+
+    points = np.array([[0, 0, 0], [extent, extent / 2, 0], [extent / 3, extent, 1]], np.float32)
+    with np.errstate(all="raise"):  # no overflow on the way either
+        out = normalize(Sketch(points))
+    assert np.isfinite(out.points).all() and (out.points[:, :2] == 0).all()
+    # and through a store and the training transform, as `prepare` and the loader see it
+    line = Sketch(np.array([[0, 0, 0], [5, 5, 1]], np.float32), "line")
+    store = build_store([Sketch(points, "dot")] * 4 + [line] * 4, tmp_path / "store", split_sizes=(4, 2, 2))
+    tf = make_transform(True, rdp_epsilon=1.0, deform=1.0)
+    for i in range(len(store)):
+        assert np.isfinite(tf(store[i], np.random.default_rng(i)).points).all()

@@ -173,7 +173,7 @@ def test_torch_load_failures_are_described_in_whole_words():
     (["--workers", "-1"], "argument --workers: must be 0 or more"),
     (["--max-minutes", "0"], "argument --max-minutes: must be > 0"),
     (["--steps", "abc"], "argument --steps: not an integer"),
-    (["--set", 'model_options={"hidden": -5}'], "model option hidden must be an integer >= 1, not -5"),
+    (["--set", 'model_options={"hidden": -5}'], "model option hidden must be an integer from 1 to 4096, not -5"),
     (["--set", 'model_options={"dropout": 1.5}'], "model option dropout"),
     (["--set", 'model_options={"canvas": "big"}'], "model option canvas"),
 ])
@@ -493,3 +493,177 @@ def test_device_means_the_same_in_every_command():
         (action,) = [a for a in _options(_command_parser(name)[1]) if a.dest == "device"]
         devices.append((action.default, tuple(action.choices), action.help))
     assert len(set(devices)) == 1 and devices[0][0] == "auto"
+
+
+# --- Round 3 audit 3: one experiment per folder, and a folder keeps its spec ------------------------------------
+
+EXPERIMENT_SPEC = '[[rows]]\nid = "only"\npreset = "cpu-cnn"\n'
+
+
+def _experiment_args(store, spec, out, *extra):
+    return ["experiment", spec, "--data", store, "--out", out, "--steps", "1", "--workers", "0", "--bootstrap",
+            "50", "--set", "batch_size=4", "--set", "model_options.canvas=16", "--set", "model_options.width=8",
+            *extra]
+
+
+def test_a_second_experiment_on_one_folder_is_refused(store, tmp_path, capsys):
+    from r2cnn.data.store import one_writer_at_a_time
+
+    spec = tmp_path / "one.toml"
+    spec.write_text(EXPERIMENT_SPEC)
+    out = tmp_path / "exp"
+    with one_writer_at_a_time(out, print, command="r2cnn experiment", wait=False):  # as a running experiment does
+        line = one_line_error(capsys, _experiment_args(store, spec, out))
+        assert "another `r2cnn experiment` is writing this folder" in line and str(out) in line
+        with pytest.raises(R2CNNError, match="another"):  # the same in one process (a second thread)
+            with one_writer_at_a_time(out, print, command="r2cnn experiment", wait=False):
+                pass
+    assert not (out / "rows").exists()  # nothing was trained by the refused run
+    assert main([str(a) for a in _experiment_args(store, spec, out)]) == 0  # and once the lock is gone, it runs
+    assert not list(tmp_path.glob(".*.lock"))
+
+
+def test_another_spec_into_an_existing_experiment_folder_is_refused(store, tmp_path, capsys):
+    first, second = tmp_path / "first.toml", tmp_path / "second.toml"
+    first.write_text(EXPERIMENT_SPEC)
+    second.write_text(EXPERIMENT_SPEC)
+    out = tmp_path / "exp"
+    assert main([str(a) for a in _experiment_args(store, first, out)]) == 0
+    capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in out.glob("results.*")} | {
+        "experiment.json": (out / "experiment.json").read_bytes()}
+    for extra in ([], ["--report-only"]):
+        line = one_line_error(capsys, _experiment_args(store, second, out, *extra))
+        assert str(out) in line and "'first'" in line and "'second'" in line, line
+    assert before == {p.name: p.read_bytes() for p in out.glob("results.*")} | {
+        "experiment.json": (out / "experiment.json").read_bytes()}
+    assert main([str(a) for a in _experiment_args(store, first, out, "--report-only")]) == 0  # its own spec: fine
+
+
+# --- Round 3 audit 4: sizes bounded, deep --set, --bootstrap, damaged experiment files, durable writes ----------
+
+@pytest.mark.parametrize("setting", ['model_options={"canvas": 100000}', 'model_options={"hidden": 10000000}',
+                                     'model_options={"width": 100000}', "batch_size=1000000000"])
+def test_huge_sizes_are_one_line_errors_before_anything_is_allocated(store, tmp_path, capsys, setting):
+    name = setting.split('"')[1] if '"' in setting else setting.split("=")[0]
+    argv = train_args(store, tmp_path / "run", "--set", setting)
+    if name == "batch_size":
+        argv[argv.index("--batch-size") + 1] = "1000000000"
+    line = one_line_error(capsys, argv)
+    assert name in line and "from" in line, line
+
+
+def test_a_checkpoint_with_a_huge_canvas_is_refused_at_predict(run_dir, tmp_path, capsys):
+    ckpt = load_checkpoint(run_dir / "best.pt")
+    ckpt["config"]["model_options"]["canvas"] = 100000
+    save_atomic(ckpt, tmp_path / "huge.pt")
+    sketch = tmp_path / "a.ndjson"
+    sketch.write_text('{"drawing": [[[0, 10], [0, 10]]], "word": "x"}\n')
+    line = one_line_error(capsys, ["predict", "--checkpoint", tmp_path / "huge.pt", sketch])
+    assert str(tmp_path / "huge.pt") in line and "canvas" in line and "1024" in line, line
+
+
+@pytest.mark.parametrize("value", ["[" * 5000, "[" * 5000 + "]" * 5000, "1" * 5000, '{"a":' * 20 + "1" + "}" * 20])
+def test_hostile_set_values_are_one_line_errors(capsys, tmp_path, value):
+    line = one_line_error(capsys, ["train", "--preset", "cpu-r2cnn", "--data", tmp_path, "--out", tmp_path / "r",
+                                   "--set", f"lr={value}"])
+    assert "--set lr" in line and len(line) < 300, line
+
+
+def test_bootstrap_is_bounded(store, tmp_path, capsys):
+    line = one_line_error(capsys, ["experiment", "table2-cpu", "--data", store, "--out", tmp_path, "--report-only",
+                                   "--bootstrap", "1000000000000"])
+    assert "--bootstrap must be at most 100000" in line
+
+
+def test_damaged_experiment_files_are_one_line_errors_naming_them(store, tmp_path, capsys):
+    spec = tmp_path / "one.toml"
+    spec.write_text(EXPERIMENT_SPEC)
+    out = tmp_path / "exp"
+    assert main([str(a) for a in _experiment_args(store, spec, out)]) == 0
+    capsys.readouterr()
+    preds = out / "rows" / "only" / "seed0" / "predictions.npz"
+    good = preds.read_bytes()
+    for damage in (good[: len(good) // 2], b"", b"not a zip at all"):
+        preds.write_bytes(damage)
+        line = one_line_error(capsys, _experiment_args(store, spec, out, "--report-only"))
+        assert str(preds) in line and "damaged predictions" in line, line
+    preds.write_bytes(good)
+    row = out / "rows" / "only" / "row.json"
+    for damage in ("", "{\"config\": ", "[1, 2]"):
+        row.write_text(damage)
+        line = one_line_error(capsys, _experiment_args(store, spec, out))
+        assert str(row) in line and "damaged" in line, line
+
+
+def test_atomic_writes_are_fsynced_through_the_one_helper(tmp_path, monkeypatch):
+    """Every atomic writer (checkpoints, classic models, predictions, experiment JSON, results, converted files)
+    goes through AtomicWriter, which fsyncs the data before the rename and the folder after it."""
+    from r2cnn.classic.modelfile import save_model
+    from r2cnn.experiments.execute import save_predictions
+    from r2cnn.experiments.runners import write_json_atomic
+
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(os.readlink(f"/proc/self/fd/{fd}")) or real_fsync(fd))
+    writers = {"ckpt.pt": lambda p: save_atomic({"a": 1}, p),
+               "model.npz": lambda p: save_model(p, {"k": 1}, {"part": {"x": np.zeros(2)}}),
+               "predictions.npz": lambda p: save_predictions(p, {"index": [0], "label": [1], "top5": [[1]]}, 0, None),
+               "row.json": lambda p: write_json_atomic(p, {"a": 1})}
+    for name, write in writers.items():
+        synced.clear()
+        write(tmp_path / name)
+        assert any(f".{name}.part" in s for s in synced), (name, synced)  # the data, under its temporary name
+        assert str(tmp_path) in synced, (name, synced)  # the folder, after the rename
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+# --- Round 3 audit 5: spec ids, predict's text output, resume length, report --out -------------------------------
+
+@pytest.mark.parametrize("rid", ["a\n", "a\nb", "a ", "../a", ".a", ""])
+def test_spec_row_ids_must_be_plain_names(rid):
+    from r2cnn.experiments.spec import SpecError, parse_spec
+
+    with pytest.raises(SpecError, match="field 'id'"):
+        parse_spec({"rows": [{"id": rid, "preset": "cpu-cnn"}]}, source="t.toml")
+    assert parse_spec({"rows": [{"id": "a.b-c_1", "preset": "cpu-cnn"}]}).rows[0].id == "a.b-c_1"
+
+
+def test_predict_quotes_a_file_name_with_a_newline(run_dir, tmp_path, capsys):
+    odd = tmp_path / "two\nlines.ndjson"
+    odd.write_text('{"drawing": [[[0, 10, 20], [0, 10, 0]]], "word": "x"}\n')
+    plain = tmp_path / "plain.ndjson"
+    plain.write_text(odd.read_text())
+    assert main(["predict", "--checkpoint", str(run_dir / "best.pt"), str(odd), str(plain)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2, lines  # one line per sketch, whatever the names hold
+    assert lines[0].startswith(json.dumps(str(odd)) + ":1: ") and lines[1].startswith(f"{plain}:1: ")
+
+
+def test_resume_with_another_length_says_why_not(store, run_dir, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    before = (run / "last.pt").read_bytes()
+    base = ["train", "--data", store, "--out", run, "--resume", "--workers", "0"]
+    line = one_line_error(capsys, [*base, "--steps", "25"])
+    assert "a run of 2 steps" in line and "--steps 25" in line and "--init-from" in line, line
+    assert "--epochs 3" in one_line_error(capsys, [*base, "--epochs", "3"])
+    assert (run / "last.pt").read_bytes() == before
+    assert main([str(a) for a in [*base, "--steps", "2"]]) == 0  # its own length: resumes (already finished)
+
+
+def test_report_does_not_replace_a_file_it_did_not_write(tiny_runs, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_runs.r2cnn, run)
+    notes = tmp_path / "existing.txt"
+    notes.write_text("my notes\n")
+    argv = ["report", run, "--data", tiny_runs.store, "--out", notes, "--examples", "1", "--deletion-k", ""]
+    line = one_line_error(capsys, argv)
+    assert str(notes) in line and "--force" in line and notes.read_text() == "my notes\n"
+    assert "is a folder" in one_line_error(capsys, [*argv[:4], "--out", tmp_path, *argv[6:]])
+    assert main([str(a) for a in [*argv, "--force"]]) == 0 and "r2cnn report" in notes.read_text()
+    assert main([str(a) for a in argv]) == 0  # its own report: replaced without --force

@@ -134,6 +134,9 @@ BAD_BODIES = {
     "empty body": ("", "body"),
     "top_k 0": ('{"drawing": [[[1], [2]]], "top_k": 0}', "top_k"),
     "top_k string": ('{"drawing": [[[1], [2]]], "top_k": "all"}', "top_k"),
+    "top_k numeric string": ('{"drawing": [[[1], [2]]], "top_k": "5"}', "top_k"),
+    "top_k true": ('{"drawing": [[[1], [2]]], "top_k": true}', "top_k"),
+    "top_k float": ('{"drawing": [[[1], [2]]], "top_k": 5.0}', "top_k"),
     "too many strokes": (json.dumps({"drawing": [[[1], [2]]] * (MAX_STROKES + 1)}), "drawing"),
     "too many points in a stroke": (json.dumps({"drawing": [[[0] * (MAX_POINTS + 1)] * 2]}), "drawing.0.0"),
     "too many points in all": (json.dumps({"drawing": [[[0] * 100] * 2] * (MAX_POINTS // 100 + 1)}),
@@ -240,3 +243,102 @@ def test_bench_serve_small_load_has_no_errors(tiny_r2cnn_checkpoint, tmp_path):
     assert [v["n"] for v in results["latency_ms"].values()] == [3, 3, 16]
     assert all(0 < v["p50"] <= v["p99"] for v in results["latency_ms"].values())
     assert results["e2e_p50_over_predict"] > 0 and "end-to-end p50 (1 at a time)" in proc.stdout
+
+
+# --- Round 3 audit 5: unparsable bodies, Host header, /health, slow clients ---------------------------------
+
+@pytest.mark.parametrize("body, why", [
+    (b'{"drawing": [[[' + b"1" * 5000 + b"], [2]]]}", "thousands of digits"),
+    (b'{"drawing": ' + _nested(100_000).encode() + b"}", "nested too deeply"),
+    (b'{"drawing": [[[1], [2]]], "x": "\xff\xfe"}', "not UTF-8"),
+], ids=["5000 digits", "100k deep", "bad UTF-8"])
+def test_unparsable_bodies_get_400_with_a_message(client, body, why):
+    r = client.post("/api/predict", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400, (r.status_code, r.text)
+    message = r.json()["message"]
+    assert why in message and "\n" not in message, message
+
+
+def test_other_http_errors_carry_a_message_too(client):
+    r = client.get("/no/such/page")
+    assert r.status_code == 404 and r.json()["message"] == "Not Found"
+    assert client.get("/api/predict").json()["message"] == "Method Not Allowed"
+
+
+def test_top_k_as_a_json_integer_is_accepted(client):
+    r = client.post("/api/predict", json={"drawing": DRAWING, "top_k": 2})
+    assert r.status_code == 200 and len(r.json()["top"]) == 2
+
+
+def test_health_names_the_checkpoint_file_not_its_folder(predictor):
+    from r2cnn.serve import Recognizer, create_app
+
+    app = create_app(Recognizer(predictor, source="/home/someone/secret/runs/best.pt"))
+    health = TestClient(app).get("/health").json()
+    assert health["checkpoint"] == "best.pt" and "secret" not in json.dumps(health)
+
+
+def test_loopback_server_accepts_only_its_own_host_names(predictor):
+    from r2cnn.serve import Limits, Recognizer, create_app
+    from r2cnn.serve.server import loopback_hosts
+
+    assert loopback_hosts("0.0.0.0", 8000) is None and loopback_hosts("192.168.1.5", 8000) is None
+    assert "localhost" in loopback_hosts("127.0.0.1", 80) and "localhost" not in loopback_hosts("127.0.0.1", 8000)
+    app = create_app(Recognizer(predictor, source="tiny.pt"), Limits(), loopback_hosts("127.0.0.1", 8123))
+    for host in ("127.0.0.1:8123", "localhost:8123", "[::1]:8123", "LOCALHOST:8123"):
+        assert TestClient(app, base_url=f"http://{host}").get("/health").status_code == 200, host
+    ok = TestClient(app, base_url="http://127.0.0.1:8123")
+    for host in ("evil.example:8123", "127.0.0.1:9999", "127.0.0.1", "localhost", ""):
+        r = ok.get("/health", headers={"Host": host})
+        assert r.status_code == 400 and "Host header" in r.json()["message"], (host, r.text)
+        assert ok.post("/api/predict", json={"drawing": DRAWING}, headers={"Host": host}).status_code == 400
+
+
+def test_a_client_that_never_finishes_its_request_is_disconnected(predictor, monkeypatch):
+    """A slow client (a request head trickled byte by byte, or nothing at all) loses its connection after
+    HEAD_TIMEOUT, while a normal request on another connection is answered."""
+    import socket
+    import threading
+    import time
+
+    from r2cnn.serve import Recognizer, create_app
+    from r2cnn.serve import server as srv
+
+    monkeypatch.setattr(srv, "HEAD_TIMEOUT", 1.0)
+    sock = srv.listen("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    server = srv.make_server(create_app(Recognizer(predictor, source="tiny.pt")))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        silent = socket.create_connection(("127.0.0.1", port))
+        trickle = socket.create_connection(("127.0.0.1", port))
+        trickle.settimeout(0.2)
+        closed_after = None
+        start = time.monotonic()
+        for ch in b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 100:
+            try:
+                trickle.sendall(bytes([ch]))
+                if trickle.recv(1) == b"":
+                    closed_after = time.monotonic() - start
+                    break
+            except socket.timeout:
+                continue
+            except OSError:
+                closed_after = time.monotonic() - start
+                break
+        assert closed_after is not None and closed_after < 10, closed_after  # the byte trickle did not keep it open
+        silent.settimeout(10)
+        assert silent.recv(1) == b""  # closed, without a request ever made
+        with socket.create_connection(("127.0.0.1", port)) as normal:
+            normal.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            normal.settimeout(10)
+            assert normal.recv(1000).startswith(b"HTTP/1.1 200")
+        silent.close()
+        trickle.close()
+    finally:
+        server.should_exit = True
+        thread.join(30)

@@ -8,11 +8,11 @@ model never unpickles anything. Array names are ``"<part>/<name>"`` (e.g. ``"blo
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
+from r2cnn.data.formats.common import AtomicWriter
 from r2cnn.errors import R2CNNError
 
 FORMAT = "r2cnn-classic-1"
@@ -27,12 +27,8 @@ def save_model(path: Path, config: dict, parts: dict[str, dict[str, np.ndarray]]
     if any(a.dtype == object for a in arrays.values()):
         raise R2CNNError("classic model: refusing to store an object array (it would need pickle)")
     arrays[_CONFIG] = np.frombuffer(json.dumps(dict(config, format=FORMAT)).encode(), dtype=np.uint8)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with AtomicWriter(path, compress=False) as f:
         np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
     return path
 
 

@@ -6,6 +6,10 @@ import argparse
 
 from r2cnn.commands.options import add_device, resolve_device
 
+# More resamples than this change no reported digit and only cost memory and time (a user's typo of 10**12 would
+# ask for terabytes).
+MAX_BOOTSTRAP = 100_000
+
 HELP = "run a table of the paper (table1, table2, table3, their -cpu twins, or a TOML spec): resumable, with statistics"
 
 
@@ -30,7 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, help="data-loader workers (default: each preset's)")
     p.add_argument("--checkpoint-every", type=int, default=100, metavar="N",
                    help="write last.pt every N steps, so an interrupt loses little (default 100)")
-    p.add_argument("--bootstrap", type=int, default=10000, metavar="N", help="bootstrap resamples (default 10000)")
+    p.add_argument("--bootstrap", type=int, default=10000, metavar="N",
+                   help=f"bootstrap resamples (default 10000, at most {MAX_BOOTSTRAP})")
     p.add_argument("--measure-steps", type=int, default=2, metavar="N",
                    help="--dry-run: timed training steps per model (0: no measurement; default 2)")
 
@@ -60,6 +65,8 @@ def run(args) -> int:
     if not args.spec:
         raise R2CNNError(f"give a SPEC ({', '.join(BUILTIN)} or a TOML file)")
     _positive(args, ["epochs", "steps", "max_minutes", "train_subset", "bootstrap"])
+    if args.bootstrap > MAX_BOOTSTRAP:
+        raise R2CNNError(f"--bootstrap must be at most {MAX_BOOTSTRAP}, not {args.bootstrap}")
     if args.workers is not None and args.workers < 0:
         raise R2CNNError(f"--workers must be >= 0, not {args.workers}")
     spec = load_spec(args.spec)
@@ -88,19 +95,23 @@ def run(args) -> int:
         raise R2CNNError("--data STORE is required (a store made by `r2cnn prepare`)")
     out = Path(args.out)
     planned = execute.plan(spec, data, budget, only)
-    if not args.report_only:
-        from r2cnn.experiments.runners import NeuralRunner
-
-        neural = NeuralRunner(device=device, workers=args.workers, checkpoint_every=args.checkpoint_every)
-        execute.run_experiment(spec, out, planned, neural=neural)
-    elif not out.is_dir():
+    if args.report_only and not out.is_dir():
         raise R2CNNError(f"--report-only: {out} is not an experiment folder")
+    from r2cnn.data.store import one_writer_at_a_time
     from r2cnn.experiments import report
 
-    results = report.compute(spec, planned, execute.collect(out, planned), resamples=args.bootstrap,
-                             not_run=execute.not_run(out, planned),
-                             budgets=execute.recorded_budgets(out, planned))
-    paths = report.write_all(results, out)
+    # one invocation at a time per folder: a second one would train the same sub-runs into the same files
+    with one_writer_at_a_time(out, print, command="r2cnn experiment", wait=False):
+        execute.check_owner(out, spec)
+        if not args.report_only:
+            from r2cnn.experiments.runners import NeuralRunner
+
+            neural = NeuralRunner(device=device, workers=args.workers, checkpoint_every=args.checkpoint_every)
+            execute.run_experiment(spec, out, planned, neural=neural)
+        results = report.compute(spec, planned, execute.collect(out, planned), resamples=args.bootstrap,
+                                 not_run=execute.not_run(out, planned),
+                                 budgets=execute.recorded_budgets(out, planned))
+        paths = report.write_all(results, out)
     print(report.markdown(results))
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0

@@ -21,10 +21,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=positive_int, default=64, help="sketches classified at once")
 
 
-def _where(sketch) -> str:
+def _where(sketch, quote: bool = False) -> str:
+    """``SOURCE[:LINE]``; with ``quote``, a source with a newline or another unprintable character is shown as a
+    JSON string, so that each sketch stays on one line of the text output."""
     meta = sketch.meta
     pos = meta.get("line", meta.get("record"))
-    return f"{meta.get('source', '?')}" + (f":{pos}" if pos is not None else "")
+    source = str(meta.get("source", "?"))
+    if quote and not source.isprintable():
+        import json
+
+        source = json.dumps(source)
+    return source + (f":{pos}" if pos is not None else "")
 
 
 def run(args) -> int:
@@ -45,7 +52,7 @@ def run(args) -> int:
             print(json.dumps({"source": _where(sketch), "label": sketch.label,
                               "top": [{"class": c, "probability": p} for c, p in top]}, default=str))
         else:
-            print(f"{_where(sketch)}: " + ", ".join(f"{c} {p:.3f}" for c, p in top))
+            print(f"{_where(sketch, quote=True)}: " + ", ".join(f"{c} {p:.3f}" for c, p in top))
     if policy.skipped:
         print(policy.summary(), file=sys.stderr)
     return 0

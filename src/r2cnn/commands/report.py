@@ -17,6 +17,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="the store to evaluate on (default: the one of a saved evaluation in RUN_DIR)")
     p.add_argument("--split", default="test", choices=["train", "valid", "test"])
     p.add_argument("--out", metavar="FILE", help="default RUN_DIR/report.html")
+    p.add_argument("--force", action="store_true",
+                   help="replace --out even when it is not a report written by this command")
     p.add_argument("--examples", type=int, default=6, metavar="N", help="sketches in the attention overview")
     p.add_argument("--worst", type=int, default=3, metavar="N", help="worst classes shown with examples")
     p.add_argument("--deletion-k", type=parse_ks, default="1,2,3", metavar="K,K,...",
@@ -36,6 +38,7 @@ def run(args) -> int:
             raise R2CNNError(f"--{name.replace('_', '-')} must be >= 0, not {getattr(args, name)}")
     path = build_report(args.run_dir, checkpoint=args.checkpoint, data=args.data, split=args.split, out=args.out,
                         examples=args.examples, worst=args.worst, deletion_ks=args.deletion_k,
-                        deletion_max=args.deletion_max, seed=args.seed, device=resolve_device(args.device))
+                        deletion_max=args.deletion_max, seed=args.seed, device=resolve_device(args.device),
+                        force=args.force)
     print(f"report: {path}")
     return 0

@@ -37,7 +37,7 @@ def run(args) -> int:
     from r2cnn.engine.predict import Predictor
     from r2cnn.errors import R2CNNError
     from r2cnn.serve import Limits, Recognizer, create_app
-    from r2cnn.serve.server import URL_PREFIX, listen, run as run_server, url_of
+    from r2cnn.serve.server import URL_PREFIX, listen, loopback_hosts, run as run_server, url_of
 
     if not 0 <= args.port <= 65535:
         raise R2CNNError(f"--port must be in 0..65535, not {args.port}")
@@ -51,5 +51,6 @@ def run(args) -> int:
           f"checkpoint {checkpoint}); API docs at /docs; Ctrl-C stops", flush=True)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: listening on {args.host}: other machines can reach this server", flush=True)
-    run_server(create_app(recognizer, Limits(max_body_bytes=args.max_body_bytes)), sock, args.log_level)
+    hosts = loopback_hosts(args.host, sock.getsockname()[1])
+    run_server(create_app(recognizer, Limits(max_body_bytes=args.max_body_bytes), hosts), sock, args.log_level)
     return 0

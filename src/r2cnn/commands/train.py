@@ -80,12 +80,42 @@ def parse_overrides(items: list[str]) -> dict:
             raise R2CNNError(f"--set expects KEY=VALUE, not {item!r}")
         try:
             out[key] = json.loads(value)
-        except ValueError as e:
+        except RecursionError:
+            raise R2CNNError(f"--set {key}: the value is nested too deeply (a preset entry has at most "
+                             f"{_MAX_DEPTH} levels)") from None
+        except ValueError as e:  # JSONDecodeError; or an integer of thousands of digits
             if not _BARE_WORD.fullmatch(value):
-                raise R2CNNError(f"--set {key}: {value!r} is not JSON ({e.msg} at character {e.pos}); quote text "
-                                 f"as JSON, e.g. --set {key}='\"...\"'") from None
+                where = (f"{e.msg} at character {e.pos}" if isinstance(e, json.JSONDecodeError)
+                         else "a number of thousands of digits")
+                raise R2CNNError(f"--set {key}: {_shorten(value)!r} is not JSON ({where}); quote text as JSON, "
+                                 f"e.g. --set {key}='\"...\"'") from None
             out[key] = value
+        if _depth(out[key]) > _MAX_DEPTH:
+            raise R2CNNError(f"--set {key}: the value is nested too deeply (a preset entry has at most "
+                             f"{_MAX_DEPTH} levels)")
     return out
+
+
+# JSON nesting a preset entry may have (model_options.pretrained is 2 deep); deeper values only reach code that
+# recurses (merging, copying, checkpoints) and would fail there
+_MAX_DEPTH = 8
+
+
+def _depth(value) -> int:
+    """Nesting depth of a parsed JSON value (a scalar is 0); iterative, so any depth json accepted is measured."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        v, d = stack.pop()
+        deepest = max(deepest, d)
+        if isinstance(v, dict):
+            stack.extend((x, d + 1) for x in v.values())
+        elif isinstance(v, list):
+            stack.extend((x, d + 1) for x in v)
+    return deepest
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
 
 
 def run(args) -> int:

@@ -29,6 +29,7 @@ import urllib.request
 from pathlib import Path
 from typing import Callable, Sequence
 
+from r2cnn.data.formats.common import replace_durably
 from r2cnn.errors import R2CNNError
 
 BASE_URL = "https://storage.googleapis.com/quickdraw_dataset/full/"
@@ -211,7 +212,7 @@ def download_file(url: str, dest: Path, *, progress: bool | None = None, log: Ca
                          f"{md5[1]} header ({url}); run again to download it anew")
     if size is None and md5 is None:
         log(f"{dest}: not verified: the server sent neither a size nor a checksum ({got} bytes received)")
-    os.replace(part, dest)
+    replace_durably(part, dest)
     return status
 
 

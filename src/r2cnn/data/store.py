@@ -59,7 +59,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from r2cnn.data.formats.common import make_folder
+from r2cnn.data.formats.common import make_folder, replace_durably
 from r2cnn.errors import ErrorPolicy, R2CNNError, SketchFormatError
 from r2cnn.sketch import Sketch
 
@@ -411,7 +411,7 @@ def prepare(sources: Sequence[str | Path] = (), out: str | Path = "data/store", 
                "fold_valid_fraction": fold_valid_fraction if folds else None, "seed": seed,
                "label_field": label_field, "split_from_folders": split_from_folders, "on_error": policy.mode}
     inputs = _describe(files)
-    with _one_build_at_a_time(out, log):
+    with one_writer_at_a_time(out, log):
         if not force and _up_to_date(out, options, inputs):
             try:
                 store = SketchStore(out)
@@ -455,11 +455,13 @@ def _manifest_fields(files, inputs, options, builtin, seed, label_field, policy,
 
 
 @contextlib.contextmanager
-def _one_build_at_a_time(out: Path, log):
-    """Hold an exclusive ``flock`` on ``.OUT.lock`` beside ``out``, waiting (and saying so) while another process
-    holds it. The kernel releases a lock when its process dies, so a killed build never leaves a stale one. The
-    holder removes the file before releasing it; a waiter that then gets the lock of a removed file opens the
-    file again, so two builds never hold locks on two different files."""
+def one_writer_at_a_time(out: Path, log, *, command: str = "r2cnn prepare", wait: bool = True):
+    """Hold an exclusive ``flock`` on ``.OUT.lock`` beside ``out`` while one ``command`` writes ``out``: with
+    ``wait``, waiting (and saying so) while another process holds it, else refusing with a one-line
+    :class:`R2CNNError`. The kernel releases a lock when its process dies, so a killed writer never leaves a stale
+    one. The holder removes the file before releasing it; a waiter that then gets the lock of a removed file opens
+    the file again, so two writers never hold locks on two different files. (``prepare`` waits; ``experiment``
+    refuses, since the second run would only find the first one's work.)"""
     if fcntl is None:
         yield
         return
@@ -474,8 +476,12 @@ def _one_build_at_a_time(out: Path, log):
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            if not wait:
+                f.close()
+                raise R2CNNError(f"{out}: another `{command}` is writing this folder (lock: {lock_path}); wait for "
+                                 f"it to end, or use another folder") from None
             if not said:
-                log(f"{out}: waiting for another `r2cnn prepare` that is writing this store (lock: {lock_path})")
+                log(f"{out}: waiting for another `{command}` that is writing this folder (lock: {lock_path})")
                 said = True
             fcntl.flock(f, fcntl.LOCK_EX)
         try:
@@ -576,7 +582,7 @@ def _swap_into_place(tmp: Path, out: Path) -> None:
             raise R2CNNError(f"{out}: exists and is not a sketch store; refusing to replace it")
         old = out.with_name(f"{out.name}.old-{uuid.uuid4().hex[:8]}")
         os.replace(out, old)
-    os.replace(tmp, out)
+    replace_durably(tmp, out)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -786,7 +792,7 @@ def build_store(sketches: Iterable[Sketch], out: str | Path, *, split_sizes: Seq
                             "fold_valid_fraction": fold_valid_fraction if folds else None, "seed": seed},
                 "inputs": [], "skipped": {}}
 
-    with _one_build_at_a_time(Path(out), print):
+    with one_writer_at_a_time(Path(out), print):
         _write_store(Path(out), feed, seed=seed, split_sizes=split_sizes, folds=folds,
                      fold_valid_fraction=fold_valid_fraction)
     return SketchStore(out)

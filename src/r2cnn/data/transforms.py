@@ -75,18 +75,22 @@ def _bbox(points: np.ndarray) -> tuple[float, float, float, float]:
 # ----------------------------------------------------------------------------------------------------------------
 # normalisation
 
+_FLOAT32_TINY = float(np.finfo(np.float32).tiny)
+
 def normalize(sketch: Sketch, margin: float = 0.05) -> Sketch:
     """Map the sketch into [-1, 1]^2: the bounding box's longest side spans [-1 + margin, 1 - margin], centred.
 
     ``scale = (2 - 2 * margin) / max(w, h)`` applied around the bounding-box centre; y keeps pointing down. A
-    sketch whose points all coincide goes to the origin. Returns a new float32 sketch (pen_end unchanged).
+    sketch whose points all coincide goes to the origin, and so does one whose extent is below float32's smallest
+    normal number (~1.2e-38): its scale would overflow float32 (inf x 0 = NaN at the centre), and such a drawing is
+    a dot at any real scale. Returns a new float32 sketch (pen_end unchanged), always finite.
     """
     pts = sketch.points
     if len(pts) == 0:
         raise R2CNNError("cannot normalise an empty sketch (no points)")
     x0, y0, x1, y1 = _bbox(pts)
     size = max(x1 - x0, y1 - y0)
-    scale = (2.0 - 2.0 * margin) / size if size > 0 else 0.0
+    scale = (2.0 - 2.0 * margin) / size if size >= _FLOAT32_TINY else 0.0
     out = pts.copy()
     out[:, 0] = (pts[:, 0] - (x0 + x1) * 0.5) * scale
     out[:, 1] = (pts[:, 1] - (y0 + y1) * 0.5) * scale
@@ -198,20 +202,36 @@ def rdp(points_xy: np.ndarray, epsilon: float, *, segment_distance: bool = False
 
 
 def _cap_keep(thr: np.ndarray, bounds: np.ndarray, lengths: np.ndarray, max_points: int) -> np.ndarray:
-    """Keep mask with at most ``max_points`` points: the smallest RDP epsilon that meets the cap.
+    """Keep mask with at most ``max_points`` points (``1 <= max_points <`` the sketch's point count), never none.
 
-    Raising epsilon drops interior points in the order of their thresholds. Only if every stroke is already
-    reduced to its two end points are end points dropped, shortest strokes first: a stroke's last point goes
-    (the stroke becomes a dot), and with more strokes than ``max_points`` whole strokes, shortest first.
+    While the cap allows every stroke's end points, it is the smallest RDP epsilon that meets the cap: interior
+    points go in the order of their thresholds (equal thresholds go together, as when RDP is re-run with a larger
+    epsilon). Below that, no interior point is left and end points go, shortest strokes first (equal lengths: the
+    later stroke first), exactly ``max_points`` staying: first every stroke's last point, so strokes become dots and
+    each stroke keeps at least one point; only with a cap below the number of strokes do whole strokes go (their
+    remaining point), shortest first. Lengths are ranked, not mixed into the thresholds, so any coordinate scale
+    and any tie keep exactly this order.
     """
-    rank = thr.copy()
-    interior_max = np.max(thr[np.isfinite(thr)], initial=0.0)
-    tier = interior_max + 1.0
-    rel = lengths / (lengths.max() + 1.0)  # in [0, 1): orders strokes by length within a tier
-    rank[bounds[1:] - 1] = tier + rel
-    rank[bounds[:-1]] = 2 * tier + 1.0 + rel
-    cut = np.partition(rank, len(rank) - max_points - 1)[len(rank) - max_points - 1]
-    return rank > cut
+    num_strokes = len(bounds) - 1
+    ends = np.zeros(len(thr), bool)
+    ends[bounds[:-1]] = True
+    ends[bounds[1:] - 1] = True
+    spare = max_points - int(np.count_nonzero(ends))
+    if spare >= 0:
+        interior = thr[~ends]
+        keep = ends.copy()
+        if spare > 0:  # the largest epsilon that still keeps ``spare`` interior points (ties beyond it go too)
+            cut = np.partition(interior, len(interior) - spare - 1)[len(interior) - spare - 1]
+            keep[~ends] = interior > cut
+        return keep
+    # strokes from shortest to longest (equal lengths: later first); a one-point stroke's point counts as its first
+    by_length = np.lexsort((-np.arange(num_strokes), lengths))
+    last = bounds[1:][by_length] - 1
+    last = last[last != bounds[:-1][by_length]]
+    drop_order = np.concatenate([last, bounds[:-1][by_length]])
+    keep = ends.copy()
+    keep[drop_order[:len(drop_order) - max_points]] = False
+    return keep
 
 
 def simplify(sketch: Sketch, epsilon: float = 2.0, max_points: int | None = None, *,
@@ -221,7 +241,8 @@ def simplify(sketch: Sketch, epsilon: float = 2.0, max_points: int | None = None
 
     Equivalent to re-running RDP with growing epsilon until the cap holds, but done in one pass from
     :func:`rdp_thresholds`. Stroke end points survive any epsilon; see :func:`_cap_keep` for the rare case where
-    the cap is below twice the number of strokes.
+    the cap is below twice the number of strokes (strokes become dots, then the shortest go whole). The result
+    is never empty for a non-empty sketch.
     """
     if max_points is not None and max_points < 1:
         raise R2CNNError(f"max_points must be >= 1, not {max_points}")

@@ -22,51 +22,23 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from r2cnn.data.formats.common import AtomicWriter
 from r2cnn.errors import R2CNNError, describe_load_failure
 
 CHECKPOINT_FORMAT = 1
 
 
 def save_atomic(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save(obj)`` to ``path`` atomically (temp file + fsync + rename + directory fsync)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        # The previous checkpoint at `path` is untouched; only our partial temp file goes.
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename itself durable (POSIX); not possible on every platform, hence the guard."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    """``torch.save(obj)`` to ``path`` atomically (:class:`~r2cnn.data.formats.common.AtomicWriter`: temp file +
+    fsync + rename + folder fsync)."""
+    with AtomicWriter(Path(path), compress=False) as f:
+        torch.save(obj, f)
 
 
 # What every checkpoint holds (what evaluate and predict need), and what resuming a run needs on top.

@@ -47,7 +47,10 @@ def build_transform(config: dict, train: bool):
 def load_model(checkpoint: str, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """The trained model of a checkpoint, in eval mode on ``device``, and the checkpoint dict itself."""
     ckpt = load_checkpoint(checkpoint, map_location="cpu")
-    model = build_model(ckpt["config"], len(ckpt["classes"]), pretrained=False)
+    try:  # the options are checked (sizes bounded) before anything is allocated
+        model = build_model(ckpt["config"], len(ckpt["classes"]), pretrained=False)
+    except R2CNNError as e:
+        raise R2CNNError(f"{checkpoint}: {e}") from None
     load_weights(model, ckpt["model"], checkpoint)
     return model.to(device).eval(), ckpt
 

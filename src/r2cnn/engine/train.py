@@ -162,9 +162,9 @@ def _is_count(value) -> bool:
 _CONFIG_RULES = {
     "lr": (lambda v: _is_number(v) and v > 0, "a number > 0"),
     "weight_decay": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
-    "batch_size": (lambda v: _is_count(v) and v >= 1, "an integer >= 1"),
+    "batch_size": (lambda v: _is_count(v) and 1 <= v <= 65536, "an integer from 1 to 65536"),
     "epochs": (lambda v: _is_count(v) and v >= 1, "an integer >= 1"),
-    "num_workers": (lambda v: _is_count(v) and v >= 0, "an integer >= 0"),
+    "num_workers": (lambda v: _is_count(v) and 0 <= v <= 256, "an integer from 0 to 256"),
     "grad_clip": (lambda v: v is None or (_is_number(v) and v > 0), "null or a number > 0"),
     "optimizer": (lambda v: isinstance(v, str), "a name (adam, adamw, sgd)"),
     "amp": (lambda v: v in ("bf16", "fp16", "none"), "bf16, fp16 or none"),
@@ -261,6 +261,19 @@ def _remove(paths: list[Path]) -> None:
             path.unlink(missing_ok=True)
 
 
+def _check_resume_budget(opts: TrainOptions, config: dict, last_path: Path) -> None:
+    """A resumed run keeps its length: ``--steps``/``--epochs`` other than the stored ones is a one-line error
+    instead of being ignored (a run stored at 20 steps would stop at 20 under ``--steps 25`` without a word)."""
+    stored = f"{config['steps']} steps" if config.get("steps") else f"{config.get('epochs')} epochs"
+    asked = (f"--steps {opts.steps}" if opts.steps is not None and opts.steps != config.get("steps") else
+             f"--epochs {opts.epochs}" if opts.epochs is not None and (config.get("steps") or
+                                                                        opts.epochs != config.get("epochs")) else None)
+    if asked:
+        raise R2CNNError(f"--resume: {last_path} is a run of {stored}, and a resumed run keeps its length (its "
+                         f"learning-rate schedule and data order depend on it), so {asked} cannot apply; to train "
+                         f"further, start a new run from it: --init-from {last_path} {asked}")
+
+
 def _train_in(opts: TrainOptions) -> dict:
     run_dir = Path(opts.out)
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
@@ -271,6 +284,7 @@ def _train_in(opts: TrainOptions) -> dict:
             raise R2CNNError(f"--resume: {last_path} does not exist (nothing to resume)")
         ckpt = load_checkpoint(last_path, training_state=True)
         config = ckpt["config"]  # the run continues exactly as configured; only runtime options may change
+        _check_resume_budget(opts, config, last_path)
     else:
         config = make_config(opts)
     # Every rank has checked the folder before this rendezvous; only rank 0 clears it, after.

@@ -27,14 +27,16 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from r2cnn.data.formats.common import AtomicWriter
 from r2cnn.errors import MissingResource, R2CNNError
 from r2cnn.experiments import protocols
-from r2cnn.experiments.runners import (NeuralRunner, get_runner, runner_kind, takes_optional_entry,
+from r2cnn.experiments.runners import (NeuralRunner, get_runner, read_json, runner_kind, takes_optional_entry,
                                        write_json_atomic)
 from r2cnn.experiments.spec import Row, Spec, SpecError, apply_overrides
 
@@ -156,31 +158,54 @@ def _dependency_model(out: Path, dep: PlannedRow, seed: int, fold: int | None) -
     for cand in ((seed, fold), (seed, None), (first_seed, fold), (first_seed, None), subs[0]):
         if tuple(cand) in [tuple(s) for s in subs]:
             trained = out / "rows" / dep.row.id / subrun_name(*cand) / "trained.json"
-            return trained.parent / json.loads(trained.read_text())["model"]
+            return _trained_model(trained)
     raise AssertionError("unreachable: subs[0] is always a candidate")
+
+
+def _trained_model(trained: Path) -> Path:
+    """The model file a sub-run's ``trained.json`` names."""
+    model = read_json(trained).get("model")
+    if not isinstance(model, str):
+        raise R2CNNError(f"{trained}: damaged (no 'model' entry); remove it and run again")
+    return trained.parent / model
 
 
 def save_predictions(path: Path, pred: dict, seed: int, fold: int | None) -> None:
     """``predictions.npz``: index, label, top5, correct (top-1), seed, fold (-1: none), speed (NaN: unknown)."""
     label = np.asarray(pred["label"], np.int64)
     top5 = np.asarray(pred["top5"], np.int64).reshape(len(label), -1)
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez(tmp, index=np.asarray(pred["index"], np.int64), label=label, top5=top5,
-             correct=top5[:, 0] == label if len(label) else np.zeros(0, bool), seed=seed,
-             fold=-1 if fold is None else fold,
-             step_seconds=float(pred.get("step_seconds", np.nan)),
-             sketches_per_second=float(pred.get("sketches_per_second", np.nan)))
-    os.replace(tmp, path)
+    with AtomicWriter(path, compress=False) as f:
+        np.savez(f, index=np.asarray(pred["index"], np.int64), label=label, top5=top5,
+                 correct=top5[:, 0] == label if len(label) else np.zeros(0, bool), seed=seed,
+                 fold=-1 if fold is None else fold,
+                 step_seconds=float(pred.get("step_seconds", np.nan)),
+                 sketches_per_second=float(pred.get("sketches_per_second", np.nan)))
+
+
+PREDICTION_ARRAYS = ("index", "label", "top5", "correct", "seed", "fold", "step_seconds", "sketches_per_second")
 
 
 def load_predictions(path: Path) -> dict:
-    with np.load(path, allow_pickle=False) as z:
-        d = {k: z[k] for k in z.files}
-    for k in ("seed", "fold"):
-        d[k] = int(d[k])
+    """What :func:`save_predictions` wrote; an empty, torn or foreign file is a one-line error naming it."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                raise ValueError("not an .npz archive")
+            missing = [k for k in PREDICTION_ARRAYS if k not in z.files]
+            if missing:
+                raise ValueError(f"no {missing[0]!r} array")
+            d = {k: z[k] for k in z.files}
+        for k in ("seed", "fold"):
+            d[k] = int(d[k])
+        for k in ("step_seconds", "sketches_per_second"):
+            d[k] = float(d[k])
+    except OSError as e:
+        raise R2CNNError(f"{path}: cannot read ({e.strerror or e})") from None
+    except (zipfile.BadZipFile, EOFError, ValueError, TypeError, AttributeError) as e:  # a torn or foreign file
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise R2CNNError(f"{path}: damaged predictions ({reason}); remove it and run the experiment again to "
+                         f"predict anew") from None
     d["fold"] = None if d["fold"] < 0 else d["fold"]
-    for k in ("step_seconds", "sketches_per_second"):
-        d[k] = float(d[k])
     return d
 
 
@@ -192,6 +217,7 @@ def run_experiment(spec: Spec, out: Path, planned: list[PlannedRow], *, neural: 
                    runner_for=None, log=print) -> None:
     """Run the planned rows into ``out`` (see the module docstring). ``runner_for(config)`` picks a row's runner
     (default :func:`get_runner`; tests pass their own)."""
+    check_owner(out, spec)
     out.mkdir(parents=True, exist_ok=True)
     neural = neural or NeuralRunner()
     runner_for = runner_for or (lambda config: get_runner(config, neural))
@@ -220,13 +246,24 @@ def run_experiment(spec: Spec, out: Path, planned: list[PlannedRow], *, neural: 
         write_json_atomic(marker, {"reason": reason})
 
 
+def check_owner(out: Path, spec: Spec) -> None:
+    """Refuse ``out`` when it holds another spec's experiment: its rows, ``results.*`` and ``experiment.json``
+    would be mixed with or replaced by this spec's."""
+    f = out / "experiment.json"
+    if f.exists():
+        before = read_json(f).get("spec")
+        if before != spec.name:
+            raise R2CNNError(f"{out}: holds the experiment of spec {before!r}, not {spec.name!r}; use another --out "
+                             f"for {spec.name!r}")
+
+
 def not_run(out: Path, planned: list[PlannedRow]) -> dict[str, str]:
     """Row id -> why it did not run, for the rows without ``done.json`` that were skipped (see ``SKIPPED``)."""
     reasons = {}
     for p in planned:
         f = out / "rows" / p.row.id / SKIPPED
         if f.exists() and not (out / "rows" / p.row.id / "done.json").exists():
-            reasons[p.row.id] = json.loads(f.read_text())["reason"]
+            reasons[p.row.id] = read_json(f).get("reason", "")
     return reasons
 
 
@@ -246,7 +283,7 @@ def _run_row(p: PlannedRow, row_dir: Path, out: Path, by_id: dict, runner, log) 
                                  steps=p.steps, max_minutes=p.minutes, init_from=init, resume=resume,
                                  train_subset=p.train_subset)
             write_json_atomic(trained, {"model": os.path.relpath(model, sub)})
-        model = sub / json.loads(trained.read_text())["model"]
+        model = _trained_model(trained)
         log(f"[{p.row.id}] predicting the test split of {sub.name}")
         save_predictions(sub / "predictions.npz", runner.predict(model, Path(p.data), "test", fold), seed, fold)
     write_json_atomic(row_dir / "done.json", {"subruns": [subrun_name(*s) for s in p.subruns]})
@@ -260,7 +297,7 @@ def _check_plan(row_dir: Path, p: PlannedRow) -> None:
     f = row_dir / "row.json"
     now = p.describe()
     if f.exists():
-        before = json.loads(f.read_text())
+        before = read_json(f)
         # A preset's description is prose, not a setting: rewording it does not make a finished row stale.
         before["config"] = {**before.get("config", {}), "description": now["config"].get("description")}
         started = any((row_dir / subrun_name(*sub)).exists() for sub in before.get("subruns", []))
@@ -272,7 +309,7 @@ def _check_plan(row_dir: Path, p: PlannedRow) -> None:
                 raise R2CNNError(f"{row_dir}: row {p.row.id} was run with another {key!r} ({before.get(key)!r}, "
                                  f"now {now.get(key)!r}); use a new --out, or remove that row's folder to run it again")
             done = row_dir / "done.json"
-            if done.exists() and json.loads(done.read_text())["subruns"] != [subrun_name(*s) for s in p.subruns]:
+            if done.exists() and read_json(done).get("subruns") != [subrun_name(*s) for s in p.subruns]:
                 done.unlink()
             write_json_atomic(f, now)
     else:
@@ -286,7 +323,7 @@ def recorded_budgets(out: Path, planned: list[PlannedRow]) -> dict[str, dict]:
     for p in planned:
         f = out / "rows" / p.row.id / "row.json"
         if f.exists():
-            ran = json.loads(f.read_text())
+            ran = read_json(f)
             result[p.row.id] = {k: ran.get(k) for k in ("epochs", "steps", "minutes", "train_subset")}
     return result
 

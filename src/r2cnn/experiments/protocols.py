@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from r2cnn.data.formats.common import replace_durably
 from r2cnn.data.store import MANIFEST, SPLIT_CODE, SketchStore
 from r2cnn.errors import R2CNNError
 
@@ -107,7 +108,7 @@ def subset_view(store: SketchStore, out: Path, fold: int | None, train_subset: i
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
         if out.exists():
             shutil.rmtree(out)
-        os.replace(tmp, out)
+        replace_durably(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -12,8 +12,10 @@ import json
 import math
 from pathlib import Path
 
+from r2cnn.data.formats.common import AtomicWriter
 from r2cnn.experiments import stats
 from r2cnn.experiments.execute import PlannedRow
+from r2cnn.experiments.runners import write_json_atomic
 from r2cnn.experiments.spec import Spec
 
 CSV_FIELDS = ["id", "label", "preset", "protocol", "subruns", "top1_mean", "top1_std", "ci95_low", "ci95_high",
@@ -163,7 +165,8 @@ def bar_chart(results: dict, path: Path) -> None:
         ref = next((r["label"] for r in rows if r["id"] == results["reference"]), results["reference"])
         dax.set_xlabel(f"Δ top-1 vs {ref} (points, paired 95% CI)", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with AtomicWriter(path, compress=False) as f:
+        fig.savefig(f, dpi=120, format="png")
     plt.close(fig)
 
 
@@ -171,7 +174,7 @@ def write_all(results: dict, out: Path) -> list[Path]:
     """results.json, results.csv, results.md and results.png in ``out``."""
     out = Path(out)
     paths = [out / "results.json", out / "results.csv", out / "results.md", out / "results.png"]
-    paths[0].write_text(json.dumps(results, indent=1))
+    write_json_atomic(paths[0], results)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
     writer.writeheader()
@@ -180,8 +183,9 @@ def write_all(results: dict, out: Path) -> list[Path]:
         if r["id"] == results["reference"]:
             row["verdict"] = "reference"
         writer.writerow(row)
-    paths[1].write_text(buf.getvalue())
-    paths[2].write_text(markdown(results))
+    for path, text in ((paths[1], buf.getvalue()), (paths[2], markdown(results))):
+        with AtomicWriter(path, compress=False) as f:
+            f.write(text.encode())
     if results["rows"]:
         bar_chart(results, paths[3])
     else:

@@ -21,13 +21,13 @@ such figure writes none. Runners: ``"neural"`` (:class:`NeuralRunner`, the engin
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import statistics
 from pathlib import Path
 
 import numpy as np
 
+from r2cnn.data.formats.common import AtomicWriter
 from r2cnn.errors import R2CNNError
 
 SPEED_FILE = "speed.json"
@@ -62,15 +62,29 @@ def get_runner(preset: dict, neural: "NeuralRunner"):
     raise R2CNNError(f"preset {preset.get('preset')!r}: unknown runner {kind!r} (neural, classic)")
 
 
+def read_json(path: Path, kind: type = dict):
+    """A JSON file an experiment wrote (a ``kind``); an empty, torn or foreign one is a one-line error naming it."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        reason = "empty" if path.stat().st_size == 0 else f"not JSON: {str(e).splitlines()[0]}"
+        raise R2CNNError(f"{path}: damaged ({reason}); remove it (or its row's folder) and run again") from None
+    except OSError as e:
+        raise R2CNNError(f"{path}: cannot read ({e.strerror})") from None
+    if not isinstance(data, kind):
+        raise R2CNNError(f"{path}: damaged (it holds a JSON {type(data).__name__}, not a {kind.__name__}); remove "
+                         f"it (or its row's folder) and run again")
+    return data
+
+
 def write_json_atomic(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    with AtomicWriter(path, compress=False) as f:
+        f.write(json.dumps(data, indent=1).encode())
 
 
 def read_speed(model_path: Path) -> dict:
     f = Path(model_path).parent / SPEED_FILE
-    return json.loads(f.read_text()) if f.is_file() else {}
+    return read_json(f) if f.is_file() else {}
 
 
 class NeuralRunner:

@@ -42,7 +42,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 PROTOCOLS = ("quickdraw", "tuberlin", "auto")
 BUILTIN = ("table1", "table2", "table3", "table1-cpu", "table2-cpu", "table3-cpu", "table1-cpu-qd")
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # fullmatch: "$" would accept a final newline
 _TOP_FIELDS = {"name", "title", "reference", "description", "defaults", "rows"}
 _DEFAULT_FIELDS = {"protocol", "seeds", "overrides", "epochs", "steps", "minutes", "train_subset", "report"}
 _ROW_FIELDS = _DEFAULT_FIELDS | {"id", "preset", "label", "paper", "init_from", "note"}
@@ -125,6 +125,8 @@ def load_spec(spec: str | Path) -> Spec:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise SpecError(f"{path}: not valid TOML ({e})") from None
+    except RecursionError:
+        raise SpecError(f"{path}: not a usable spec (nested too deeply)") from None
     return parse_spec(data, source=str(path), default_name=path.stem)
 
 
@@ -156,7 +158,7 @@ def parse_spec(data: dict, source: str = "<spec>", default_name: str = "experime
         unknown = sorted(set(raw) - _ROW_FIELDS)
         if unknown:
             fail(where, unknown[0], f"unknown (row fields: {', '.join(sorted(_ROW_FIELDS))})")
-        if not isinstance(rid, str) or not _ID.match(rid):
+        if not isinstance(rid, str) or not _ID.fullmatch(rid):
             fail(where, "id", "required: letters, digits, '-', '_', '.'")
         if any(r.id == rid for r in rows):
             fail(where, "id", "used by an earlier row")

@@ -124,27 +124,30 @@ def get_spec(name: str) -> ModelSpec:
                      "(or cnn-<torchvision model>, r2cnn-<torchvision model>)")
 
 
-def _count(minimum: int):
-    return (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= minimum), f"an integer >= {minimum}"
+def _count(minimum: int, maximum: int):
+    return ((lambda v: isinstance(v, int) and not isinstance(v, bool) and minimum <= v <= maximum),
+            f"an integer from {minimum} to {maximum}")
 
 
 def _number(test, what: str):
     return (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and test(v)), what
 
 
-# option -> (test, what it must be). 16 pixels is the smallest canvas on which a sketch is still a drawing.
+# option -> (test, what it must be). 16 pixels is the smallest canvas on which a sketch is still a drawing. The
+# upper bounds are far above any preset (canvas 225, hidden 512, width 64) and keep a typo or a crafted checkpoint
+# from asking for terabytes (a 100000-pixel canvas) before anything can say why.
 _OPTION_RULES = {
-    "canvas": _count(16),
-    "eps": _number(lambda v: v > 0, "a number > 0 (pixels)"),
+    "canvas": _count(16, 1024),
+    "eps": _number(lambda v: 0 < v <= 64, "a number in (0, 64] (pixels)"),
     "overlap": ((lambda v: v in ("last", "max")), "'last' or 'max'"),
-    "hidden": _count(1),
-    "layers": _count(1),
+    "hidden": _count(1, 4096),
+    "layers": _count(1, 16),
     "dropout": _number(lambda v: 0 <= v < 1, "a probability in [0, 1)"),
-    "width": _count(1),
+    "width": _count(1, 512),
     "stem": ((lambda v: isinstance(v, str)), "a stem name"),
     "pretrained": ((lambda v: v is None or isinstance(v, (bool, str))), "null, true, a weights name or a path"),
     "cnn_dropout": _number(lambda v: 0 <= v < 1, "a probability in [0, 1)"),
-    "fusion_eps": _number(lambda v: v > 0, "a number > 0 (pixels)"),
+    "fusion_eps": _number(lambda v: 0 < v <= 64, "a number in (0, 64] (pixels)"),
 }
 
 

@@ -13,8 +13,10 @@ Endpoints (OpenAPI at ``/docs``):
 
 Bad input gets a 4xx answer with a one-line ``message``: a body over :attr:`Limits.max_body_bytes` is refused
 (413) before it is parsed; malformed JSON, wrong shapes, non-numbers, NaN or infinity, an empty drawing, too many
-strokes or points get 422 naming the field. Prediction runs in the server's thread pool (a plain ``def``
-endpoint), never on the event loop; :class:`~r2cnn.serve.recognizer.Recognizer` serialises model calls.
+strokes or points get 422 naming the field; a body that cannot be parsed at all (not UTF-8, nested too deeply, a
+number of thousands of digits) gets 400, with its ``message`` too; on the loopback default, a ``Host`` header other
+than the server's own names gets 400 (:class:`HostCheck`). Prediction runs in the server's thread pool (a plain
+``def`` endpoint), never on the event loop; :class:`~r2cnn.serve.recognizer.Recognizer` serialises model calls.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import tempfile
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Sequence
 
 from fastapi import FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -32,6 +34,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from r2cnn.errors import R2CNNError, SketchFormatError
 
@@ -61,7 +64,8 @@ class PredictRequest(BaseModel):
         min_length=1, max_length=MAX_STROKES,
         description="strokes in drawing order, each [xs, ys] (equal lengths, any coordinate range, y down)",
         examples=[[[[10, 60, 110], [10, 80, 10]], [[30, 90], [50, 50]]]])
-    top_k: int = Field(5, ge=1, le=MAX_TOP_K, description="how many classes to return")
+    top_k: int = Field(5, strict=True, ge=1, le=MAX_TOP_K,
+                       description="how many classes to return (a JSON integer: not \"5\", not true)")
 
     @field_validator("drawing")
     @classmethod
@@ -142,6 +146,37 @@ class BodyLimit:
         await JSONResponse({"detail": message, "message": message}, status_code=413)(scope, receive, send)
 
 
+class HostCheck:
+    """ASGI middleware: answer 400 to a request whose ``Host`` header is not one of ``hosts`` (lower case,
+    ``name:port``). A server on the loopback address accepts only its own names, so that a web page elsewhere
+    cannot reach it through a name it controls that resolves to 127.0.0.1 (DNS rebinding)."""
+
+    def __init__(self, app, hosts: Sequence[str]):
+        self.app = app
+        self.hosts = frozenset(h.lower() for h in hosts)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] in ("http", "websocket"):
+            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1").lower()
+            if host not in self.hosts:
+                message = (f"Host header {host[:100]!r} is not this server's (expected one of "
+                           f"{', '.join(sorted(self.hosts))})")
+                return await JSONResponse({"detail": message, "message": message}, status_code=400)(
+                    scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+def _unparsable_body(error: BaseException | None) -> str:
+    """Why FastAPI could not parse a JSON body (it answers 400 without saying): the cause, in a few words."""
+    if isinstance(error, RecursionError):
+        return "body: not usable JSON (nested too deeply)"
+    if isinstance(error, UnicodeDecodeError):
+        return "body: not UTF-8 text"
+    if isinstance(error, ValueError) and "digits" in str(error):
+        return "body: not usable JSON (a number of thousands of digits)"
+    return "body: not usable JSON"
+
+
 def _validation_message(errors: list[dict]) -> str:
     first = errors[0]
     if first.get("type") == "json_invalid":  # its loc is the byte offset
@@ -151,12 +186,24 @@ def _validation_message(errors: list[dict]) -> str:
     return f"{where}: {first.get('msg', 'invalid')}{more}"
 
 
-def create_app(recognizer, limits: Limits = Limits()) -> FastAPI:
-    """The application for one :class:`~r2cnn.serve.recognizer.Recognizer` (one checkpoint)."""
+def create_app(recognizer, limits: Limits = Limits(), hosts: Sequence[str] | None = None) -> FastAPI:
+    """The application for one :class:`~r2cnn.serve.recognizer.Recognizer` (one checkpoint). ``hosts``: the
+    ``Host`` headers accepted (``name:port``, see :class:`HostCheck`); None accepts any."""
     app = FastAPI(title="Sketch-R2CNN", version=_version(),
                   description="Vector sketch recognition with per-point attention (Li et al., IEEE TVCG 2020).")
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    if hosts is not None:
+        app.add_middleware(HostCheck, hosts=hosts)  # added last: runs first
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        # FastAPI's own 4xx (404, 405, and 400 for a body it cannot parse) with the one-line message every error
+        # answer has
+        parse_error = exc.status_code == 400 and exc.__cause__ is not None
+        message = _unparsable_body(exc.__cause__) if parse_error else str(exc.detail)
+        return JSONResponse({"detail": exc.detail, "message": message}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
@@ -175,8 +222,9 @@ def create_app(recognizer, limits: Limits = Limits()) -> FastAPI:
 
     @app.get("/health")
     def health() -> dict:
+        # the file's name only: where it lives on the server is nobody's business
         return {"status": "ok", "model": recognizer.model_name, "classes": len(recognizer.classes),
-                "checkpoint": recognizer.source}
+                "checkpoint": Path(recognizer.source).name}
 
     @app.get("/api/classes", response_model=ClassesResponse)
     def classes():

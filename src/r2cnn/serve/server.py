@@ -40,12 +40,69 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
-def run(app, sock: socket.socket, log_level: str = "warning") -> None:
-    """Serve ``app`` on ``sock`` with uvicorn until interrupted."""
+# Slow clients: a connection must send a whole request head within HEAD_TIMEOUT seconds of connecting (or of its
+# previous answer), an idle keep-alive connection is closed after KEEP_ALIVE_TIMEOUT, a request head is at most
+# MAX_HEAD_BYTES.
+HEAD_TIMEOUT = 10.0
+KEEP_ALIVE_TIMEOUT = 5
+MAX_HEAD_BYTES = 16 * 1024
+
+
+def loopback_hosts(host: str, port: int) -> list[str] | None:
+    """The ``Host`` headers a server on ``host``:``port`` accepts: on a loopback address its own names with the
+    port (browsers leave out port 80); elsewhere None (any: the server is meant to be reached by other names)."""
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        return None
+    names = ["127.0.0.1", "localhost", "[::1]"]
+    return [f"{n}:{port}" for n in names] + (names if port == 80 else [])
+
+
+def _protocol():
+    """uvicorn's h11 protocol with a deadline for each request head (uvicorn's own keep-alive timeout is cancelled
+    by any byte received, so a client trickling a header would hold its connection for ever)."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeadDeadline(H11Protocol):
+        _deadline = None
+
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            self._arm()
+
+        def on_response_complete(self):
+            super().on_response_complete()
+            self._arm()
+
+        def connection_lost(self, exc):
+            if self._deadline is not None:
+                self._deadline.cancel()
+            super().connection_lost(exc)
+
+        def _arm(self):
+            if self._deadline is not None:
+                self._deadline.cancel()
+            self._deadline = self.loop.call_later(HEAD_TIMEOUT, self._expired)
+
+        def _expired(self):
+            waiting = self.cycle is None or self.cycle.response_complete  # no request head since armed
+            if waiting and not self.transport.is_closing():
+                self.transport.close()
+
+    return HeadDeadline
+
+
+def make_server(app, log_level: str = "warning"):
+    """A ``uvicorn.Server`` for ``app`` with the slow-client limits above."""
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=False))
-    server.run(sockets=[sock])
+    return uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=False, http=_protocol(),
+                                         timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
+                                         h11_max_incomplete_event_size=MAX_HEAD_BYTES))
+
+
+def run(app, sock: socket.socket, log_level: str = "warning") -> None:
+    """Serve ``app`` on ``sock`` with uvicorn until interrupted."""
+    make_server(app, log_level).run(sockets=[sock])
 
 
 @contextlib.contextmanager

@@ -21,6 +21,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from r2cnn.data.formats.common import AtomicWriter
 from r2cnn.errors import R2CNNError
 from r2cnn.viz.attention import AttentionModel, open_store
 
@@ -161,14 +162,17 @@ def _attention_section(model: AttentionModel, store, positions: np.ndarray, spli
 def build_report(run_dir: str | Path, *, checkpoint: str | None = None, data: str | None = None,
                  split: str = "test", out: str | Path | None = None, examples: int = 6, detailed: int = 2,
                  worst: int = 3, deletion_ks: Sequence[int] = (1, 2, 3), deletion_max: int | None = 2000,
-                 seed: int = 0, device: str = "cpu", log: Callable[[str], None] = print) -> Path:
-    """Write the HTML report of a run (default ``RUN/report.html``) and return its path."""
+                 seed: int = 0, device: str = "cpu", log: Callable[[str], None] = print, force: bool = False) -> Path:
+    """Write the HTML report of a run (default ``RUN/report.html``) and return its path. An existing ``out`` that
+    is not such a report is refused unless ``force``."""
     from r2cnn.engine.evaluate import evaluate_checkpoint
     from r2cnn.viz import figures
 
     run = Path(run_dir)
     if not run.is_dir():
         raise R2CNNError(f"{run}: not a directory")
+    out = Path(out) if out else run / "report.html"
+    _check_out(out, force)
     records = read_log(run)
     ckpt_path = find_checkpoint(run, checkpoint)
     model = AttentionModel(str(ckpt_path), device)
@@ -211,7 +215,22 @@ def build_report(run_dir: str | Path, *, checkpoint: str | None = None, data: st
     body = "\n".join(f"<h2>{html.escape(name)}</h2>\n{content}" for name, content in sections)
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f"<style>{_STYLE}</style></head>\n<body><h1>{html.escape(title)}</h1>\n{body}\n</body></html>\n")
-    out = Path(out) if out else run / "report.html"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page, encoding="utf-8")
+    with AtomicWriter(out, compress=False) as f:
+        f.write(page.encode("utf-8"))
     return out
+
+
+# How every report page begins (see build_report): an existing file that does not is somebody else's.
+_REPORT_START = b'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>r2cnn report: '
+
+
+def _check_out(out: Path, force: bool) -> None:
+    """Refuse to replace a folder, or a file this command did not write (unless ``force``), before any work."""
+    if out.is_dir():
+        raise R2CNNError(f"--out {out}: is a folder; give a file name (e.g. {out / 'report.html'})")
+    if out.exists() and not force:
+        with open(out, "rb") as f:
+            start = f.read(len(_REPORT_START))
+        if start != _REPORT_START:
+            raise R2CNNError(f"--out {out}: exists and is not a report written by `r2cnn report`; refusing to "
+                             f"replace it (give --force to replace it, or another --out)")

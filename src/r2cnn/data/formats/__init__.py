@@ -63,12 +63,23 @@ def find_sketch_files(path: str | Path, fmt: str | None = None) -> list[tuple[Pa
     if path.is_file():
         return [(path, _check_format(fmt) if fmt else detect_format(path))]
     if not path.is_dir():
+        if path.exists():  # a named pipe, a device, a socket: reading one could block or never end
+            raise R2CNNError(f"{path}: is not a regular file ({_file_kind(path)}); give a sketch file or a folder")
         raise R2CNNError(f"{path}: no such file or folder")
     found = [(p, _suffix_format(p)) for p in sorted(path.rglob("*"), key=natural_key) if p.is_file()]
     found = [(p, f) for p, f in found if f is not None and (fmt is None or f == _check_format(fmt))]
     if not found:
         raise R2CNNError(f"{path}: no {fmt or 'sketch'} files in this folder")
     return found
+
+
+def _file_kind(path: Path) -> str:
+    import stat
+
+    mode = path.stat().st_mode
+    kinds = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "not a file or folder")
 
 
 def read_sketches(path: str | Path, *, fmt: str | None = None, policy: ErrorPolicy | None = None,

@@ -163,11 +163,14 @@ def _os_reason(path: Path, error: OSError) -> str:
 
 
 class AtomicWriter:
-    """A binary output file written under a temporary name and renamed into place on success, so a failed or
-    interrupted conversion never leaves a half-written file that looks complete. ``*.gz`` is compressed.
-    Operating-system errors (no space, no permission, a folder in the way) are one-line :class:`R2CNNError`."""
+    """A binary output file written under a temporary name in its folder and, on success, flushed to disk (fsync),
+    renamed into place and the rename made durable (fsync of the folder): a failed, interrupted or power-cut write
+    leaves the old file or the new one, never a half-written file that looks complete. ``*.gz`` is compressed
+    (``compress`` overrides the suffix). Operating-system errors (no space, no permission, a folder in the way)
+    are one-line :class:`R2CNNError`. The project's one atomic writer: also a context manager,
+    ``with AtomicWriter(path) as f: ...`` (commits on success, discards on any exception)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, compress: bool | None = None):
         self.path = Path(path)
         make_folder(self.path.parent)
         self._tmp = self.path.with_name(f".{self.path.name}.part{os.getpid()}")
@@ -175,7 +178,9 @@ class AtomicWriter:
             raw = open(self._tmp, "wb")
         except OSError as e:
             raise self._error(e) from None
-        self.file: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="wb", filename="", mtime=0) if self.path.suffix == ".gz" else raw
+        if compress is None:
+            compress = self.path.suffix == ".gz"
+        self.file: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="wb", filename="", mtime=0) if compress else raw
         self._raw = raw
 
     def _error(self, e: OSError) -> R2CNNError:
@@ -192,16 +197,54 @@ class AtomicWriter:
             if self.file is not self._raw:
                 self.file.close()
             self._raw.close()
-            os.replace(self._tmp, self.path)
-        except OSError as e:
+            replace_durably(self._tmp, self.path)
+        except BaseException as e:  # the old file at ``path`` is untouched; only the temporary file goes
+            self._raw.close()
             self._tmp.unlink(missing_ok=True)
-            raise self._error(e) from None
+            if isinstance(e, OSError):
+                raise self._error(e) from None
+            raise
 
     def discard(self) -> None:
         if self.file is not self._raw:
             self.file.close()
         self._raw.close()
         self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> IO[bytes]:
+        return self.file
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is None:
+            self.commit()
+        else:
+            self.discard()
+
+
+def replace_durably(tmp: Path, path: Path) -> None:
+    """Rename the finished, closed file ``tmp`` onto ``path`` so that a power cut leaves the old file or the whole
+    new one: fsync ``tmp``'s data, ``os.replace``, fsync the folder (the rename itself). ``tmp`` may be a folder
+    built in one go (a store): the files directly in it are fsynced first, then the folder. The last step is not
+    possible on every platform or file system, hence its guard."""
+    tmp = Path(tmp)
+    files = [p for p in tmp.iterdir() if p.is_file() and not p.is_symlink()] if tmp.is_dir() else []
+    for name in [*files, tmp]:
+        fd = os.open(name, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    os.replace(tmp, path)
+    try:
+        fd = os.open(Path(path).parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def check_one_label(labels: dict, target: Path, sketch: Sketch, what: str) -> None:
