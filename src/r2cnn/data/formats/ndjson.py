@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from array import array
+from functools import partial
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -35,6 +36,12 @@ try:  # about 2-3x faster than json on QuickDraw lines; optional
     _loads = _orjson.loads
 except ImportError:  # pragma: no cover - exercised where orjson is absent
     _loads = json.loads
+
+# The longest line read as a record, newline included: 128 bytes per point at MAX_POINTS points (three JSON
+# numbers of up to 24 characters with their separators, and room for the other fields), 8 MiB. A longer line
+# cannot be a valid record; it is passed over in pieces of this size, never held whole, so that reading (and
+# parsing, at most about 25 bytes of Python objects per byte of JSON) stays bounded whatever a file holds.
+MAX_LINE_BYTES = 128 * (MAX_POINTS + 1)
 
 # Field -> accepted types. Google's files use these types; other types would break downstream code.
 _FIELD_TYPES = {"word": (str,), "countrycode": (str,), "timestamp": (str, int, float), "recognized": (bool,),
@@ -187,12 +194,20 @@ def _checked_drawing(drawing, source: str, lineno: int):
 
 
 def read_ndjson(path: Path, *, policy: ErrorPolicy, label=None) -> Iterator[Sketch]:
-    """Stream the records of one ndjson file (``.gz`` too). Blank lines are not records and are passed over."""
+    """Stream the records of one ndjson file (``.gz`` too). Blank lines are not records and are passed over; a
+    line longer than :data:`MAX_LINE_BYTES` is a bad record ("line too long")."""
     source = str(path)
     stem = file_label(path)
     try:
         with open_read(path) as f:
-            for lineno, line in enumerate(f, 1):
+            for lineno, line in enumerate(iter(partial(f.readline, MAX_LINE_BYTES + 1), b""), 1):
+                if len(line) > MAX_LINE_BYTES:
+                    policy.handle(SketchFormatError(source, "line too long", line=lineno,
+                                                    detail=f"over {MAX_LINE_BYTES} bytes; a record has at most "
+                                                           f"{MAX_POINTS} points"))
+                    while line and not line.endswith(b"\n"):  # the rest of the line, a piece at a time
+                        line = f.readline(MAX_LINE_BYTES)
+                    continue
                 if line.isspace():
                     continue
                 try:
