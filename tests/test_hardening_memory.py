@@ -20,8 +20,9 @@ import pytest
 
 from r2cnn.data.formats import ndjson as ndjson_format
 from r2cnn.data.formats import binary as bin_format
-from r2cnn.data.formats import read_sketches
+from r2cnn.data.formats import read_sketches, write_sketches
 from r2cnn.errors import ErrorPolicy, SketchFormatError
+from r2cnn.sketch import Sketch
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="measures memory through Linux's /proc")
 
@@ -33,8 +34,9 @@ MiB = 1 << 20
 READ = """
 import json, re, sys
 from pathlib import Path
-from r2cnn.data.formats import read_sketches
+from r2cnn.data.formats import read_sketches, write_sketches
 from r2cnn.errors import ErrorPolicy, SketchFormatError
+from r2cnn.sketch import Sketch
 
 def peak_kib():
     return int(re.search(r"VmHWM:\\s*(\\d+) kB", Path("/proc/self/status").read_text()).group(1))
@@ -177,3 +179,15 @@ def test_npz_empty_numeric_split_is_no_sketches(tmp_path):
     policy = ErrorPolicy("skip")
     assert list(read_sketches(tmp_path / "c.npz", policy=policy)) == []
     assert policy.counts == {"not an array of sketches": 1}  # (0, 3) is not 1-D
+
+
+def test_ndjson_writer_refuses_a_line_the_reader_would(tmp_path, monkeypatch):
+    monkeypatch.setattr(ndjson_format, "MAX_LINE_BYTES", 64)
+    short = Sketch(np.array([[1, 2, 1]], np.float32), "a")
+    long = Sketch(np.array([[1, 2, 0]] * 20 + [[1, 2, 1]], np.float32), "a")
+    with pytest.raises(SketchFormatError, match=r"record 1: line too long \(\d+ bytes as ndjson, over 64\)"):
+        write_sketches(tmp_path / "c.ndjson", [short, long])
+    policy = ErrorPolicy("skip")
+    assert write_sketches(tmp_path / "c.ndjson", [short, long], policy=policy)[0] == 1
+    assert policy.counts == {"line too long": 1}
+    assert len(list(read_sketches(tmp_path / "c.ndjson"))) == 1

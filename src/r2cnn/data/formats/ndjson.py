@@ -37,11 +37,11 @@ try:  # about 2-3x faster than json on QuickDraw lines; optional
 except ImportError:  # pragma: no cover - exercised where orjson is absent
     _loads = json.loads
 
-# The longest line read as a record, newline included: 128 bytes per point at MAX_POINTS points (three JSON
-# numbers of up to 24 characters with their separators, and room for the other fields), 8 MiB. A longer line
-# cannot be a valid record; it is passed over in pieces of this size, never held whole, so that reading (and
-# parsing, at most about 25 bytes of Python objects per byte of JSON) stays bounded whatever a file holds.
-MAX_LINE_BYTES = 128 * (MAX_POINTS + 1)
+# The longest line read as a record, newline included: 96 bytes per point at MAX_POINTS points, 6 MiB (Google's
+# raw records take under 50). A longer line is a bad record; it is passed over in pieces of this size, never held
+# whole, so memory stays bounded whatever a file holds: parsing a line takes at most about 31 bytes of Python
+# objects per byte (a line of empty lists), under 200 MiB. The writer refuses a longer line.
+MAX_LINE_BYTES = 96 * (MAX_POINTS + 1)
 
 # Field -> accepted types. Google's files use these types; other types would break downstream code.
 _FIELD_TYPES = {"word": (str,), "countrycode": (str,), "timestamp": (str, int, float), "recognized": (bool,),
@@ -238,7 +238,8 @@ def ndjson_line(sketch: Sketch, index: int = 0, fallback: str = "<sketch>") -> b
     """One record, newline-terminated. Raw (``[xs, ys, ts]``) when ``meta["t"]`` is present, else simplified.
 
     ``word`` is the label when it is a string; other meta fields (except where the sketch was read from) follow
-    in their order, ``drawing`` last, as in Google's files.
+    in their order, ``drawing`` last, as in Google's files. A line over :data:`MAX_LINE_BYTES` is refused, as
+    the reader would refuse it.
     """
     check_writable(sketch, index, fallback)
     meta = sketch.meta
@@ -262,7 +263,11 @@ def ndjson_line(sketch: Sketch, index: int = 0, fallback: str = "<sketch>") -> b
             stroke.append(_json_numbers(np.asarray(t)[bounds[s]:bounds[s + 1]]))
         strokes.append(stroke)
     record["drawing"] = strokes
-    return json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=_jsonable).encode() + b"\n"
+    line = json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=_jsonable).encode() + b"\n"
+    if len(line) > MAX_LINE_BYTES:
+        raise SketchFormatError(**origin(sketch, index, fallback), reason="line too long",
+                                detail=f"{len(line)} bytes as ndjson, over {MAX_LINE_BYTES}")
+    return line
 
 
 def write_ndjson(path: Path, sketches: Iterable[Sketch], *, policy: ErrorPolicy, per_class: bool) -> tuple[int, list[Path]]:
