@@ -7,6 +7,8 @@ Beziers (``C c S s Q q T t``) and elliptical arcs (``A a``, as cubics) are sampl
 transform, with Wang's bound on the number of pieces so the polyline stays within ``tolerance`` (root user
 units) of the curve. Coordinates stay in the root's user space (TU-Berlin: the 800 x 800 viewBox,
 y down). A subpath that is only a moveto is read as a one-point stroke (a dot), which is how we export dots.
+A number beyond float32's range is refused (every coordinate ends up float32), an arc radius below float32's
+smallest number is zero (a line, as SVG says), and sampling stops at MAX_POINTS points, before allocating more.
 
 Writing: one ``<path d="M x y L x y ...">`` per stroke, numbers with 9 significant digits, which float32 reads
 back exactly.
