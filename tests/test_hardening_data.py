@@ -410,3 +410,36 @@ def test_a_tiny_or_zero_size_drawing_is_a_dot_not_nan(tmp_path, extent):
     tf = make_transform(True, rdp_epsilon=1.0, deform=1.0)
     for i in range(len(store)):
         assert np.isfinite(tf(store[i], np.random.default_rng(i)).points).all()
+# ------------------------------------------------------------------------------------ crafted SVG numbers
+CRAFTED_SVGS = {  # issue 19: each was a traceback (rc 1) and a 500 from /api/parse, and --on-error skip did not skip it
+    "arc.svg": ('<svg><path d="M 0 0 A 1e-300 1e-300 0 1 1 1e300 1e300"/></svg>', "non-finite coordinate"),
+    "smooth.svg": ('<svg><path d="M 0 0 C 0 0 0 0 0 0 S 1 1 1e308 1e308"/></svg>', "non-finite coordinate"),
+    "utf7.svg": ('<?xml version="1.0" encoding="UTF-7"?><svg/>', "unsupported XML encoding"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CRAFTED_SVGS))
+def test_crafted_svg_is_a_one_line_error(tmp_path, capsys, name):
+    text, reason = CRAFTED_SVGS[name]
+    (tmp_path / name).write_text(text)
+    assert main(["convert", str(tmp_path / name), str(tmp_path / "o.ndjson")]) == 2
+    err = one_line_error(capsys)
+    assert f"{tmp_path / name}: " in err and reason in err
+
+
+@pytest.mark.parametrize("command", ["convert", "prepare"])
+def test_crafted_svgs_are_skipped_and_counted(tmp_path, capsys, command):
+    src = tmp_path / "src" / "cat"
+    src.mkdir(parents=True)
+    for name, (text, _) in CRAFTED_SVGS.items():
+        (src / name).write_text(text)
+    for k in range(4):
+        (src / f"ok{k}.svg").write_text(f'<svg><path d="M 0 0 A 1e-300 1e-300 0 1 1 {k + 1} 5"/></svg>')  # a line
+    out = tmp_path / ("o.ndjson" if command == "convert" else "store")
+    args = [str(out)] if command == "convert" else ["--out", str(out)]
+    assert main([command, str(src.parent), *args, "--on-error", "skip"]) == 0, capsys.readouterr().err
+    printed = capsys.readouterr()
+    assert "2 x non-finite coordinate" in printed.out + printed.err
+    assert "1 x unsupported XML encoding" in printed.out + printed.err
+    if command == "convert":
+        assert [s.points[:, :2].tolist() for s in read_sketches(out)] == [[[0, 0], [k + 1, 5]] for k in range(4)]

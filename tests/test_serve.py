@@ -192,11 +192,18 @@ def test_parse_reads_ndjson_and_svg_with_the_format_readers(client):
     ("ndjson", b"\x80\x03cos\nsystem\n.", "malformed JSON"),  # a pickle is data, never unpickled
     ("svg", b"<svg><path d='M 1 2 L'/></svg>", "unparsable path data"),
     ("svg", b"<svg", "malformed XML"),
+    # issue 19: tracebacks (500) before
+    ("svg", b'<svg><path d="M 0 0 A 1e-300 1e-300 0 1 1 1e300 1e300"/></svg>', "non-finite coordinate"),
+    ("svg", b'<svg><path d="M 0 0 C 0 0 0 0 0 0 S 1 1 1e308 1e308"/></svg>', "non-finite coordinate"),
+    ("svg", b'<?xml version="1.0" encoding="UTF-7"?><svg/>', "unsupported XML encoding"),
+    # 1.7 MB asking for 100M points: refused once past the limit, before sampling the rest (4 GB and 26 s before)
+    ("svg", b'<svg><path d="M0 0 ' + b"C0 0 1e6 1e6 0 0 " * 100_000 + b'"/></svg>', "too many points"),
 ])
 def test_parse_errors_name_the_file(client, fmt, content, named):
     r = client.post(f"/api/parse?format={fmt}&name=mine.{fmt}", content=content)
     assert r.status_code == 422
     assert r.json()["message"].startswith(f"mine.{fmt}") and named in r.json()["message"]
+    assert "\n" not in r.json()["message"]
     assert client.post("/api/parse?format=pickle", content=content).status_code == 422
 
 

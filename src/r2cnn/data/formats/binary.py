@@ -21,8 +21,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from r2cnn.data.formats.common import (READ_ERRORS, file_label, integer_points, open_read, origin, points_from_strokes,
-                                       unreadable, write_stream)
+from r2cnn.data.formats.common import (MAX_POINTS, READ_ERRORS, file_label, integer_points, open_read, origin,
+                                       points_from_strokes, unreadable, write_stream)
 from r2cnn.errors import ErrorPolicy, SketchFormatError
 from r2cnn.sketch import Sketch
 
@@ -68,7 +68,8 @@ def _read_exactly(f, n: int, source: str, record: int, field: str) -> bytes:
 
 def _read_record(f, source: str, record: int, label) -> Sketch | None:
     """One record, or ``None`` at a clean end of file. A bad record is read to its end before raising, so the
-    next record starts in the right place."""
+    next record starts in the right place; past :data:`MAX_POINTS` points its strokes are read one at a time
+    (at most 128 KiB, the u16 bound) and dropped, so memory stays bounded whatever the counts declare."""
     head = f.read(_HEADER.size)
     if not head:
         return None
@@ -77,14 +78,20 @@ def _read_record(f, source: str, record: int, label) -> Sketch | None:
                                 detail=f"{len(head)} of {_HEADER.size} bytes")
     key_id, country, recognized, timestamp, n_strokes = _HEADER.unpack(head)
     xs, ys, lengths = [], [], []
+    total = 0
     for s in range(n_strokes):
         (n,) = _COUNT.unpack(_read_exactly(f, 2, source, record, f"strokes[{s}].n_points"))
         xy = np.frombuffer(_read_exactly(f, 2 * n, source, record, f"strokes[{s}]"), np.uint8)
-        xs.append(xy[:n])
-        ys.append(xy[n:])
+        total += n
         lengths.append(n)
+        if total <= MAX_POINTS:  # past it the record is refused below; its strokes are read on but not kept
+            xs.append(xy[:n])
+            ys.append(xy[n:])
     if recognized > 1:
         raise SketchFormatError(source, "recognized not 0 or 1", record=record, field="recognized", detail=str(recognized))
+    if total > MAX_POINTS:
+        raise SketchFormatError(source, "too many points", record=record, field="drawing",
+                                detail=f"{total} > {MAX_POINTS}")
     xy = np.stack([np.concatenate(xs), np.concatenate(ys)], axis=1) if xs else np.zeros((0, 2), np.uint8)
     points = points_from_strokes(xy, np.array(lengths, np.int64), source, record=record)
     meta = {"countrycode": country.rstrip(b"\0").decode("latin-1"),

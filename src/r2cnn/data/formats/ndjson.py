@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from array import array
+from functools import partial
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -35,6 +36,12 @@ try:  # about 2-3x faster than json on QuickDraw lines; optional
     _loads = _orjson.loads
 except ImportError:  # pragma: no cover - exercised where orjson is absent
     _loads = json.loads
+
+# The longest line read as a record, newline included: 96 bytes per point at MAX_POINTS points, 6 MiB (Google's
+# raw records take under 50). A longer line is a bad record; it is passed over in pieces of this size, never held
+# whole, so memory stays bounded whatever a file holds: parsing a line takes at most about 31 bytes of Python
+# objects per byte (a line of empty lists), under 200 MiB. The writer refuses a longer line.
+MAX_LINE_BYTES = 96 * (MAX_POINTS + 1)
 
 # Field -> accepted types. Google's files use these types; other types would break downstream code.
 _FIELD_TYPES = {"word": (str,), "countrycode": (str,), "timestamp": (str, int, float), "recognized": (bool,),
@@ -187,12 +194,20 @@ def _checked_drawing(drawing, source: str, lineno: int):
 
 
 def read_ndjson(path: Path, *, policy: ErrorPolicy, label=None) -> Iterator[Sketch]:
-    """Stream the records of one ndjson file (``.gz`` too). Blank lines are not records and are passed over."""
+    """Stream the records of one ndjson file (``.gz`` too). Blank lines are not records and are passed over; a
+    line longer than :data:`MAX_LINE_BYTES` is a bad record ("line too long")."""
     source = str(path)
     stem = file_label(path)
     try:
         with open_read(path) as f:
-            for lineno, line in enumerate(f, 1):
+            for lineno, line in enumerate(iter(partial(f.readline, MAX_LINE_BYTES + 1), b""), 1):
+                if len(line) > MAX_LINE_BYTES:
+                    policy.handle(SketchFormatError(source, "line too long", line=lineno,
+                                                    detail=f"over {MAX_LINE_BYTES} bytes; a record has at most "
+                                                           f"{MAX_POINTS} points"))
+                    while line and not line.endswith(b"\n"):  # the rest of the line, a piece at a time
+                        line = f.readline(MAX_LINE_BYTES)
+                    continue
                 if line.isspace():
                     continue
                 try:
@@ -223,7 +238,8 @@ def ndjson_line(sketch: Sketch, index: int = 0, fallback: str = "<sketch>") -> b
     """One record, newline-terminated. Raw (``[xs, ys, ts]``) when ``meta["t"]`` is present, else simplified.
 
     ``word`` is the label when it is a string; other meta fields (except where the sketch was read from) follow
-    in their order, ``drawing`` last, as in Google's files.
+    in their order, ``drawing`` last, as in Google's files. A line over :data:`MAX_LINE_BYTES` is refused, as
+    the reader would refuse it.
     """
     check_writable(sketch, index, fallback)
     meta = sketch.meta
@@ -247,7 +263,11 @@ def ndjson_line(sketch: Sketch, index: int = 0, fallback: str = "<sketch>") -> b
             stroke.append(_json_numbers(np.asarray(t)[bounds[s]:bounds[s + 1]]))
         strokes.append(stroke)
     record["drawing"] = strokes
-    return json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=_jsonable).encode() + b"\n"
+    line = json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=_jsonable).encode() + b"\n"
+    if len(line) > MAX_LINE_BYTES:
+        raise SketchFormatError(**origin(sketch, index, fallback), reason="line too long",
+                                detail=f"{len(line)} bytes as ndjson, over {MAX_LINE_BYTES}")
+    return line
 
 
 def write_ndjson(path: Path, sketches: Iterable[Sketch], *, policy: ErrorPolicy, per_class: bool) -> tuple[int, list[Path]]:

@@ -7,7 +7,9 @@ from their bytes, and object members go through :class:`_ArrayUnpickler`, which 
 numpy's ndarray reconstruction (``ndarray`` and ``_reconstruct``, or protocol 5's ``_frombuffer``), ``dtype``
 for plain numbers and objects, and ``_codecs.encode`` to latin-1 (how protocol 2 spells bytes). It calls none of numpy's
 unpickling code: each array is rebuilt from checked parts (a shape, a plain dtype, bytes of exactly the right
-length, or a list of elements for an object array). Anything else is :class:`RefusedPickle`.
+length, or a list of elements for an object array). Anything else is :class:`RefusedPickle`. Memory is bounded
+before it is spent: a member's header (shape, dtype) can be read alone, and an object member's pickle may be
+read in pieces no larger than a caller's bound (:class:`PieceTooLarge`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ import numpy as np
 
 class RefusedPickle(ValueError):
     """A pickle asked for something other than plain numpy arrays; ``str()`` says what."""
+
+
+class PieceTooLarge(ValueError):
+    """An object member's pickle asked to read more bytes at once than :class:`NpzArchive`'s ``max_piece``."""
 
 
 # dtype(spec) specs a plain numeric or object array pickles with; structured, string and datetime dtypes are refused.
@@ -156,6 +162,35 @@ class _ArrayUnpickler(pickle.Unpickler):
         return found
 
 
+class _BoundedReader:
+    """A member's stream as the unpickler sees it, refusing any single read of more than ``limit`` bytes. The
+    unpickler asks for a bytes object's (or a frame's) full length before reading it, so a huge declared length
+    is refused before it is decompressed, whatever the archive's compression ratio."""
+
+    def __init__(self, f, limit: int):
+        self._f, self._limit = f, limit
+
+    def _check(self, n: int) -> None:
+        if n < 0 or n > self._limit:
+            raise PieceTooLarge(f"a pickled piece of at least {n} bytes, over {self._limit}")
+
+    def read(self, n: int = -1) -> bytes:
+        self._check(n)
+        return self._f.read(n)
+
+    def readinto(self, buffer) -> int:
+        self._check(len(buffer))
+        return self._f.readinto(buffer)
+
+    def readline(self) -> bytes:
+        line = self._f.readline(self._limit + 1)
+        self._check(len(line))
+        return line
+
+    def peek(self, n: int = 1) -> bytes:  # lets the unpickler read ahead in blocks: as fast as without the bound
+        return self._f.peek(min(n, self._limit))
+
+
 def _unpickle_array(f, shape: tuple[int, ...]) -> np.ndarray:
     try:
         result = _ArrayUnpickler(f, encoding="latin1").load()
@@ -168,30 +203,43 @@ def _unpickle_array(f, shape: tuple[int, ...]) -> np.ndarray:
     return result.value
 
 
-class NpzArchive:
-    """An ``.npz`` file opened for reading: ``archive.files`` are the member names (without ``.npy``) and
-    ``archive[name]`` reads one. Raises ``zipfile.BadZipFile`` (not a zip), :class:`RefusedPickle` (an object
-    member that is more than plain arrays) or ``ValueError`` (a damaged member)."""
+def _read_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """``(shape, fortran_order, dtype)`` from the start of a ``.npy`` stream, which is left at the data."""
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(f)
+    if version == (2, 0):
+        return np.lib.format.read_array_header_2_0(f)
+    raise ValueError(f".npy format version {version} is not read here")
 
-    def __init__(self, path: str | Path):
+
+class NpzArchive:
+    """An ``.npz`` file opened for reading: ``archive.files`` are the member names (without ``.npy``),
+    ``archive.header(name)`` gives one's shape and dtype and ``archive[name]`` reads one. Raises
+    ``zipfile.BadZipFile`` (not a zip), :class:`RefusedPickle` (an object member that is more than plain arrays),
+    :class:`PieceTooLarge` (an object member's pickle reading more than ``max_piece`` bytes at once, e.g. one
+    element's data; ``None``: no bound) or ``ValueError`` (a damaged member)."""
+
+    def __init__(self, path: str | Path, max_piece: int | None = None):
         self._zip = zipfile.ZipFile(path)
         self._members = {n[:-4] if n.endswith(".npy") else n: n for n in self._zip.namelist()}
+        self._max_piece = max_piece
         self.files = list(self._members)
+
+    def header(self, name: str) -> tuple[tuple[int, ...], np.dtype]:
+        """A member's shape and dtype, read from its header alone (its data is not decompressed)."""
+        with self._zip.open(self._members[name]) as f:
+            shape, _, dtype = _read_header(f)
+        return shape, dtype
 
     def __getitem__(self, name: str) -> np.ndarray:
         info = self._zip.getinfo(self._members[name])
         with self._zip.open(info) as f:
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-            elif version == (2, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-            else:
-                raise ValueError(f".npy format version {version} is not read here")
+            shape, fortran, dtype = _read_header(f)
             if dtype.hasobject:
                 if dtype.kind != "O":
                     raise RefusedPickle(f"structured dtype with objects {dtype}")
-                return _unpickle_array(f, shape)
+                return _unpickle_array(f if self._max_piece is None else _BoundedReader(f, self._max_piece), shape)
             nbytes = math.prod(shape) * dtype.itemsize
             if nbytes > info.file_size:  # before allocating what a damaged header claims
                 raise ValueError(f"header announces {nbytes} bytes, the member has {info.file_size}")

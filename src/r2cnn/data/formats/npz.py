@@ -13,6 +13,7 @@ rebuilds plain numpy arrays and refuses any other pickle content (one error nami
 
 from __future__ import annotations
 
+import math
 import zipfile
 from collections import defaultdict
 from pathlib import Path
@@ -20,14 +21,16 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from r2cnn.data.formats.common import (AtomicWriter, check_one_label, class_name, file_label, integer_points,
-                                       origin, points_from_strokes, unreadable)
-from r2cnn.data.formats.npyfile import NpzArchive, RefusedPickle
+from r2cnn.data.formats.common import (MAX_POINTS, AtomicWriter, check_one_label, class_name, file_label,
+                                       integer_points, origin, points_from_strokes, unreadable)
+from r2cnn.data.formats.npyfile import NpzArchive, PieceTooLarge, RefusedPickle
 from r2cnn.errors import ErrorPolicy, SketchFormatError
 from r2cnn.sketch import Sketch
 
 SPLITS = ("train", "valid", "test")
 _INT16 = np.iinfo(np.int16)
+# The largest piece a valid sketch pickles to: the data of a float64 stroke-3 array of MAX_POINTS rows.
+_MAX_STROKE3_BYTES = 8 * 3 * MAX_POINTS
 
 
 def stroke3_to_points(stroke3, source: str, record: int) -> np.ndarray:
@@ -61,7 +64,7 @@ def read_npz(path: Path, *, policy: ErrorPolicy, label=None) -> Iterator[Sketch]
     source = str(path)
     label = file_label(path) if label is None else label
     try:
-        data = NpzArchive(path)
+        data = NpzArchive(path, max_piece=_MAX_STROKE3_BYTES)
     except (zipfile.BadZipFile, ValueError, EOFError, NotImplementedError) as e:  # not a zip, or a damaged one
         policy.handle(SketchFormatError(source, "unreadable npz", detail=f"not a zip archive ({str(e)[:60]})"))
         return
@@ -77,18 +80,24 @@ def read_npz(path: Path, *, policy: ErrorPolicy, label=None) -> Iterator[Sketch]
         for split in splits:
             split_source = f"{source}[{split}]"
             try:
-                array = data[split]
+                shape, dtype = data.header(split)
+                # Sketches are a 1-D object array; anything else cannot hold one, and is not decompressed.
+                array = data[split] if len(shape) == 1 and (dtype.kind == "O" or math.prod(shape) == 0) else None
             except RefusedPickle as e:
                 policy.handle(SketchFormatError(split_source, "refused pickle", field=split,
                                                 detail=f"{e}; only numpy arrays are read from .npz files"))
+                continue
+            except PieceTooLarge as e:
+                policy.handle(SketchFormatError(split_source, "too many points", field=split,
+                                                detail=f"{e}, the most a sketch of {MAX_POINTS} points takes"))
                 continue
             except Exception as e:  # a damaged member can fail in many ways; all mean "not a readable array"
                 policy.handle(SketchFormatError(split_source, "unreadable array", field=split,
                                                 detail=f"{type(e).__name__}: {str(e)[:60]}"))
                 continue
-            if array.ndim != 1:
+            if array is None:
                 policy.handle(SketchFormatError(split_source, "not an array of sketches", field=split,
-                                                detail=f"shape {array.shape}"))
+                                                detail=f"{dtype} array of shape {shape}"[:80]))
                 continue
             for i, stroke3 in enumerate(array):
                 try:

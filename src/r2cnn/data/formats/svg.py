@@ -7,6 +7,8 @@ Beziers (``C c S s Q q T t``) and elliptical arcs (``A a``, as cubics) are sampl
 transform, with Wang's bound on the number of pieces so the polyline stays within ``tolerance`` (root user
 units) of the curve. Coordinates stay in the root's user space (TU-Berlin: the 800 x 800 viewBox,
 y down). A subpath that is only a moveto is read as a one-point stroke (a dot), which is how we export dots.
+A number beyond float32's range is refused (every coordinate ends up float32), an arc radius below float32's
+smallest number is zero (a line, as SVG says), and sampling stops at MAX_POINTS points, before allocating more.
 
 Writing: one ``<path d="M x y L x y ...">`` per stroke, numbers with 9 significant digits, which float32 reads
 back exactly.
@@ -34,17 +36,33 @@ _ARGS = {"M": 2, "L": 2, "H": 1, "V": 1, "C": 6, "S": 4, "Q": 4, "T": 2, "A": 7,
 _DRAWN = {"path", "polyline", "polygon", "line"}
 _NOT_DRAWN = {"defs", "clipPath", "mask", "symbol", "marker", "pattern", "metadata", "title", "desc"}
 _MAX_PIECES = 1024  # per curve; a bound on memory for absurd control points
+# A radius below float32's smallest positive number is 0 at the points' precision; squaring it would underflow.
+_TINY = float(np.finfo(np.float32).smallest_subnormal)
 
 
 class _PathError(ValueError):
-    """Unparsable path data or transform; turned into a SketchFormatError naming the element."""
+    """Unparsable path data or transform; turned into a SketchFormatError naming the element, counted under
+    ``reason``."""
+
+    def __init__(self, message: str, reason: str = "unparsable path data"):
+        super().__init__(message)
+        self.reason = reason
+
+
+def _number(token: str) -> float:
+    """A number of path data, a transform or points; beyond float32 (where every coordinate ends up) it is
+    refused as absurd, which also keeps the curve arithmetic below finite."""
+    value = float(token)
+    if not abs(value) <= FLOAT32_MAX:
+        raise _PathError(f"number out of range: {token[:20]}", "non-finite coordinate")
+    return value
 
 
 def _numbers(text: str) -> list[float]:
     values = re.findall(_NUMBER, text)
     if re.sub(_NUMBER, "", text).strip(" \t\r\n,"):
         raise _PathError(f"not numbers: {text[:40]!r}")
-    return [float(v) for v in values]
+    return [_number(v) for v in values]
 
 
 def parse_transform(text: str) -> np.ndarray:
@@ -88,10 +106,7 @@ def _tokens(d: str) -> list:
             break
         pos = match.end()
         tok = match.group(1)
-        value = tok if tok.isalpha() else float(tok)
-        if value != value or value in (math.inf, -math.inf):
-            raise _PathError(f"number out of range: {tok[:20]}")
-        tokens.append(value)
+        tokens.append(tok if tok.isalpha() else _number(tok))
     if d[pos:].strip(" \t\r\n,"):
         raise _PathError(f"unparsable path data at {d[pos:pos + 20]!r}")
     return tokens
@@ -173,21 +188,29 @@ def parse_path(d: str) -> list[list[tuple]]:
 
 def _arc_to_cubics(p0, rx, ry, angle, large, sweep, p1) -> list[tuple]:
     """An elliptical arc as cubic pieces of at most 90 degrees (SVG 1.1 F.6.5: endpoint to centre
-    parameterisation; radii too small to reach ``p1`` are scaled up; zero radii make a line)."""
+    parameterisation; radii too small to reach ``p1`` are scaled up; a zero radius makes a line, F.6.6).
+
+    Numbers are bounded by float32 (:func:`_number`); the arithmetic is arranged so that no step overflows,
+    underflows to a division by zero, or takes the root of a negative number for any of them."""
     if p0 == p1:
         return []
     rx, ry = abs(rx), abs(ry)
-    if rx == 0 or ry == 0:
+    if rx < _TINY or ry < _TINY:
         return [("L", p1)]
     c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
     hx, hy = (p0[0] - p1[0]) / 2, (p0[1] - p1[1]) / 2
     x1, y1 = c * hx + s * hy, -s * hx + c * hy
-    scale = math.sqrt(max(1.0, x1 * x1 / (rx * rx) + y1 * y1 / (ry * ry)))
-    rx, ry = rx * scale, ry * scale
-    num = rx * rx * ry * ry - rx * rx * y1 * y1 - ry * ry * x1 * x1
-    root = math.sqrt(max(0.0, num / (rx * rx * y1 * y1 + ry * ry * x1 * x1)))
-    root = -root if large == sweep else root
-    cxp, cyp = root * rx * y1 / ry, -root * ry * x1 / rx
+    # lam: how far p0 lies outside the ellipse of these radii centred between the endpoints (1: on it).
+    lam = (x1 / rx) ** 2 + (y1 / ry) ** 2
+    if lam == 0:  # endpoints apart by less than the arithmetic resolves at these radii
+        return [("L", p1)]
+    if lam >= 1:  # radii too small: scaled up until they just reach, with the centre between the endpoints
+        rx, ry = rx * math.sqrt(lam), ry * math.sqrt(lam)
+        cxp = cyp = 0.0
+    else:  # F.6.5.2 with numerator and denominator divided by (rx ry)^2
+        root = math.sqrt((1 - lam) / lam)
+        root = -root if large == sweep else root
+        cxp, cyp = root * (y1 / ry) * rx, -root * (x1 / rx) * ry
     cx, cy = c * cxp - s * cyp + (p0[0] + p1[0]) / 2, s * cxp + c * cyp + (p0[1] + p1[1]) / 2
     theta = math.atan2((y1 - cyp) / ry, (x1 - cxp) / rx)
     delta = (math.atan2((-y1 - cyp) / ry, (-x1 - cxp) / rx) - theta) % (2 * math.pi)
@@ -218,34 +241,50 @@ def _lerp(a, b, t):
     return (a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t)
 
 
-def sample_subpath(pieces: list[tuple], matrix: np.ndarray, tolerance: float) -> np.ndarray:
+def sample_subpath(pieces: list[tuple], matrix: np.ndarray, tolerance: float,
+                   max_points: int = MAX_POINTS) -> np.ndarray:
     """Transform a subpath's pieces with the affine ``matrix`` (exact for Beziers: it moves their control
-    points) and flatten it: ``(n, 2)`` float64 polyline vertices.
+    points) and flatten it: ``(n, 2)`` float64 polyline vertices, ``n <= max_points``.
 
     A cubic with control points P0..P3 is cut into ``ceil(sqrt(0.75 * max|P_i - 2 P_i+1 + P_i+2| / tolerance))``
-    equal-parameter pieces, which keeps the polyline within ``tolerance`` of the curve (Wang's formula)."""
+    equal-parameter pieces (at most ``_MAX_PIECES``), which keeps the polyline within ``tolerance`` of the curve
+    (Wang's formula). Raises ``_PathError`` as soon as the count would pass ``max_points``, before sampling
+    further (so memory stays bounded whatever the path declares), and for vertices beyond float32."""
     linear, shift = matrix[:2, :2].T, matrix[:2, 2]
     out = [np.array([pieces[0][1]]) @ linear + shift]
+    n_points = 1
     for kind, *pts in pieces[1:]:
         p = np.array(pts) @ linear + shift
+        n = 1
+        if kind == "C":
+            c = np.concatenate([out[-1][-1:], p])
+            second = max(np.hypot(*(c[0] - 2 * c[1] + c[2])), np.hypot(*(c[1] - 2 * c[2] + c[3])))
+            if math.isfinite(second):  # else the vertices are not finite either, and refused below
+                n = max(1, math.ceil(math.sqrt(min(0.75 * second / tolerance, _MAX_PIECES**2))))
+        n_points += n
+        if n_points > max_points:
+            raise _PathError(f"more than {MAX_POINTS} points", "too many points")
         if kind == "L":
             out.append(p)
             continue
-        c = np.concatenate([out[-1][-1:], p])
-        second = max(np.hypot(*(c[0] - 2 * c[1] + c[2])), np.hypot(*(c[1] - 2 * c[2] + c[3])))
-        n = min(_MAX_PIECES, max(1, math.ceil(math.sqrt(0.75 * second / tolerance)))) if math.isfinite(second) else 1
         t = (np.arange(1, n + 1, dtype=np.float64) / n)[:, None]
         u = 1 - t
         out.append(u**3 * c[0] + 3 * u * u * t * c[1] + 3 * u * t * t * c[2] + t**3 * c[3])
-    return np.concatenate(out)
+    xy = np.concatenate(out)
+    if not (np.abs(xy) <= FLOAT32_MAX).all():  # False for NaN too
+        raise _PathError("coordinate beyond float32 once transformed", "non-finite coordinate")
+    return xy
 
 
 def _element_subpaths(tag: str, el: ET.Element) -> list[list[tuple]]:
     if tag == "path":
         return parse_path(el.get("d", ""))
     if tag == "line":
-        a = [float(el.get(k, "0")) for k in ("x1", "y1", "x2", "y2")]
-        return [[("M", (a[0], a[1])), ("L", (a[2], a[3]))]]
+        a = [_numbers(el.get(k, "0")) for k in ("x1", "y1", "x2", "y2")]
+        if any(len(v) != 1 for v in a):
+            raise _PathError("x1, y1, x2, y2 take one number each")
+        (x1,), (y1,), (x2,), (y2,) = a
+        return [[("M", (x1, y1)), ("L", (x2, y2))]]
     values = _numbers(el.get("points", ""))
     if len(values) < 2 or len(values) % 2:
         raise _PathError("points needs pairs of numbers")
@@ -266,18 +305,19 @@ def svg_strokes(root: ET.Element, tolerance: float) -> list[np.ndarray]:
         tag = el.tag.rsplit("}", 1)[-1]
         if tag in _NOT_DRAWN:
             return
-        name = f"{tag}#{el.get('id', index)}"
+        ident = el.get("id")
+        name = f"{tag}#{index if ident is None else ident[:40] if ident.isprintable() else ascii(ident[:40])}"
         try:
             if "transform" in el.attrib:
                 matrix = matrix @ parse_transform(el.get("transform"))
             if tag in _DRAWN:
                 for pieces in _element_subpaths(tag, el):
-                    stroke = sample_subpath(pieces, matrix, tolerance)
+                    stroke = sample_subpath(pieces, matrix, tolerance, MAX_POINTS - n_points)
                     n_points += len(stroke)
-                    if n_points > MAX_POINTS:
-                        raise _PathError(f"more than {MAX_POINTS} points")
                     strokes.append(stroke)
-        except (_PathError, ValueError) as e:
+        except _PathError as e:
+            raise _PathError(f"{name}: {e}", e.reason) from None
+        except ValueError as e:
             raise _PathError(f"{name}: {e}") from None
         for k, child in enumerate(el):
             visit(child, matrix, k)
@@ -293,23 +333,26 @@ def read_svg(path: Path, *, policy: ErrorPolicy, label=None, tolerance: float = 
     source = str(path)
     try:
         root = ET.parse(path).getroot()
+    except ET.ParseError as e:
+        policy.handle(SketchFormatError(source, "malformed XML", detail=str(e)[:80]))
+        return
+    except (LookupError, ValueError) as e:  # an encoding Python does not know, or expat cannot read (UTF-7, UTF-32)
+        policy.handle(SketchFormatError(source, "unsupported XML encoding", detail=" ".join(str(e).split())[:80]))
+        return
+    except OSError as e:
+        policy.handle(unreadable(source, e))
+        return
+    try:
         strokes = svg_strokes(root, tolerance)
         if not strokes:
             raise SketchFormatError(source, "no paths in SVG", field="path")
         xy = np.concatenate(strokes)
         points = points_from_strokes(xy, np.array([len(s) for s in strokes], np.int64), source, record=0)
-    except (ET.ParseError, LookupError) as e:  # LookupError: an unknown encoding in the XML declaration
-        policy.handle(SketchFormatError(source, "malformed XML", detail=str(e)[:80]))
-        return
-    except OSError as e:
-        policy.handle(unreadable(source, e))
-        return
     except RecursionError:
         policy.handle(SketchFormatError(source, "SVG nested too deeply"))
         return
     except _PathError as e:
-        reason = "too many points" if str(e).endswith(f"more than {MAX_POINTS} points") else "unparsable path data"
-        policy.handle(SketchFormatError(source, reason, field="d", detail=str(e)[:100]))
+        policy.handle(SketchFormatError(source, e.reason, field="d", detail=str(e)[:100]))
         return
     except SketchFormatError as e:
         policy.handle(e)
