@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 
-from r2cnn.errors import R2CNNError
+from r2cnn.errors import R2CNNError, did_you_mean
 from r2cnn.models import get_spec
 
 _QUICKDRAW = dict(batch_size=48, optimizer="adam", lr=1e-4, weight_decay=0.0, epochs=5, lr_schedule="constant",
@@ -129,7 +129,7 @@ PRESETS: dict[str, dict] = _build()
 def get_preset(name: str) -> dict:
     """A deep copy of preset ``name`` (callers may change it)."""
     if name not in PRESETS:
-        raise R2CNNError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+        raise R2CNNError(f"unknown preset {name!r}{did_you_mean(name, PRESETS)}; known: {', '.join(PRESETS)}")
     return copy.deepcopy(PRESETS[name])
 
 

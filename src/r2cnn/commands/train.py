@@ -38,8 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override a preset entry (see `r2cnn presets NAME`); VALUE is JSON (1e-3, true, null, "
                         "[1, 2], {\"hidden\": 64}, \"text\") or a bare word taken as text (cosine); a JSON object "
-                        "merges into the preset's, e.g. --set model_options='{\"hidden\": 64}' keeps its canvas; "
-                        "encoder_lr_scale=S (not in presets; default 1) trains the RNN at S x lr")
+                        "merges into the preset's, e.g. --set model_options='{\"hidden\": 64}' keeps its canvas, as does "
+                        "KEY.SUB=VALUE (--set model_options.hidden=64); encoder_lr_scale=S trains the RNN at "
+                        "S x lr (default: the preset's, e.g. cpu-r2cnn's 10, else 1)")
     p.add_argument("--tensorboard", action="store_true", help="also log to OUT/tensorboard (needs tensorboard)")
     p.add_argument("--checkpoint-every", type=non_negative_int, default=0, metavar="N",
                    help="also write last.pt every N steps (0: at epoch ends only)")

@@ -33,7 +33,7 @@ from r2cnn.engine.evaluate import evaluate_model
 from r2cnn.engine.factory import build_model, build_transform, classifier_parameter_names, load_weights
 from r2cnn.engine.log import RunLog
 from r2cnn.engine.precision import amp_dtype, autocast, denormals_flushed
-from r2cnn.errors import R2CNNError
+from r2cnn.errors import R2CNNError, did_you_mean
 
 
 @dataclass
@@ -135,11 +135,7 @@ def make_config(opts: TrainOptions) -> dict:
     if opts.preset is None:
         raise R2CNNError("--preset is required (see `r2cnn presets`)")
     config = dict(get_preset(opts.preset))
-    unknown = sorted(set(opts.config_overrides) - set(config) - set(OPTIONAL_ENTRIES))
-    if unknown:
-        raise R2CNNError(f"--set {unknown[0]}: not an entry of preset {opts.preset} (entries: "
-                         f"{', '.join([*config, *OPTIONAL_ENTRIES])})")
-    config = merge_config(config, opts.config_overrides)
+    config = merge_config(config, _nested_overrides(config, opts.config_overrides, opts.preset))
     for key, value in (("batch_size", opts.batch_size), ("lr", opts.lr), ("epochs", opts.epochs),
                        ("amp", opts.amp), ("num_workers", opts.workers)):
         if value is not None:
@@ -148,6 +144,32 @@ def make_config(opts: TrainOptions) -> dict:
                   init_from=opts.init_from, max_minutes=opts.max_minutes)
     check_config(config)
     return to_plain(config)
+
+
+def _nested_overrides(config: dict, overrides: dict, preset: str) -> dict:
+    """``--set`` pairs as a dict for :func:`merge_config`: ``KEY.SUB`` (``model_options.hidden``) sets one entry of
+    a table. An entry the preset does not have (or a model option that does not exist) is an error that names
+    the closest one and lists the others."""
+    from r2cnn.models import DEFAULT_OPTIONS
+
+    out: dict = {}
+    for key, value in overrides.items():
+        head, dot, sub = key.partition(".")
+        entries = list(dict.fromkeys([*config, *OPTIONAL_ENTRIES]))
+        if head not in entries:
+            raise R2CNNError(f"--set {key}: not an entry of preset {preset}{did_you_mean(head, entries)} "
+                             f"(entries: {', '.join(entries)})")
+        if not dot:
+            out[head] = value
+            continue
+        if not isinstance(config[head], dict):
+            raise R2CNNError(f"--set {key}: {head!r} is not a table, so {key!r} cannot be set")
+        known = list(dict.fromkeys([*config[head], *(DEFAULT_OPTIONS if head == "model_options" else ())]))
+        if sub not in known:
+            raise R2CNNError(f"--set {key}: {sub!r} is not an entry of {head}{did_you_mean(sub, known)} "
+                             f"(entries: {', '.join(known)})")
+        out[head] = {**(out[head] if isinstance(out.get(head), dict) else {}), sub: value}
+    return out
 
 
 def _is_number(value) -> bool:
@@ -327,7 +349,8 @@ def _train(opts, config, ckpt, info, device, run_dir, last_path, best_path) -> d
         loader.generator = torch.Generator().manual_seed(config["seed"])
     if len(store.indices("valid", fold=config.get("fold"))) == 0:
         raise R2CNNError(f"{opts.data}: the validation split is empty; best.pt is chosen on it (prepare the store "
-                         f"with a validation part, e.g. --split-sizes TRAIN,VALID,TEST)")
+                         f"with a validation part: a valid=PATH source, or --split-sizes TRAIN,VALID,TEST with "
+                         f"VALID > 0, which a train=PATH source gives up when no source has validation records)")
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
         raise R2CNNError(f"{opts.data}: the train split has fewer sketches than one global batch "
