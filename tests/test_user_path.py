@@ -1,0 +1,99 @@
+"""A newcomer's small stumbles (issue 18): each message points at an option that exists, a failed command leaves
+nothing behind that blocks the next one, and the help lists what the registries hold."""
+
+import json
+import shutil
+import sys
+
+import pytest
+
+from r2cnn.cli import main
+
+TINY_MODEL = {"canvas": 16, "width": 8, "stem": "small", "hidden": 8, "layers": 1}
+
+
+def _help(argv, capsys) -> str:
+    with pytest.raises(SystemExit):
+        main(argv)
+    return capsys.readouterr().out
+
+
+def test_a_failed_tensorboard_start_leaves_no_run(tiny_store, tmp_path, monkeypatch):
+    from r2cnn.engine.train import TrainOptions, check_run_dir, train
+    from r2cnn.errors import R2CNNError
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as when tensorboard is not installed
+    out = tmp_path / "run"
+    with pytest.raises(R2CNNError, match="pip install tensorboard"):
+        train(TrainOptions(preset="cpu-r2cnn", data=str(tiny_store), out=str(out), steps=1, batch_size=8, workers=0,
+                           tensorboard=True, progress=False, config_overrides={"model_options": TINY_MODEL}))
+    assert not (out / "log.jsonl").exists()
+    assert check_run_dir(out, resume=False, overwrite=False) == []  # the next run starts without --overwrite
+
+
+def test_predict_on_an_unknown_extension_names_its_format_option(tiny_r2cnn_checkpoint, tmp_path, capsys):
+    (tmp_path / "mine.txt").write_text("{}\n")
+    assert main(["predict", "--checkpoint", str(tiny_r2cnn_checkpoint), str(tmp_path / "mine.txt")]) == 2
+    err = capsys.readouterr().err
+    assert "--format FMT for `r2cnn predict`" in err and "\n" not in err.strip()
+    good = tmp_path / "mine.json"
+    good.write_text(json.dumps({"word": "sun", "drawing": [[[0, 50, 90], [0, 40, 90]]]}) + "\n")
+    shutil.copy(good, tmp_path / "mine.data")
+    assert main(["predict", "--checkpoint", str(tiny_r2cnn_checkpoint), str(tmp_path / "mine.data"),
+                 "--format", "ndjson"]) == 0
+
+
+def test_convert_to_one_svg_refused_leaves_no_file(tmp_path, capsys):
+    src = tmp_path / "two.ndjson"
+    src.write_text("".join(json.dumps({"word": "cat", "key_id": str(k), "drawing": [[[1, 2, 3], [4, 5, k]]]}) + "\n"
+                           for k in (6, 7)))
+    assert main(["convert", str(src), str(tmp_path / "mine.svg")]) == 2
+    assert "one SVG file holds one sketch" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["two.ndjson"]  # no mine.svg, no partial file
+    src.write_text(src.read_text().splitlines()[0] + "\n")
+    assert main(["convert", str(src), str(tmp_path / "mine.svg")]) == 0 and (tmp_path / "mine.svg").is_file()
+
+
+def test_report_finds_the_evaluation_written_by_evaluate_out(tiny_runs, tmp_path, capsys):
+    """The README's `r2cnn evaluate ... --out runs/r2cnn/eval`, then `r2cnn report runs/r2cnn`."""
+    from r2cnn.engine.checkpoint import load_checkpoint
+    from r2cnn.viz.report import load_evaluation
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_runs.r2cnn, run)
+    for name in ("report.json", "test_report.json"):
+        (run / name).unlink(missing_ok=True)
+    step = load_checkpoint(run / "best.pt")["step"]
+    assert load_evaluation(run, run / "best.pt", step, "test") is None
+    assert main(["evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(tiny_runs.store), "--split", "test",
+                 "--out", str(run / "eval")]) == 0
+    found = load_evaluation(run, run / "best.pt", step, "test")
+    assert found is not None and found == json.loads((run / "eval" / "report.json").read_text())
+    # an evaluation in a folder below the run counts only for that very file, not for any best.pt
+    other = tmp_path / "other"
+    shutil.copytree(run, other)
+    shutil.rmtree(other / "eval")
+    shutil.copytree(run / "eval", other / "eval")
+    assert load_evaluation(other, other / "best.pt", step, "test") is None
+
+
+def test_dry_run_says_not_measured_and_warns_about_an_empty_validation_split(tmp_path, capsys):
+    from r2cnn.data.store import prepare
+
+    store = prepare([], tmp_path / "store", builtin=6, split_sizes=(4, 0, 2), progress=False, log=lambda *a: None)
+    assert main(["experiment", "table2-cpu", "--data", str(store.path), "--dry-run", "--measure-steps", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "here not measured, at paper scale not measured" in out and "here 0 s" not in out
+    assert "warning: the validation split is empty for" in out and "r2cnn prepare train=A test=B" in out
+
+
+def test_help_lists_come_from_the_registries(capsys):
+    from r2cnn.commands.bench import TARGETS
+    from r2cnn.experiments.spec import BUILTIN
+
+    top = " ".join(_help(["--help"], capsys).split())
+    assert all(name in top for name in TARGETS) and all(name in top for name in BUILTIN)
+    experiment = " ".join(_help(["experiment", "--help"], capsys).split())
+    assert all(name in experiment for name in BUILTIN)
+    train = " ".join(_help(["train", "--help"], capsys).split())
+    assert "not in presets" not in train and "cpu-r2cnn's 10" in train
