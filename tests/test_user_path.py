@@ -5,6 +5,7 @@ import json
 import shutil
 import sys
 
+import numpy as np
 import pytest
 
 from r2cnn.cli import main
@@ -97,3 +98,29 @@ def test_help_lists_come_from_the_registries(capsys):
     assert all(name in experiment for name in BUILTIN)
     train = " ".join(_help(["train", "--help"], capsys).split())
     assert "not in presets" not in train and "cpu-r2cnn's 10" in train
+
+
+def test_from_quickdraw_reads_xs_ys_strokes_and_from_strokes_refuses_them():
+    from r2cnn.data import builtin
+    from r2cnn.errors import R2CNNError, SketchFormatError
+    from r2cnn.sketch import Sketch
+
+    sketch = builtin.generate(1, seed=3)[0]
+    drawing = [[s[:, 0].tolist(), s[:, 1].tolist()] for s in sketch.strokes()]  # as in ndjson and the JSON API
+    assert any(len(xs) != 2 for xs, _ in drawing)
+    read = Sketch.from_quickdraw(drawing, label="sun")
+    np.testing.assert_array_equal(read.points, sketch.points)
+    assert read.label == "sun" and read.num_strokes == sketch.num_strokes
+    # arrays and raw [xs, ys, ts] strokes too; the times go to meta
+    raw = [[np.asarray(xs), np.asarray(ys), list(range(len(xs)))] for xs, ys in drawing]
+    timed = Sketch.from_quickdraw(raw)
+    np.testing.assert_array_equal(timed.points, sketch.points)
+    assert len(timed.meta["t"]) == sketch.num_points
+    with pytest.raises(R2CNNError, match=r"Sketch.from_quickdraw\(drawing\)") as e:
+        Sketch.from_strokes(drawing)
+    assert "\n" not in str(e.value)
+    # (n, 2) rows, the documented layout, still work, also for a two-point stroke
+    rows = Sketch.from_strokes([np.column_stack(s) for s in drawing] + [np.array([[1, 2], [3, 4]])])
+    assert rows.num_points == sketch.num_points + 2
+    with pytest.raises(SketchFormatError, match=r"drawing\[1\].*x/y length mismatch"):
+        Sketch.from_quickdraw([[[1, 2], [3, 4]], [[1, 2, 3], [4, 5]]])
