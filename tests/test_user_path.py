@@ -124,3 +124,23 @@ def test_from_quickdraw_reads_xs_ys_strokes_and_from_strokes_refuses_them():
     assert rows.num_points == sketch.num_points + 2
     with pytest.raises(SketchFormatError, match=r"drawing\[1\].*x/y length mismatch"):
         Sketch.from_quickdraw([[[1, 2], [3, 4]], [[1, 2, 3], [4, 5]]])
+
+
+def test_training_off_a_terminal_prints_progress_lines(tiny_store, tmp_path, capsys):
+    import re
+
+    from r2cnn.engine.train import TrainOptions, train
+
+    def lines(**kwargs):
+        train(TrainOptions(preset="cpu-r2cnn", data=str(tiny_store), out=str(tmp_path / str(kwargs)), steps=4,
+                           batch_size=16, workers=0, config_overrides={"model_options": TINY_MODEL}, **kwargs))
+        return [line for line in capsys.readouterr().out.splitlines() if line.startswith("step ")]
+
+    every = lines(print_every=1)  # stdout is not a terminal under pytest
+    assert [line.split(" (")[0] for line in every] == ["step 1/4", "step 2/4", "step 3/4", "step 4/4"]
+    pattern = r"step \d/4 \(epoch \d+\): loss \d+\.\d{4}, accuracy [01]\.\d{4}, \d+ sketches/s, \d+m\d\ds left"
+    assert all(re.fullmatch(pattern, line) for line in every), every
+    assert every[-1].endswith("0m00s left")
+    assert [line.split(" (")[0] for line in lines()] == ["step 4/4"]  # default: every 50 steps or 30 s, and the end
+    assert lines(print_every=0) == []
+    assert lines(progress=False) == []  # the API's quiet mode stays quiet unless print_every asks

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,9 @@ class TrainOptions:
     checkpoint_every: int = 0  # also write last.pt every N steps (0: at epoch ends only)
     log_every: int = 10
     progress: bool | None = None  # tqdm's disable=None: bars only on a terminal
+    # a progress line on stdout every N steps (ProgressLines); None: when stdout is not a terminal (and progress
+    # is None), every PROGRESS_STEPS steps or PROGRESS_SECONDS seconds, whichever comes first; 0: never
+    print_every: int | None = None
     config_overrides: dict = field(default_factory=dict)
 
 
@@ -400,6 +404,9 @@ def _train(opts, config, ckpt, info, device, run_dir, last_path, best_path) -> d
         }, path)
 
     clock = Clock(config.get("max_minutes"), is_main=info.is_main)
+    off_terminal = opts.progress is None and not sys.stdout.isatty()
+    lines = ProgressLines(info.is_main and (off_terminal or bool(opts.print_every)), opts.print_every, total_steps,
+                          step, clock)
     summary = None
     stopped_by = "steps"
     epoch = start_epoch
@@ -413,7 +420,7 @@ def _train(opts, config, ckpt, info, device, run_dir, last_path, best_path) -> d
             step, batch_in_epoch, out_of_time = train_one_epoch(
                 model, train_loader, optimizer, scheduler, scaler, schedule, device, dtype, config, epoch, step,
                 batch_in_epoch, steps_per_epoch, total_steps, clock, log, info, opts,
-                checkpoint=lambda e, b, s: save(last_path, e, b, s))
+                checkpoint=lambda e, b, s: save(last_path, e, b, s), lines=lines)
         except NonFiniteLoss as e:
             log.write("event", step=step, epoch=epoch, event="non-finite loss", message=str(e))
             log.close()
@@ -443,6 +450,44 @@ def _train(opts, config, ckpt, info, device, run_dir, last_path, best_path) -> d
             "classes": classes, "stopped_by": stopped_by, "rank": info.rank}
 
 
+PROGRESS_STEPS, PROGRESS_SECONDS = 50, 30.0
+
+
+class ProgressLines:
+    """Off a terminal the progress bar is not drawn, so a log file or CI output would show nothing between
+    epochs: there, a line every ``every`` steps (None: every :data:`PROGRESS_STEPS` steps or
+    :data:`PROGRESS_SECONDS` seconds) with the loss, accuracy and speed since the last line and the time left for
+    the whole run (wall time per step so far, validation included; the time budget caps it)."""
+
+    def __init__(self, enabled: bool, every: int | None, total_steps: int, start_step: int, clock: "Clock"):
+        self.enabled = enabled and every != 0
+        self.every, self.total_steps, self.start_step, self.clock = every, total_steps, start_step, clock
+        self.start = self.last = time.perf_counter()
+        self.loss = self.correct = self.n = 0.0
+
+    def update(self, step: int, epoch: int, loss_sum: float, correct: float, n: float) -> None:
+        if not self.enabled:
+            return
+        self.loss, self.correct, self.n = self.loss + loss_sum, self.correct + correct, self.n + n
+        now = time.perf_counter()
+        due = step % self.every == 0 if self.every else (step % PROGRESS_STEPS == 0
+                                                         or now - self.last >= PROGRESS_SECONDS)
+        if not due and step < self.total_steps:
+            return
+        left = (self.total_steps - step) * (now - self.start) / max(step - self.start_step, 1)
+        if self.clock.budget is not None:
+            left = min(left, max(self.clock.budget - (now - self.clock.start), 0.0))
+        print(f"step {step}/{self.total_steps} (epoch {epoch}): loss {self.loss / self.n:.4f}, accuracy "
+              f"{self.correct / self.n:.4f}, {self.n / max(now - self.last, 1e-9):.0f} sketches/s, "
+              f"{_eta(left)} left", flush=True)
+        self.last, self.loss, self.correct, self.n = now, 0.0, 0.0, 0.0
+
+
+def _eta(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
 class Clock:
     """Rank 0's wall clock against an optional budget; the fraction used travels with the step's all-reduce
     so that every rank stops (and anneals its learning rate) at the same step."""
@@ -459,8 +504,9 @@ class Clock:
 
 
 def train_one_epoch(model, loader, optimizer, scheduler, scaler, schedule, device, dtype, config, epoch, step,
-                    batch_in_epoch, steps_per_epoch, total_steps, clock, log, info, opts, checkpoint):
-    """One pass over the rest of the epoch (the loader already skips the ``batch_in_epoch`` batches done).
+                    batch_in_epoch, steps_per_epoch, total_steps, clock, log, info, opts, checkpoint, lines):
+    """One pass over the rest of the epoch (the loader already skips the ``batch_in_epoch`` batches done);
+    ``lines``: the :class:`ProgressLines` printed where no bar is.
 
     Returns (step, batches done in this epoch, out_of_time).
     """
@@ -506,6 +552,7 @@ def train_one_epoch(model, loader, optimizer, scheduler, scaler, schedule, devic
             window["correct"] += correct
             window["n"] += n
             bar.update(1)
+            lines.update(step, epoch, loss_sum, correct, n)
             elapsed = time.perf_counter() - window["t"]
             bar.set_postfix(loss=f"{loss_sum / n:.3f}", acc=f"{correct / n:.3f}",
                             sk_s=f"{window['n'] / max(elapsed, 1e-9):.0f}", refresh=False)
