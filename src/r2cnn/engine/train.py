@@ -29,7 +29,8 @@ from torch import nn
 
 import r2cnn
 from r2cnn.engine import distributed as dist_utils
-from r2cnn.engine.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, rng_state, save_atomic, set_rng_state, to_plain
+from r2cnn.engine.checkpoint import (CHECKPOINT_FORMAT, load_checkpoint, model_file, rng_state, save_atomic,
+                                     set_rng_state, to_plain)
 from r2cnn.engine.evaluate import evaluate_model
 from r2cnn.engine.factory import build_model, build_transform, classifier_parameter_names, load_weights
 from r2cnn.engine.log import RunLog
@@ -394,14 +395,15 @@ def _train(opts, config, ckpt, info, device, run_dir, last_path, best_path) -> d
     def save(path: Path, epoch: int, batch_in_epoch: int, step: int) -> None:
         if not info.is_main:
             return
-        save_atomic({
+        state = {
             "format": CHECKPOINT_FORMAT, "version": r2cnn.__version__, "config": config, "classes": classes,
             "model": bare.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict() if scaler.is_enabled() else None,
             "epoch": epoch, "step": step, "batch_in_epoch": batch_in_epoch, "best": best, "rng": rng_state(),
             "extra": {"steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
                       "world_size": info.world_size},
-        }, path)
+        }
+        save_atomic(state if path == last_path else model_file(state), path)  # best.pt: no optimiser state
 
     clock = Clock(config.get("max_minutes"), is_main=info.is_main)
     off_terminal = opts.progress is None and not sys.stdout.isatty()
