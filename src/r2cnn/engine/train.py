@@ -324,7 +324,8 @@ def _train(opts, config, ckpt, info, device, run_dir, last_path, best_path) -> d
     if ckpt is not None and list(ckpt["classes"]) != classes:
         raise R2CNNError(f"--resume: the store {opts.data} has other classes than {last_path}")
 
-    model = build_model(config, len(classes), pretrained=ckpt is None)  # resuming: the checkpoint has the weights
+    # resuming or --init-from: a checkpoint's weights replace the ImageNet ones, whose file is then not needed
+    model = build_model(config, len(classes), pretrained=ckpt is None and not config.get("init_from"))
     loaded = sorted({m.pretrained_source for m in model.modules() if getattr(m, "pretrained_source", None)})
     if loaded and info.is_main:
         print(f"pretrained weights: {', '.join(loaded)}")
