@@ -119,3 +119,19 @@ def test_imagenet_weights_missing_is_one_line_and_null_or_init_from_trains(tiny_
     # fine-tuning from a QuickDraw checkpoint (the paper's TU-Berlin runs) does not need the ImageNet file
     assert main(["train", "--preset", "tub-cnn-resnet50", "--out", str(tmp_path / "c"), *small,
                  "--init-from", str(tmp_path / "b" / "best.pt")]) == 0
+
+
+def test_an_experiment_row_of_a_paper_resnet50_preset_is_not_run_without_the_weights(tiny_store, tmp_path,
+                                                                                     monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    spec = tmp_path / "spec.toml"
+    spec.write_text('name = "t"\ntitle = "t"\nreference = "cnn"\n[defaults]\nprotocol = "quickdraw"\nseeds = [0]\n'
+                    '[[rows]]\nid = "cnn"\npreset = "cpu-cnn"\n[[rows]]\nid = "resnet50"\npreset = "qd-cnn-resnet50"\n')
+    out = tmp_path / "exp"
+    assert main(["experiment", str(spec), "--data", str(tiny_store), "--out", str(out), "--steps", "1",
+                 "--set", "batch_size=8", "--set", "model_options.canvas=32", "--workers", "0",
+                 "--bootstrap", "100"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["not_run"]) == ["resnet50"] and "resnet50-" in results["not_run"]["resnet50"]
