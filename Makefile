@@ -8,9 +8,10 @@ export MALLOC_TRIM_THRESHOLD_ := 1000000000
 
 .PHONY: setup demo test test-all test-explore clean
 
-$(VENV)/.installed: pyproject.toml
+# constraints.txt: the tested torch/torchvision (pyproject.toml only gives ranges).
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	touch $@
 
 setup: $(VENV)/.installed

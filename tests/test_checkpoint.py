@@ -79,3 +79,28 @@ def test_bad_files_are_one_line_errors(tmp_path):
     torch.save({"x": torch.zeros(1)}, tmp_path / "other.pt")
     with pytest.raises(R2CNNError, match="not an r2cnn checkpoint"):
         load_checkpoint(tmp_path / "other.pt")
+
+
+def test_files_get_the_users_default_permissions(tmp_path):
+    """Not mkstemp's 0600: a checkpoint is as readable as the logs and reports beside it (0666 less the umask)."""
+    old = os.umask(0o027)
+    try:
+        save_atomic(_state(0.5), tmp_path / "last.pt")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "last.pt").stat().st_mode & 0o777 == 0o640
+
+
+def test_best_pt_is_the_model_and_last_pt_resumes(tiny_r2cnn_checkpoint):
+    from r2cnn.engine.predict import Predictor
+
+    best, last = tiny_r2cnn_checkpoint, tiny_r2cnn_checkpoint.parent / "last.pt"
+    kept = load_checkpoint(best)
+    assert set(kept) == {"format", "version", "config", "classes", "model", "epoch", "step", "best", "extra"}
+    assert set(load_checkpoint(last, training_state=True)) >= set(ckpt_mod.TRAINING_KEYS)
+    with pytest.raises(R2CNNError, match="no 'optimizer'"):
+        load_checkpoint(best, training_state=True)
+    weights = sum(t.numel() * t.element_size() for t in kept["model"].values())
+    # Adam keeps two moments per weight: last.pt is about 3x the weights, best.pt about 1x
+    assert best.stat().st_size < 1.5 * weights < last.stat().st_size
+    assert Predictor(str(best)).classes == kept["classes"]

@@ -74,7 +74,8 @@ def test_short_run_learns_well_above_chance(trained):
     best = load_checkpoint(out / "best.pt")
     assert best["best"]["value"] == max(r["top1"] for r in valid)
     assert best["config"]["preset"] == "cpu-r2cnn" and best["classes"] == result["classes"]
-    assert best["version"] and best["rng"]["torch"].dtype == torch.uint8
+    assert best["version"] and "rng" not in best and "optimizer" not in best  # the model only; last.pt resumes
+    assert load_checkpoint(out / "last.pt", training_state=True)["rng"]["torch"].dtype == torch.uint8
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(store, tmp_path, monkeypatch):

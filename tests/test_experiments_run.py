@@ -257,7 +257,8 @@ def test_dry_run_lists_every_row_of_every_table(name, capsys):
 @pytest.mark.parametrize("args, message", [
     (["experiment", "no-such-table", "--data", "x", "--out", "y"], "neither a built-in spec"),
     (["experiment", "table2-cpu", "--out", "{tmp}/o"], "--data STORE is required"),
-    (["experiment", "table2-cpu", "--data", "{tmp}/nope", "--out", "{tmp}/o"], "not a sketch store"),
+    (["experiment", "table2-cpu", "--data", "{tmp}/nope", "--out", "{tmp}/o"], "nope: does not exist"),
+    (["experiment", "table2-cpu", "--data", "{tmp}", "--out", "{tmp}/o"], "not a sketch store"),
     (["experiment", "table2-cpu", "--data", "{store}", "--out", "{tmp}/o", "--set", "nope=1"], "nope"),
     (["experiment", "table2-cpu", "--data", "{store}", "--out", "{tmp}/o", "--epochs", "0"], "--epochs must be"),
     (["experiment", "table1-cpu", "--data", "{store}", "--out", "{tmp}/o", "--rows", "cnn"], "k-fold store"),

@@ -87,3 +87,51 @@ def test_presets_command_lists_every_preset(capsys):
     assert main(["presets", "cpu-cnn"]) == 0
     assert json.loads(capsys.readouterr().out) == get_preset("cpu-cnn")
     assert main(["presets", "nope"]) == 2
+
+
+PAPER_RESNET50 = sorted(n for n, p in PRESETS.items() if n.startswith(("qd-", "tub-")) and p["description"].startswith("paper")
+                        and p.get("runner", "neural") == "neural" and models.get_spec(p["model"]).backbone == "resnet50")
+
+
+def test_paper_resnet50_presets_start_from_imagenet_and_say_so(capsys):
+    assert len(PAPER_RESNET50) == 10  # 3 QuickDraw (Table 3) + 7 TU-Berlin (Tables 1, 2)
+    assert main(["presets"]) == 0
+    listed = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    for name in PAPER_RESNET50:
+        assert get_preset(name)["model_options"]["pretrained"] == "imagenet", name
+        assert "from ImageNet weights" in listed[name], name
+    assert "pretrained" not in get_preset("qd-cnn-sketchanet")["model_options"]
+
+
+def test_imagenet_weights_missing_is_one_line_and_null_or_init_from_trains(tiny_store, tmp_path, monkeypatch,
+                                                                           capsys):
+    import torch
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))  # no weights file, even where one is
+    small = ["--data", str(tiny_store), "--steps", "1", "--batch-size", "4", "--workers", "0",
+             "--set", "model_options.canvas=32"]
+    assert main(["train", "--preset", "qd-cnn-resnet50", "--out", str(tmp_path / "a"), *small]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(tmp_path / "hub" / "checkpoints" / "resnet50-") in err
+    assert "--set model_options.pretrained=null trains from scratch" in err
+    assert main(["train", "--preset", "qd-cnn-resnet50", "--out", str(tmp_path / "b"), *small,
+                 "--set", "model_options.pretrained=null"]) == 0
+    # fine-tuning from a QuickDraw checkpoint (the paper's TU-Berlin runs) does not need the ImageNet file
+    assert main(["train", "--preset", "tub-cnn-resnet50", "--out", str(tmp_path / "c"), *small,
+                 "--init-from", str(tmp_path / "b" / "best.pt")]) == 0
+
+
+def test_an_experiment_row_of_a_paper_resnet50_preset_is_not_run_without_the_weights(tiny_store, tmp_path,
+                                                                                     monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    spec = tmp_path / "spec.toml"
+    spec.write_text('name = "t"\ntitle = "t"\nreference = "cnn"\n[defaults]\nprotocol = "quickdraw"\nseeds = [0]\n'
+                    '[[rows]]\nid = "cnn"\npreset = "cpu-cnn"\n[[rows]]\nid = "resnet50"\npreset = "qd-cnn-resnet50"\n')
+    out = tmp_path / "exp"
+    assert main(["experiment", str(spec), "--data", str(tiny_store), "--out", str(out), "--steps", "1",
+                 "--set", "batch_size=8", "--set", "model_options.canvas=32", "--workers", "0",
+                 "--bootstrap", "100"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["not_run"]) == ["resnet50"] and "resnet50-" in results["not_run"]["resnet50"]

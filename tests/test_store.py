@@ -163,7 +163,7 @@ def test_interrupted_build_leaves_no_store(ndjson_dir, tmp_path, monkeypatch):
     (half / "points.npy").write_bytes(b"")
     with pytest.raises(R2CNNError, match="not a sketch store"):
         SketchStore(half)
-    with pytest.raises(R2CNNError, match="not a sketch store"):
+    with pytest.raises(R2CNNError, match="does not exist .*r2cnn prepare"):
         SketchStore(out)
 
 
@@ -274,3 +274,41 @@ def test_no_sketches_is_an_error(tmp_path):
     with pytest.raises(R2CNNError, match="no sketches to store"):
         prepare([tmp_path / "empty.ndjson"], tmp_path / "s", progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.ndjson"]
+
+
+def test_train_source_gives_up_validation_when_none_is_given(tmp_path, capsys):
+    """``train=A test=B --split-sizes T,V,0`` (docs/experiments.md) carves validation out of A per class, by the
+    same key_id hash as the plain source ``A``; a store left without validation gets a warning from prepare."""
+    sk = _random_sketches(60, classes=2)
+    for split, part in (("train", sk[:40]), ("test", sk[40:])):
+        (tmp_path / "qd" / split).mkdir(parents=True)
+        for c in ("class0", "class1"):
+            _write_ndjson(tmp_path / "qd" / split / f"{c}.ndjson", [s for s in part if s.label == c], c)
+    train, test = tmp_path / "qd" / "train", tmp_path / "qd" / "test"
+    carved = prepare([f"train={train}", f"test={test}"], tmp_path / "a", split_sizes=(30, 5, 0), progress=False)
+    plain = prepare([train, f"test={test}"], tmp_path / "b", split_sizes=(30, 5, 0), progress=False)
+    for st in (carved, plain):
+        assert [len(st.indices(s)) for s in ("train", "valid", "test")] == [34, 6, 20]
+    assert carved.key_ids[carved.indices("valid")].tolist() == plain.key_ids[plain.indices("valid")].tolist()
+    assert np.bincount(carved.labels[carved.indices("valid")]).tolist() == [3, 3]
+    # a given validation source wins: nothing is carved
+    given = prepare([f"train={train}", f"valid={test}"], tmp_path / "c", split_sizes=(30, 5, 0), progress=False)
+    assert [len(given.indices(s)) for s in ("train", "valid", "test")] == [40, 20, 0]
+    # VALID = 0 leaves it empty, and the CLI says how to get one
+    assert main(["prepare", f"train={train}", f"test={test}", "--split-sizes", "30,0,0",
+                 "--out", str(tmp_path / "d")]) == 0
+    err = capsys.readouterr().err
+    assert "warning:" in err and "validation split is empty" in err and "VALID > 0" in err
+
+
+def test_store_without_validation_is_rebuilt_when_one_can_be_carved(tmp_path, monkeypatch):
+    """A store built before train= sources gave up validation is not "up to date" now."""
+    sk = _random_sketches(20, classes=1)
+    (tmp_path / "tr").mkdir()
+    _write_ndjson(tmp_path / "tr" / "cat.ndjson", sk, "cat")
+    monkeypatch.setattr(store_mod, "_carve_valid", lambda *a: None)
+    old = prepare([f"train={tmp_path / 'tr'}"], tmp_path / "s", split_sizes=(10, 2, 0), progress=False)
+    assert len(old.indices("valid")) == 0
+    monkeypatch.undo()
+    new = prepare([f"train={tmp_path / 'tr'}"], tmp_path / "s", split_sizes=(10, 2, 0), progress=False)
+    assert len(new.indices("valid")) == 2

@@ -13,7 +13,9 @@ import importlib
 import os
 import sys
 
+from r2cnn.commands.bench import TARGETS as BENCH_TARGETS  # light registries: the lists below are made from them
 from r2cnn.errors import R2CNNError
+from r2cnn.experiments.spec import BUILTIN as SPECS
 
 # name -> (module, one-line help). The help is repeated here so that `r2cnn --help` imports nothing heavy.
 COMMANDS = {
@@ -24,11 +26,12 @@ COMMANDS = {
     "evaluate": ("r2cnn.commands.evaluate", "evaluate a checkpoint: top-1/top-5, per class, confusion, partial sketches"),
     "predict": ("r2cnn.commands.predict", "classify sketch files with a checkpoint"),
     "presets": ("r2cnn.commands.presets", "list the named training configurations"),
-    "bench": ("r2cnn.commands.bench", "benchmarks (raster, train, data, serve), each as a ratio to an anchor"),
+    "bench": ("r2cnn.commands.bench", f"benchmarks ({', '.join(BENCH_TARGETS)}), each as a ratio to an anchor"),
     "visualize": ("r2cnn.commands.visualize", "attention figures (paper Figs. 3-6), stroke importance, deletion check"),
     "report": ("r2cnn.commands.report", "one static HTML page for a training run: curves, confusion, attention"),
     "serve": ("r2cnn.commands.serve", "a local web page to draw on, with live top-5 classes and attention"),
-    "experiment": ("r2cnn.commands.experiment", "run a table of the paper (Tables 1-3, CPU twins): resumable, statistics"),
+    "experiment": ("r2cnn.commands.experiment", f"run a table of the paper ({', '.join(SPECS)}, or a TOML spec): "
+                                                "resumable, statistics"),
     "demo": ("r2cnn.commands.demo", "the main job: built-in data, train R2CNN and CNN-only, compare"),
 }
 

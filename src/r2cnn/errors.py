@@ -15,6 +15,14 @@ class R2CNNError(Exception):
     """An error caused by the user's input or options; printed as one line by the CLI."""
 
 
+def did_you_mean(word: str, choices) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices`` to a misspelt ``word`` (difflib), else ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 class MissingResource(R2CNNError):
     """A file a run needs and never downloads is absent (ImageNet weights): an experiment skips the row, says why,
     and goes on; ``r2cnn train`` stops with the one line."""

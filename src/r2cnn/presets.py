@@ -11,17 +11,19 @@ A preset is a plain dict (JSON types only; it is stored in checkpoints as the ru
 Paper settings (Sec. 4.1): Adam, batch 48, lr 1e-4 on QuickDraw and 5e-5 on TU-Berlin; TU-Berlin sketches
 RDP-simplified to at most 448 points and augmented by horizontal reflection, stroke removal and deformation
 (following Sketch-a-Net). The paper gives no epoch count, schedule, clipping or augmentation probabilities: those
-values below are ours. The paper's ResNet50 starts from ImageNet weights (Table 3); add the model option
-``pretrained="imagenet"`` (or a path) where torchvision's ``resnet50-*.pth`` is available, nothing is downloaded.
-On TU-Berlin the paper fine-tunes models pre-trained on QuickDraw (Sec. 4.2): ``r2cnn train --preset tub-...
---init-from QUICKDRAW_CHECKPOINT``.
+values below are ours. The paper's ResNet50 starts from ImageNet weights (Table 3), so the ``qd-``/``tub-``
+presets of the paper's ResNet50 models carry the model option ``pretrained="imagenet"``: torchvision's cached
+``resnet50-*.pth`` (nothing is downloaded; without the file training stops with a line naming it, and ``--set
+model_options.pretrained=null`` trains from scratch). On TU-Berlin the paper fine-tunes models pre-trained on
+QuickDraw (Sec. 4.2): ``r2cnn train --preset tub-... --init-from QUICKDRAW_CHECKPOINT``, which takes the place of the
+ImageNet weights (the file is then not needed).
 """
 
 from __future__ import annotations
 
 import copy
 
-from r2cnn.errors import R2CNNError
+from r2cnn.errors import R2CNNError, did_you_mean
 from r2cnn.models import get_spec
 
 _QUICKDRAW = dict(batch_size=48, optimizer="adam", lr=1e-4, weight_decay=0.0, epochs=5, lr_schedule="constant",
@@ -78,8 +80,10 @@ def _build() -> dict[str, dict]:
                 continue
             preset = copy.deepcopy(base)
             table_list = " and ".join(map(str, shown))
-            preset.update(description=f"paper, {where}: {row} (Table{'s' if len(shown) > 1 else ''} {table_list})",
-                          model=model, model_options={})
+            imagenet = get_spec(model).backbone == "resnet50"
+            preset.update(description=f"paper, {where}: {row} (Table{'s' if len(shown) > 1 else ''} {table_list})"
+                          + ("; ResNet50 from ImageNet weights (needs torchvision's resnet50 file)" if imagenet else ""),
+                          model=model, model_options={"pretrained": "imagenet"} if imagenet else {})
             # e.g. Random-Stroke-Order (Table 2) needs shuffled strokes at training and evaluation time
             needs = get_spec(model).transform_requirements
             preset["transform"] = {**preset["transform"], **needs}
@@ -129,7 +133,7 @@ PRESETS: dict[str, dict] = _build()
 def get_preset(name: str) -> dict:
     """A deep copy of preset ``name`` (callers may change it)."""
     if name not in PRESETS:
-        raise R2CNNError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+        raise R2CNNError(f"unknown preset {name!r}{did_you_mean(name, PRESETS)}; known: {', '.join(PRESETS)}")
     return copy.deepcopy(PRESETS[name])
 
 

@@ -33,18 +33,45 @@ class Sketch:
 
     @classmethod
     def from_strokes(cls, strokes: Sequence[np.ndarray], label: Any = None, meta: dict | None = None) -> "Sketch":
-        """Build from a list of ``(n_i, 2)`` (or ``(n_i, >=2)``, extra columns ignored) stroke arrays."""
+        """Build from a list of ``(n_i, 2)`` (or ``(n_i, >=2)``, extra columns ignored) stroke arrays: one row per
+        point. A ``(2, n)`` stroke with n != 2 is refused: it is almost surely Quick, Draw!'s ``[xs, ys]``, which
+        read as rows would be two points (:meth:`from_quickdraw` reads that layout)."""
         parts = []
-        for s in strokes:
+        for i, s in enumerate(strokes):
             s = np.asarray(s, dtype=np.float32)
             if len(s) == 0:
                 continue
+            if s.ndim != 2 or s.shape[1] < 2:
+                raise R2CNNError(f"stroke {i}: shape {s.shape}, expected (points, 2): one [x, y] row per point")
+            if s.shape[0] == 2 and s.shape[1] != 2:
+                raise R2CNNError(f"stroke {i}: shape {s.shape} looks like Quick, Draw!'s [xs, ys]; use "
+                                 f"Sketch.from_quickdraw(drawing) for [[xs, ys], ...], or pass (points, 2) rows")
             p = np.zeros((len(s), 3), np.float32)
             p[:, :2] = s[:, :2]
             p[-1, 2] = 1.0
             parts.append(p)
         pts = np.concatenate(parts) if parts else np.zeros((0, 3), np.float32)
         return cls(pts, label, dict(meta or {}))
+
+    @classmethod
+    def from_quickdraw(cls, drawing: Sequence, label: Any = None, meta: dict | None = None,
+                       source: str = "drawing") -> "Sketch":
+        """Build from a Quick, Draw! drawing as in its ndjson files and ``r2cnn serve``'s API: strokes ``[xs, ys]``
+        (simplified) or ``[xs, ys, ts]`` (raw; the times go to ``meta["t"]``), lists or arrays. A malformed
+        drawing raises :class:`r2cnn.errors.SketchFormatError` naming ``source`` and the field."""
+        from r2cnn.data.formats.common import points_from_strokes
+        from r2cnn.data.formats.ndjson import _checked_drawing
+
+        def plain(value):
+            if isinstance(value, np.ndarray):
+                return value.tolist()
+            return [plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+        xy, lengths, t = _checked_drawing(plain(drawing), source, None)
+        meta = dict(meta or {})
+        if t is not None:
+            meta["t"] = t
+        return cls(points_from_strokes(xy, lengths, source), label, meta)
 
     @property
     def num_points(self) -> int:

@@ -10,11 +10,13 @@ from r2cnn.commands.options import add_device, resolve_device
 # ask for terabytes).
 MAX_BOOTSTRAP = 100_000
 
-HELP = "run a table of the paper (table1, table2, table3, their -cpu twins, or a TOML spec): resumable, with statistics"
+HELP = "run a table of the paper (a built-in spec, see --list, or a TOML spec): resumable, with statistics"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("spec", nargs="?", help="table1, table2, table3, table1-cpu, table2-cpu, table3-cpu or a TOML file")
+    from r2cnn.experiments.spec import BUILTIN
+
+    p.add_argument("spec", nargs="?", help=f"{', '.join(BUILTIN)} or a TOML file")
     p.add_argument("--list", action="store_true", help="list the built-in specs and their rows")
     p.add_argument("--data", action="append", default=[], metavar="[PROTOCOL=]STORE",
                    help="store made by `r2cnn prepare`; quickdraw=STORE / tuberlin=STORE for specs that use both")

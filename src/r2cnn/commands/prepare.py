@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 HELP = "build a packed, memory-mapped sketch store from files or folders (or the built-in generator)"
 
@@ -14,6 +15,9 @@ sources:
 labels: the file stem (ndjson, npz, bin), or the folder name (TU-Berlin <class>/<id>.svg), or --label-field.
 splits: .npz files keep their own train/valid/test; other records are split per class by a seeded hash of
   key_id (--split-sizes, scaled down for small classes); SVG sources (or --folds K) get K cross-validation folds.
+  When no source has validation records (e.g. train=A test=B), the validation part of --split-sizes is carved
+  out of the train records of each class by the same hash, e.g.
+                          r2cnn prepare train=qd5/train test=qd5/valid --split-sizes 9840,300,0 --out data/qd5
 A rerun with unchanged sources and options does nothing ("up to date").
 """
 
@@ -47,4 +51,8 @@ def run(args) -> int:
                     label_field=args.label_field, split_from_folders=args.split_from_folders,
                     policy=ErrorPolicy(args.on_error), force=args.force)
     print(store.summary())
+    if not store.is_kfold and len(store.indices("valid")) == 0:
+        print(f"warning: {args.out}: the validation split is empty, and `r2cnn train` needs one (best.pt is chosen "
+              f"on it): give --split-sizes TRAIN,VALID,TEST with VALID > 0 (a train=PATH source gives up that part "
+              f"when no source has validation records) or a valid=PATH source", file=sys.stderr)
     return 0

@@ -38,12 +38,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override a preset entry (see `r2cnn presets NAME`); VALUE is JSON (1e-3, true, null, "
                         "[1, 2], {\"hidden\": 64}, \"text\") or a bare word taken as text (cosine); a JSON object "
-                        "merges into the preset's, e.g. --set model_options='{\"hidden\": 64}' keeps its canvas; "
-                        "encoder_lr_scale=S (not in presets; default 1) trains the RNN at S x lr")
+                        "merges into the preset's, e.g. --set model_options='{\"hidden\": 64}' keeps its canvas, as does "
+                        "KEY.SUB=VALUE (--set model_options.hidden=64); encoder_lr_scale=S trains the RNN at "
+                        "S x lr (default: the preset's, e.g. cpu-r2cnn's 10, else 1)")
     p.add_argument("--tensorboard", action="store_true", help="also log to OUT/tensorboard (needs tensorboard)")
     p.add_argument("--checkpoint-every", type=non_negative_int, default=0, metavar="N",
                    help="also write last.pt every N steps (0: at epoch ends only)")
     p.add_argument("--log-every", type=positive_int, default=10, metavar="N", help="log training metrics every N steps")
+    p.add_argument("--print-every", type=non_negative_int, metavar="N",
+                   help="print a progress line (loss, accuracy, sketches/s, time left) every N steps; 0: never "
+                        "(default: when stdout is not a terminal, every 50 steps or 30 s)")
 
 
 def options_from_args(args):
@@ -59,6 +63,7 @@ def options_from_args(args):
                         fold=args.fold, init_from=args.init_from, device=device, workers=args.workers,
                         batch_size=args.batch_size, lr=args.lr, amp=args.amp, tensorboard=args.tensorboard,
                         checkpoint_every=args.checkpoint_every, log_every=args.log_every,
+                        print_every=args.print_every,
                         config_overrides=parse_overrides(args.overrides))
 
 

@@ -24,6 +24,11 @@ Splits (``prepare``):
   the record has none): sorted by ``blake2b(key, key=seed)``, the first ``split_sizes[0]`` are train, the next
   valid, then test, the rest unused. Default: the paper's 70K/2.5K/2.5K per class (Sec. 4.1), scaled down
   proportionally for a smaller class. The hash makes the split independent of file order and stable across reruns.
+- A store that would have no validation record (say ``train=A test=B``) gets its validation carved out of its
+  ``train`` records instead, when ``split_sizes`` asks for one: per class, the records that the hash split with
+  ``(TRAIN, VALID, 0)`` would make valid become valid, and all the others stay train. So ``train=A test=B`` with
+  ``split_sizes=(9840, 300, 0)`` gives the same valid split as the plain source ``A`` (and, for a class of at
+  most 10,140 sketches, the same train split; past that the plain source leaves the rest unused).
 - ``folds=K`` (default 3 when any source is SVG, as for TU-Berlin in Sec. 4.1): each class's sketches, in hash
   order, are dealt round-robin into K folds; ``indices(split, fold=k)`` makes fold k the test split and takes the
   first ``fold_valid_fraction`` (by hash order) of the class's other sketches as validation.
@@ -309,6 +314,8 @@ class _Builder:
                 for code, n in enumerate(_scaled_sizes(len(idx), split_sizes)):
                     splits[idx[start:start + n]] = code
                     start += n
+            if split_sizes[1] and not (splits == SPLIT_CODE["valid"]).any():
+                _carve_valid(splits, order, bounds, hashes, split_sizes)
             np.save(tmp / "splits.npy", splits)
             result["counts"] = {name: _class_counts(labels[splits == code], classes) for name, code in SPLIT_CODE.items()}
             result["counts"]["unused"] = _class_counts(labels[splits < 0], classes)
@@ -353,6 +360,18 @@ def _scaled_sizes(n: int, sizes: Sequence[int]) -> list[int]:
         valid = max(valid, 1) if sizes[1] else 0
         test = max(test, 1) if sizes[2] else 0
     return [n - valid - test, valid, test]
+
+
+def _carve_valid(splits: np.ndarray, order: np.ndarray, bounds: np.ndarray, hashes: np.ndarray,
+                 split_sizes: Sequence[int]) -> None:
+    """In place: per class, the train records that the hash split with ``(TRAIN, VALID, 0)`` would make valid become
+    valid (module docstring). ``order``/``bounds``: the records sorted by class and each class's range in it."""
+    for c in range(len(bounds) - 1):
+        idx = order[bounds[c]:bounds[c + 1]]
+        idx = idx[splits[idx] == SPLIT_CODE["train"]]
+        idx = idx[np.argsort(hashes[idx], kind="stable")]
+        n_train, n_valid, _ = _scaled_sizes(len(idx), (split_sizes[0], split_sizes[1], 0))
+        splits[idx[n_train:n_train + n_valid]] = SPLIT_CODE["valid"]
 
 
 def _class_counts(labels: np.ndarray, classes: list[str]) -> dict[str, int]:
@@ -437,7 +456,17 @@ def _up_to_date(out: Path, options: dict, inputs: list[dict]) -> bool:
         return False
     old_inputs = [{k: v for k, v in d.items() if k != "sketches"} for d in old["inputs"] if isinstance(d, dict)]
     return bool(old.get("complete")) and old.get("options") == options and old_inputs == inputs \
-        and old.get("store_version") == STORE_VERSION
+        and old.get("store_version") == STORE_VERSION and not _valid_to_carve(old, options)
+
+
+def _valid_to_carve(manifest: dict, options: dict) -> bool:
+    """Whether a store built before train records gave up a validation part (module docstring) lacks one that a
+    build now would carve."""
+    counts = manifest.get("counts")
+    if options["folds"] or not options["split_sizes"][1] or not isinstance(counts, dict):
+        return False
+    total = {k: sum(v.values()) if isinstance(v, dict) else 0 for k, v in counts.items()}
+    return total.get("valid") == 0 and bool(total.get("train"))
 
 
 def _manifest_fields(files, inputs, options, builtin, seed, label_field, policy, progress):
@@ -598,6 +627,9 @@ def _read_manifest(path: Path) -> dict:
     try:
         manifest = json.loads(mpath.read_text())
     except FileNotFoundError:
+        if not path.exists():
+            raise R2CNNError(f"{path}: does not exist (build a store there with `r2cnn prepare SOURCES --out "
+                             f"{path}`)") from None
         raise R2CNNError(f"{path}: not a sketch store (no {MANIFEST}; an interrupted `r2cnn prepare` "
                          "leaves none)") from None
     except (OSError, ValueError) as e:  # ValueError: bad JSON or bad UTF-8

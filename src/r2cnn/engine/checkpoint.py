@@ -13,9 +13,15 @@ A checkpoint (docs/architecture.md "Engine") is a plain dict::
     rng         torch / numpy / python / cuda generator states, as tensors and ints only
     extra       free-form plain-typed dict
 
+A run keeps two: ``last.pt`` with all of the above (what ``--resume`` continues from) and ``best.pt``, the model
+selected on the validation split, without the entries only resuming needs (:data:`RESUME_ONLY`: the optimiser's
+two moment tensors per weight make a full checkpoint about three times the model's size).
+
 Only tensors, numbers, strings, lists and dicts are stored so that ``weights_only=True`` (no pickle code
 execution) can load it. The write is: temporary file in the same directory, flush + fsync, ``os.replace``,
-fsync of the directory; a crash at any point leaves either the old or the new file, never a torn one.
+fsync of the directory; a crash at any point leaves either the old or the new file, never a torn one. The file
+gets the permissions of any other file the user creates (0666 less the umask), not the temporary file's 0600:
+checkpoints hold nothing secret, and a group sharing runs can read them like the logs and reports beside them.
 """
 
 from __future__ import annotations
@@ -41,9 +47,15 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> None:
         torch.save(obj, f)
 
 
+def model_file(state: dict) -> dict:
+    """``state`` (a full checkpoint) without the entries only resuming needs: what ``best.pt`` holds."""
+    return {k: v for k, v in state.items() if k not in RESUME_ONLY}
+
+
 # What every checkpoint holds (what evaluate and predict need), and what resuming a run needs on top.
 MODEL_KEYS = ("config", "classes", "model")
 TRAINING_KEYS = ("optimizer", "scheduler", "epoch", "step", "batch_in_epoch", "best", "rng", "extra")
+RESUME_ONLY = ("optimizer", "scheduler", "scaler", "rng", "batch_in_epoch")
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu", *,

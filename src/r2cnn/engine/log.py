@@ -24,6 +24,11 @@ class RunLog:
         self.writer = None
         if self.path is None:
             return
+        if tensorboard:  # before log.jsonl is touched: a run that cannot start must not leave a run behind
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as e:
+                raise R2CNNError("--tensorboard needs the 'tensorboard' package: pip install tensorboard") from e
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is not None and self.path.exists():
             kept = [line for line, record in _read_records(self.path) if record.get("step", 0) <= resume_step]
@@ -31,10 +36,6 @@ class RunLog:
         elif resume_step is None:
             self.path.write_text("")
         if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError as e:
-                raise R2CNNError("--tensorboard needs the 'tensorboard' package: pip install tensorboard") from e
             self.writer = SummaryWriter(str(Path(run_dir) / "tensorboard"), purge_step=resume_step)
 
     def write(self, kind: str, **fields) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,12 +29,13 @@ from torch import nn
 
 import r2cnn
 from r2cnn.engine import distributed as dist_utils
-from r2cnn.engine.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, rng_state, save_atomic, set_rng_state, to_plain
+from r2cnn.engine.checkpoint import (CHECKPOINT_FORMAT, load_checkpoint, model_file, rng_state, save_atomic,
+                                     set_rng_state, to_plain)
 from r2cnn.engine.evaluate import evaluate_model
 from r2cnn.engine.factory import build_model, build_transform, classifier_parameter_names, load_weights
 from r2cnn.engine.log import RunLog
 from r2cnn.engine.precision import amp_dtype, autocast, denormals_flushed
-from r2cnn.errors import R2CNNError
+from r2cnn.errors import R2CNNError, did_you_mean
 
 
 @dataclass
@@ -60,6 +62,9 @@ class TrainOptions:
     checkpoint_every: int = 0  # also write last.pt every N steps (0: at epoch ends only)
     log_every: int = 10
     progress: bool | None = None  # tqdm's disable=None: bars only on a terminal
+    # a progress line on stdout every N steps (ProgressLines); None: when stdout is not a terminal (and progress
+    # is None), every PROGRESS_STEPS steps or PROGRESS_SECONDS seconds, whichever comes first; 0: never
+    print_every: int | None = None
     config_overrides: dict = field(default_factory=dict)
 
 
@@ -135,11 +140,7 @@ def make_config(opts: TrainOptions) -> dict:
     if opts.preset is None:
         raise R2CNNError("--preset is required (see `r2cnn presets`)")
     config = dict(get_preset(opts.preset))
-    unknown = sorted(set(opts.config_overrides) - set(config) - set(OPTIONAL_ENTRIES))
-    if unknown:
-        raise R2CNNError(f"--set {unknown[0]}: not an entry of preset {opts.preset} (entries: "
-                         f"{', '.join([*config, *OPTIONAL_ENTRIES])})")
-    config = merge_config(config, opts.config_overrides)
+    config = merge_config(config, _nested_overrides(config, opts.config_overrides, opts.preset))
     for key, value in (("batch_size", opts.batch_size), ("lr", opts.lr), ("epochs", opts.epochs),
                        ("amp", opts.amp), ("num_workers", opts.workers)):
         if value is not None:
@@ -148,6 +149,32 @@ def make_config(opts: TrainOptions) -> dict:
                   init_from=opts.init_from, max_minutes=opts.max_minutes)
     check_config(config)
     return to_plain(config)
+
+
+def _nested_overrides(config: dict, overrides: dict, preset: str) -> dict:
+    """``--set`` pairs as a dict for :func:`merge_config`: ``KEY.SUB`` (``model_options.hidden``) sets one entry of
+    a table. An entry the preset does not have (or a model option that does not exist) is an error that names
+    the closest one and lists the others."""
+    from r2cnn.models import DEFAULT_OPTIONS
+
+    out: dict = {}
+    for key, value in overrides.items():
+        head, dot, sub = key.partition(".")
+        entries = list(dict.fromkeys([*config, *OPTIONAL_ENTRIES]))
+        if head not in entries:
+            raise R2CNNError(f"--set {key}: not an entry of preset {preset}{did_you_mean(head, entries)} "
+                             f"(entries: {', '.join(entries)})")
+        if not dot:
+            out[head] = value
+            continue
+        if not isinstance(config[head], dict):
+            raise R2CNNError(f"--set {key}: {head!r} is not a table, so {key!r} cannot be set")
+        known = list(dict.fromkeys([*config[head], *(DEFAULT_OPTIONS if head == "model_options" else ())]))
+        if sub not in known:
+            raise R2CNNError(f"--set {key}: {sub!r} is not an entry of {head}{did_you_mean(sub, known)} "
+                             f"(entries: {', '.join(known)})")
+        out[head] = {**(out[head] if isinstance(out.get(head), dict) else {}), sub: value}
+    return out
 
 
 def _is_number(value) -> bool:
@@ -311,7 +338,8 @@ def _train(opts, config, ckpt, info, device, run_dir, last_path, best_path) -> d
     if ckpt is not None and list(ckpt["classes"]) != classes:
         raise R2CNNError(f"--resume: the store {opts.data} has other classes than {last_path}")
 
-    model = build_model(config, len(classes), pretrained=ckpt is None)  # resuming: the checkpoint has the weights
+    # resuming or --init-from: a checkpoint's weights replace the ImageNet ones, whose file is then not needed
+    model = build_model(config, len(classes), pretrained=ckpt is None and not config.get("init_from"))
     loaded = sorted({m.pretrained_source for m in model.modules() if getattr(m, "pretrained_source", None)})
     if loaded and info.is_main:
         print(f"pretrained weights: {', '.join(loaded)}")
@@ -341,7 +369,8 @@ def _train(opts, config, ckpt, info, device, run_dir, last_path, best_path) -> d
         loader.generator = torch.Generator().manual_seed(config["seed"])
     if len(store.indices("valid", fold=config.get("fold"))) == 0:
         raise R2CNNError(f"{opts.data}: the validation split is empty; best.pt is chosen on it (prepare the store "
-                         f"with a validation part, e.g. --split-sizes TRAIN,VALID,TEST)")
+                         f"with a validation part: a valid=PATH source, or --split-sizes TRAIN,VALID,TEST with "
+                         f"VALID > 0, which a train=PATH source gives up when no source has validation records)")
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
         raise R2CNNError(f"{opts.data}: the train split has fewer sketches than one global batch "
@@ -381,16 +410,20 @@ def _train(opts, config, ckpt, info, device, run_dir, last_path, best_path) -> d
     def save(path: Path, epoch: int, batch_in_epoch: int, step: int) -> None:
         if not info.is_main:
             return
-        save_atomic({
+        state = {
             "format": CHECKPOINT_FORMAT, "version": r2cnn.__version__, "config": config, "classes": classes,
             "model": bare.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict() if scaler.is_enabled() else None,
             "epoch": epoch, "step": step, "batch_in_epoch": batch_in_epoch, "best": best, "rng": rng_state(),
             "extra": {"steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
                       "world_size": info.world_size},
-        }, path)
+        }
+        save_atomic(state if path == last_path else model_file(state), path)  # best.pt: no optimiser state
 
     clock = Clock(config.get("max_minutes"), is_main=info.is_main)
+    off_terminal = opts.progress is None and not sys.stdout.isatty()
+    lines = ProgressLines(info.is_main and (off_terminal or bool(opts.print_every)), opts.print_every, total_steps,
+                          step, clock)
     summary = None
     stopped_by = "steps"
     epoch = start_epoch
@@ -404,7 +437,7 @@ def _train(opts, config, ckpt, info, device, run_dir, last_path, best_path) -> d
             step, batch_in_epoch, out_of_time = train_one_epoch(
                 model, train_loader, optimizer, scheduler, scaler, schedule, device, dtype, config, epoch, step,
                 batch_in_epoch, steps_per_epoch, total_steps, clock, log, info, opts,
-                checkpoint=lambda e, b, s: save(last_path, e, b, s))
+                checkpoint=lambda e, b, s: save(last_path, e, b, s), lines=lines)
         except NonFiniteLoss as e:
             log.write("event", step=step, epoch=epoch, event="non-finite loss", message=str(e))
             log.close()
@@ -434,6 +467,44 @@ def _train(opts, config, ckpt, info, device, run_dir, last_path, best_path) -> d
             "classes": classes, "stopped_by": stopped_by, "rank": info.rank}
 
 
+PROGRESS_STEPS, PROGRESS_SECONDS = 50, 30.0
+
+
+class ProgressLines:
+    """Off a terminal the progress bar is not drawn, so a log file or CI output would show nothing between
+    epochs: there, a line every ``every`` steps (None: every :data:`PROGRESS_STEPS` steps or
+    :data:`PROGRESS_SECONDS` seconds) with the loss, accuracy and speed since the last line and the time left for
+    the whole run (wall time per step so far, validation included; the time budget caps it)."""
+
+    def __init__(self, enabled: bool, every: int | None, total_steps: int, start_step: int, clock: "Clock"):
+        self.enabled = enabled and every != 0
+        self.every, self.total_steps, self.start_step, self.clock = every, total_steps, start_step, clock
+        self.start = self.last = time.perf_counter()
+        self.loss = self.correct = self.n = 0.0
+
+    def update(self, step: int, epoch: int, loss_sum: float, correct: float, n: float) -> None:
+        if not self.enabled:
+            return
+        self.loss, self.correct, self.n = self.loss + loss_sum, self.correct + correct, self.n + n
+        now = time.perf_counter()
+        due = step % self.every == 0 if self.every else (step % PROGRESS_STEPS == 0
+                                                         or now - self.last >= PROGRESS_SECONDS)
+        if not due and step < self.total_steps:
+            return
+        left = (self.total_steps - step) * (now - self.start) / max(step - self.start_step, 1)
+        if self.clock.budget is not None:
+            left = min(left, max(self.clock.budget - (now - self.clock.start), 0.0))
+        print(f"step {step}/{self.total_steps} (epoch {epoch}): loss {self.loss / self.n:.4f}, accuracy "
+              f"{self.correct / self.n:.4f}, {self.n / max(now - self.last, 1e-9):.0f} sketches/s, "
+              f"{_eta(left)} left", flush=True)
+        self.last, self.loss, self.correct, self.n = now, 0.0, 0.0, 0.0
+
+
+def _eta(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
 class Clock:
     """Rank 0's wall clock against an optional budget; the fraction used travels with the step's all-reduce
     so that every rank stops (and anneals its learning rate) at the same step."""
@@ -450,8 +521,9 @@ class Clock:
 
 
 def train_one_epoch(model, loader, optimizer, scheduler, scaler, schedule, device, dtype, config, epoch, step,
-                    batch_in_epoch, steps_per_epoch, total_steps, clock, log, info, opts, checkpoint):
-    """One pass over the rest of the epoch (the loader already skips the ``batch_in_epoch`` batches done).
+                    batch_in_epoch, steps_per_epoch, total_steps, clock, log, info, opts, checkpoint, lines):
+    """One pass over the rest of the epoch (the loader already skips the ``batch_in_epoch`` batches done);
+    ``lines``: the :class:`ProgressLines` printed where no bar is.
 
     Returns (step, batches done in this epoch, out_of_time).
     """
@@ -497,6 +569,7 @@ def train_one_epoch(model, loader, optimizer, scheduler, scaler, schedule, devic
             window["correct"] += correct
             window["n"] += n
             bar.update(1)
+            lines.update(step, epoch, loss_sum, correct, n)
             elapsed = time.perf_counter() - window["t"]
             bar.set_postfix(loss=f"{loss_sum / n:.3f}", acc=f"{correct / n:.3f}",
                             sk_s=f"{window['n'] / max(elapsed, 1e-9):.0f}", refresh=False)

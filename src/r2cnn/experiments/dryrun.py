@@ -152,13 +152,20 @@ def format_dry_run(rows: list[dict], device: str) -> str:
                      "n/a" if r["step_seconds"] is None else f"{1000 * r['step_seconds']:.0f}",
                      "-" if r["sizes"] is None else _duration(r["estimate_seconds"]),
                      f"{ps['subruns']} x {ps['steps_per_subrun'] or 'one fit'}", _duration(ps["estimate_seconds"])))
-    total_here = sum(r["estimate_seconds"] or 0 for r in rows)
-    total_paper = sum(r["paper_scale"]["estimate_seconds"] or 0 for r in rows)
-    return "\n".join([
-        table(body, ["row", "preset", "protocol", "runs", "data train/valid/test", "steps/run", "step ms",
-                     "est. here", "paper runs x steps", "est. paper scale"]),
-        f"total (measured rows, training steps only, {device}): here {_duration(total_here)}, at paper scale "
-        f"{_duration(total_paper)}"])
+    here = [r["estimate_seconds"] for r in rows if r["estimate_seconds"] is not None]
+    paper = [r["paper_scale"]["estimate_seconds"] for r in rows if r["paper_scale"]["estimate_seconds"] is not None]
+    lines = [table(body, ["row", "preset", "protocol", "runs", "data train/valid/test", "steps/run", "step ms",
+                          "est. here", "paper runs x steps", "est. paper scale"]),
+             f"total (measured rows, training steps only, {device}): here "
+             f"{_duration(sum(here)) if here else 'not measured'}, at paper scale "
+             f"{_duration(sum(paper)) if paper else 'not measured'}"
+             + ("" if here or paper else " (--measure-steps 0; give N > 0 to time N steps per model)")]
+    no_valid = [r["id"] for r in rows if r["sizes"] is not None and r["runner"] == "neural" and not r["sizes"]["valid"]]
+    if no_valid:
+        lines.append(f"warning: the validation split is empty for {', '.join(no_valid)}, so these rows cannot train "
+                     f"(best.pt is chosen on it): prepare the store with a validation part, e.g. `r2cnn prepare "
+                     f"train=A test=B --split-sizes TRAIN,VALID,0` or a valid=PATH source")
+    return "\n".join(lines)
 
 
 def dry_run_without_data(planned_fn, **kwargs) -> list[dict]:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from r2cnn.errors import R2CNNError
+from r2cnn.errors import R2CNNError, did_you_mean
 
 try:
     import tomllib
@@ -250,8 +250,8 @@ def apply_overrides(config: dict, overrides: dict, where: str) -> dict:
         head, dot, sub = key.partition(".")
         if head not in out and not (not dot and takes_optional_entry(out, head)):
             optional = [k for k in OPTIONAL_ENTRIES if takes_optional_entry(out, k)]
-            raise SpecError(f"{where}: field 'overrides': {head!r} is not an entry of the preset "
-                            f"(entries: {', '.join([*out, *optional])})")
+            raise SpecError(f"{where}: field 'overrides': {head!r} is not an entry of the preset"
+                            f"{did_you_mean(head, [*out, *optional])} (entries: {', '.join([*out, *optional])})")
         if dot:
             if not isinstance(out[head], dict):
                 raise SpecError(f"{where}: field 'overrides': {head!r} is not a table, so {key!r} cannot be set")

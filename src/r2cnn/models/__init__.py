@@ -41,7 +41,7 @@ import math
 from dataclasses import dataclass, field
 
 
-from r2cnn.errors import R2CNNError
+from r2cnn.errors import R2CNNError, did_you_mean
 from r2cnn.models.backbones import ResNetBackbone, SketchANet, create_backbone, torchvision_archs
 from r2cnn.models.early import STROKE_THIRDS_CHANNELS, LeNet, StrokeThirdsCNN
 from r2cnn.models.encoder import AttentionEncoder, BiLSTM, PackedLayout, SequenceEncoder, point_offsets
@@ -164,7 +164,8 @@ def create(name: str, num_classes: int, in_channels: int = 1, **options) -> Sket
     spec = get_spec(name)
     unknown = sorted(set(options) - set(DEFAULT_OPTIONS))
     if unknown:
-        raise R2CNNError(f"unknown model option(s) {', '.join(unknown)}; known: {', '.join(DEFAULT_OPTIONS)}")
+        raise R2CNNError(f"unknown model option(s) {', '.join(unknown)}{did_you_mean(unknown[0], DEFAULT_OPTIONS)}; "
+                         f"known: {', '.join(DEFAULT_OPTIONS)}")
     if num_classes < 1 or in_channels < 1:
         raise R2CNNError(f"num_classes and in_channels must be >= 1, got {num_classes} and {in_channels}")
     o = {**DEFAULT_OPTIONS, **spec.defaults, **options}

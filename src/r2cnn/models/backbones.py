@@ -132,7 +132,8 @@ def find_imagenet_weights(arch: str, weights: str = "DEFAULT") -> tuple[Path, st
                   if w != chosen and (folder / Path(w.url).name).is_file()]
         hint = f"; present: {', '.join(others)}, chosen by pretrained=NAME" if others else ""
         raise MissingResource(f"no ImageNet weights for {arch} ({enum.__name__}.{chosen.name}): {path} is missing "
-                         f"(nothing is downloaded: put torchvision's file there, or pass pretrained=PATH){hint}")
+                         f"(nothing is downloaded: put torchvision's file there, or pass pretrained=PATH; --set "
+                         f"model_options.pretrained=null trains from scratch){hint}")
     return path, f"{enum.__name__}.{chosen.name}"
 
 

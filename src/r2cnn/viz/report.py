@@ -7,8 +7,9 @@ classes with example sketches, attention figures (:mod:`r2cnn.viz.figures`) with
 (:mod:`r2cnn.viz.deletion`), and the partial-sketch accuracy curve.
 
 The evaluation is taken from ``RUN/report.json`` (``r2cnn evaluate --out RUN``) or ``RUN/test_report.json``
-(``r2cnn demo``) when one of them is for the same checkpoint file, step and split; otherwise it is run on the
-store (``data``, or the store named in that file) and written to ``RUN/report.json``.
+(``r2cnn demo``) when one of them is for the same checkpoint file, step and split, or from ``RUN/*/report.json``
+(``r2cnn evaluate --out RUN/eval``, as in the README) when it names this very checkpoint; otherwise it is run on
+the store (``data``, or the store named in that file) and written to ``RUN/report.json``.
 """
 
 from __future__ import annotations
@@ -65,17 +66,21 @@ def find_checkpoint(run: Path, checkpoint: str | None) -> Path:
 
 
 def load_evaluation(run: Path, checkpoint: Path, step, split: str) -> dict | None:
-    """A saved evaluation of this checkpoint file at this step on ``split``, or None."""
-    for name in EVALUATION_FILES:
-        path = run / name
+    """A saved evaluation of this checkpoint file at this step on ``split``, or None (module docstring): in the run
+    folder one for a checkpoint of the same name, in a folder below it one for this very file."""
+    own = [(run / name, True) for name in EVALUATION_FILES]
+    for path, in_run in own + [(p, False) for p in sorted(run.glob(f"*/{EVALUATION_FILES[0]}"))]:
         if not path.is_file():
             continue
         try:
             report = json.loads(path.read_text())
-        except ValueError:
+        except (OSError, ValueError):
             continue
-        if (isinstance(report, dict) and Path(str(report.get("checkpoint"))).name == checkpoint.name
-                and report.get("step") == step and report.get("split") == split
+        if not isinstance(report, dict):
+            continue
+        named = Path(str(report.get("checkpoint")))
+        same = named.name == checkpoint.name if in_run else named.resolve() == checkpoint.resolve()
+        if (same and report.get("step") == step and report.get("split") == split
                 and {"confusion", "per_class", "partial"} <= set(report)):
             return report
     return None

@@ -45,7 +45,8 @@ def detect_format(path: str | Path) -> str:
     fmt = _suffix_format(Path(path))
     if fmt is None:
         raise R2CNNError(f"{path}: cannot tell the sketch format from the extension "
-                         f"(known: {', '.join(sorted(_SUFFIXES))}, .ndjson.gz, .bin.gz); name it with --from/--to")
+                         f"(known: {', '.join(sorted(_SUFFIXES))}, .ndjson.gz, .bin.gz); name it: --format FMT for "
+                         f"`r2cnn predict`, --from/--to FMT for `r2cnn convert` ({', '.join(FORMATS)})")
     return fmt
 
 

@@ -387,8 +387,10 @@ def svg_document(sketch: Sketch, stroke_width: float | None = None) -> bytes:
 
 def write_svg(path: Path, sketches: Iterable[Sketch], *, policy: ErrorPolicy, per_class: bool) -> tuple[int, list[Path]]:
     """Write ``<label>/<id>.svg`` files under folder ``path`` (``per_class``; id = meta ``id`` or ``key_id``,
-    else the running index), or one ``.svg`` file (exactly one sketch)."""
+    else the running index), or one ``.svg`` file (exactly one sketch: written only once the input is known to
+    hold no second one, so a refused conversion leaves no file behind)."""
     files, used = [], set()
+    single: tuple[Path, bytes] | None = None
     for i, sketch in enumerate(sketches):
         if per_class:
             stem = str(sketch.meta.get("id", sketch.meta.get("key_id", i)))
@@ -397,7 +399,7 @@ def write_svg(path: Path, sketches: Iterable[Sketch], *, policy: ErrorPolicy, pe
                 stem = f"{stem}_{i}"
                 target = target.with_name(f"{class_name(stem, '.svg')}.svg")
         else:
-            if files:
+            if single is not None:
                 raise SketchFormatError(**origin(sketch, i, str(path)), reason="one SVG file holds one sketch",
                                         detail="write to a folder instead")
             target = path
@@ -407,8 +409,18 @@ def write_svg(path: Path, sketches: Iterable[Sketch], *, policy: ErrorPolicy, pe
             policy.handle(e)
             continue
         used.add(target)
-        writer = AtomicWriter(target)
-        writer.write(svg_document(sketch))
-        writer.commit()
-        files.append(target)
+        if per_class:
+            _write_file(target, svg_document(sketch))
+            files.append(target)
+        else:
+            single = (target, svg_document(sketch))
+    if single is not None:
+        _write_file(*single)
+        files.append(single[0])
     return len(files), files
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    writer = AtomicWriter(path)
+    writer.write(data)
+    writer.commit()
