@@ -79,15 +79,43 @@ def test_a_whole_quickdraw_record_is_accepted_and_top_k_is_capped(client):
 
 def test_classes_health_docs_and_page(client, predictor):
     assert client.get("/api/classes").json() == {"classes": predictor.classes, "model": "r2cnn-resnet18",
-                                                 "has_attention": True}
+                                                 "has_attention": True, "browser_model": None, "browser_note": None}
     health = client.get("/health").json()
     assert health["status"] == "ok" and health["classes"] == len(predictor.classes)
     assert "/api/predict" in client.get("/openapi.json").json()["paths"]
-    assert client.get("/docs").status_code == 200
     page = client.get("/")
     assert page.status_code == 200 and 'id="canvas"' in page.text
-    for src in re.findall(r'(?:src|href)="(static/[^"]+)"', page.text):
+    for src in re.findall(r'(?:src|href)="((?:static/|favicon)[^"]+)"', page.text):
         assert client.get("/" + src).status_code == 200, src
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+    assert icon.text.startswith("<svg")
+
+
+def test_docs_page_loads_swagger_ui_from_the_package(client):
+    """/docs works offline: every script, style sheet and icon it names is served here, none from a CDN."""
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "SwaggerUIBundle" in docs.text
+    assets = re.findall(r'(?:src|href)=["\']([^"\']+)["\']', docs.text)
+    assert len(assets) >= 3 and not [a for a in assets if "//" in a], assets
+    for asset in assets:
+        assert client.get(asset).status_code == 200, asset
+    assert "validator.swagger.io" not in docs.text and '"validatorUrl": null' in docs.text
+    assert client.get("/redoc").status_code == 404  # ReDoc only exists on a CDN: not offered
+
+
+@pytest.mark.parametrize("folder", ["onnxruntime-web", "swagger-ui"])
+def test_vendored_files_are_the_recorded_ones(folder):
+    """Each vendored file's sha256 is the one its VENDORED.md records, with the version and a licence beside."""
+    import hashlib
+
+    vendor = STATIC / "vendor" / folder
+    record = (vendor / "VENDORED.md").read_text()
+    files = re.findall(r"^\| `([^`]+)`[^|]*\| `([0-9a-f]{64})` \|$", record, re.M)
+    assert len(files) >= 2
+    for name, digest in files:
+        assert hashlib.sha256((vendor / name).read_bytes()).hexdigest() == digest, name
+    assert (vendor / "LICENSE").is_file() and re.search(r"\*\*\d+\.\d+\.\d+\*\*", record)
 
 
 def test_cnn_only_checkpoint_predicts_without_attention(tiny_cnn_checkpoint):
