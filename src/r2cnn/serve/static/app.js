@@ -9,7 +9,8 @@
 // attention colours by the last answer (0 without attention); #canvas[data-predicted-strokes] the number of
 // strokes the shown predictions are for; #canvas[data-engine] "browser" or "server", the engine that gave them;
 // #canvas[data-colour-range] "low,high", the attention values mapped to the colour bar's ends;
-// document.body[data-browser-engine] "loading", "ready", "failed" or "off".
+// document.body[data-browser-engine] "loading", "ready", "failed" or "off"; window.sketchPage.drawing() the
+// strokes as the engines get them ([[xs, ys], ...], canvas pixels to one decimal).
 "use strict";
 
 (() => {
@@ -178,6 +179,14 @@
     }
   }
 
+  /** The strokes to one decimal: what the server gets, and what the browser engine normalises, so that both see
+   *  the same sketch. */
+  function sentDrawing() {
+    return strokes.map((s) => [s.xs.map((v) => Math.round(v * 10) / 10), s.ys.map((v) => Math.round(v * 10) / 10)]);
+  }
+
+  window.sketchPage = {drawing: sentDrawing};
+
   /** The server's answer: {top, attention}; throws an Error saying why there is none. */
   async function askServer(drawing) {
     let response;
@@ -230,9 +239,7 @@
       return;
     }
     const sent = strokes.length;
-    // one decimal: what the server gets, and what the browser engine normalises, so the two see the same sketch
-    const drawing = strokes.map((s) => [s.xs.map((v) => Math.round(v * 10) / 10),
-                                        s.ys.map((v) => Math.round(v * 10) / 10)]);
+    const drawing = sentDrawing();
     say("recognising…");
     let answer = null, engine = null, failure = null;
     if (browserEngine && document.body.dataset.browserEngine === "ready") {
