@@ -21,9 +21,9 @@ SCREENSHOTS = os.environ.get("R2CNN_SCREENSHOTS")
 PHONE = dict(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True, device_scale_factor=1)
 
 
-def _screenshot(page, tmp_path, name):
+def _screenshot(page, tmp_path, name, full_page=True):
     shot = Path(SCREENSHOTS or tmp_path) / name
-    page.screenshot(path=str(shot), full_page=True)
+    page.screenshot(path=str(shot), full_page=full_page)
     print(f"screenshot: {shot}")
 
 
@@ -183,7 +183,7 @@ def test_class_list_is_visible_undo_key_and_favicon(browser, tiny_r2cnn_checkpoi
         assert errors == []
 
 
-def test_stretch_maps_this_sketchs_attention_range_to_the_colour_bar(browser, tiny_r2cnn_checkpoint):
+def test_stretch_maps_this_sketchs_attention_range_to_the_colour_bar(browser, tiny_r2cnn_checkpoint, tmp_path):
     from r2cnn.serve.server import serve_subprocess
 
     with serve_subprocess(tiny_r2cnn_checkpoint, env=ENV) as (url, _):
@@ -208,6 +208,7 @@ def test_stretch_maps_this_sketchs_attention_range_to_the_colour_bar(browser, ti
         assert page.text_content("#scale-low") == f"{low:.{digits}f}"
         assert page.text_content("#scale-high") == f"{high:.{digits}f}"
         stretched = [p for a, b in zip(stroke, stroke[1:]) for p in _pixels_along(page, (a, b))]
+        _screenshot(page, tmp_path, "serve-page-stretch.png")
         assert stretched != fixed
         # stretched, the segments' colours spread over more of the map: blue and red ends are further apart
         spread = lambda pixels: max(r - b for r, _, b in pixels) - min(r - b for r, _, b in pixels)  # noqa: E731
@@ -228,7 +229,7 @@ def test_docs_render_offline(browser, tiny_r2cnn_checkpoint):
                    else (outside.append(route.request.url), route.abort()))
         page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
         page.goto(url + "docs")
-        page.wait_for_selector("text=/api/predict", timeout=30_000)
+        page.wait_for_selector(".opblock-summary-path[data-path='/api/predict']", timeout=30_000)
         assert "Sketch-R2CNN" in page.text_content(".swagger-ui .info")
         assert outside == [] and failed == []
 
@@ -247,7 +248,7 @@ def test_report_fits_a_phone(browser, tiny_runs, tmp_path):
     run_table = page.locator("h2:text-is('Run') + table")
     assert run_table.locator("th").all_text_contents()[:2] == ["checkpoint", "model"]
     assert all(text.strip() for text in run_table.locator("th").all_text_contents())
-    _screenshot(page, tmp_path, "report-phone.png")
+    _screenshot(page, tmp_path, "report-phone.png", full_page=False)  # the top: the page is long
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -30,7 +30,8 @@ _STYLE = """
 body { font-family: sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #1f2328; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; border-bottom: 1px solid #d0d7de; padding-bottom: .2em; margin-top: 2em; }
 table { border-collapse: collapse; font-size: .9em; margin: .5em 0; }
-td, th { border: 1px solid #d0d7de; padding: .2em .6em; text-align: left; overflow-wrap: anywhere; }
+td, th { border: 1px solid #d0d7de; padding: .2em .6em; text-align: left; }
+td { overflow-wrap: anywhere; } th { white-space: nowrap; }
 th { background: #f6f8fa; } img { max-width: 100%; } .note { color: #59636e; font-size: .9em; }
 """
 
