@@ -36,7 +36,8 @@
   let hasAttention = true;
   let classes = [];
   let colourRange = [0, 1];  // attention values at the colour bar's ends
-  let browserEngine = null;  // {runtime, session: Promise of an ort.InferenceSession, margin}, when offered
+  let browserEngine = null;  // when offered: {runtime, margin, session: Promise of an ort.InferenceSession,
+                             // last: the latest run, settled}
 
   function say(text, isError = false) {
     statusLine.textContent = text;
@@ -206,7 +207,11 @@
     const session = await browserEngine.session;
     const points = normalizeStrokes(drawing, browserEngine.margin);
     const n = points.length / 3;
-    const outputs = await session.run({[session.inputNames[0]]: new ort.Tensor("float32", points, [n, 3])});
+    // one run at a time: a second stroke may end before the first one's answer
+    const run = browserEngine.last.then(() => session.run({[session.inputNames[0]]:
+                                                            new ort.Tensor("float32", points, [n, 3])}));
+    browserEngine.last = run.catch(() => null);
+    const outputs = await run;
     const logits = (outputs.logits || outputs[session.outputNames[0]]).data;
     const peak = Math.max(...logits);
     const exps = Array.from(logits, (v) => Math.exp(v - peak));
@@ -365,7 +370,7 @@
       ort.env.wasm.numThreads = 1;  // threads need a cross-origin-isolated page
       return ort.InferenceSession.create(offer.url, {executionProviders: ["wasm"]});
     });
-    browserEngine = {runtime: offer.runtime, margin: offer.margin, session};
+    browserEngine = {runtime: offer.runtime, margin: offer.margin, session, last: Promise.resolve()};
     session.then(() => {
       document.body.dataset.browserEngine = "ready";
       engineLine.textContent = `the browser recognises by itself (${offer.runtime}, WASM): no server needed`;
