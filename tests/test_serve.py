@@ -323,5 +323,8 @@ def test_browser_model_is_offered_only_when_the_page_can_run_it(predictor, tmp_p
     (tmp_path / "bare.onnx").write_bytes(b"x")
     assert "no sidecar bare.onnx.json or bare.json" in error(tmp_path / "bare.onnx", classes)
     assert "are not the checkpoint's" in error(model, classes[::-1])
+    (tmp_path / "model.onnx.json").write_text(json.dumps({"classes": classes, "input": {"coordinates": {
+        "margin": 0.08}}}))
+    assert "input.coordinates.margin is 0.08, the checkpoint normalises with margin 0.05" in error(model, classes)
     (tmp_path / "model.onnx.json").write_text("{oops")
     assert "model.onnx.json: not readable JSON" in error(model, classes)

@@ -7,9 +7,9 @@ normalize` (simplification, a random stroke order: the page normalises only), st
 says why.
 
 The export's contract (its JSON sidecar ``model.onnx.json`` or ``model.json``): input ``points`` float32
-``(N, 3)``, one sketch normalised as :func:`~r2cnn.data.transforms.normalize` does, layout x, y, pen_end (1 on
-the last point of each stroke); outputs ``logits`` ``(1, K)`` and ``attention`` (per point); ``classes`` in the
-sidecar, which must be the checkpoint's.
+``(N, 3)``, one sketch normalised as :func:`~r2cnn.data.transforms.normalize` does (the margin in
+``input.coordinates.margin``), layout x, y, pen_end (1 on the last point of each stroke); outputs ``logits``
+``(1, K)`` and ``attention`` (per point); ``classes`` in the sidecar, which must be the checkpoint's.
 """
 
 from __future__ import annotations
@@ -77,6 +77,10 @@ def browser_model(onnx: str | Path, classes: list[str], transform, max_bytes: in
                          f"(in order): export this checkpoint, or serve the checkpoint it came from")
     size = path.stat().st_size
     margin = float(transform.margin)
+    exported = ((meta.get("input") or {}).get("coordinates") or {}).get("margin", margin)
+    if exported != margin:
+        raise R2CNNError(f"{sidecar}: input.coordinates.margin is {exported}, the checkpoint normalises with "
+                         f"margin {margin}: export this checkpoint again")
     if transform.max_points is not None or transform.rdp_epsilon is not None:
         return BrowserModel(None, size, margin, "the model's evaluation transform simplifies strokes, which the "
                                                 "page does not do: recognition stays on the server")
