@@ -357,6 +357,7 @@ def test_browser_engine_answers_with_the_server_blocked(browser, tiny_r2cnn_chec
         shown = _shown(page)
         assert [c for c, _ in shown] == [c for c, _ in expected]
         np.testing.assert_allclose([p for _, p in shown], [p for _, p in expected], atol=1e-6)
+        np.testing.assert_allclose(sum(page.evaluate("window.sketchPage.attention()"), []), attention, atol=1e-6)
         # the attention colours are the model's: the page's range line shows its extremes
         assert page.text_content("#range") == \
             f"attention of this sketch: {attention.min():.3f} to {attention.max():.3f}"
@@ -416,6 +417,8 @@ def test_page_recognises_offline_with_the_exported_model(browser, tiny_r2cnn_che
         shown = _shown(page)
         assert [c for c, _ in shown] == [t["class"] for t in server["top"]]
         np.testing.assert_allclose([p for _, p in shown], [t["probability"] for t in server["top"]], atol=1e-4)
+        np.testing.assert_allclose(sum(page.evaluate("window.sketchPage.attention()"), []),
+                                   sum(server["attention"], []), atol=1e-4)
 
         proc.terminate()  # the server stops; the page goes on
         proc.wait(timeout=30)

@@ -10,7 +10,8 @@
 // strokes the shown predictions are for; #canvas[data-engine] "browser" or "server", the engine that gave them;
 // #canvas[data-colour-range] "low,high", the attention values mapped to the colour bar's ends;
 // document.body[data-browser-engine] "loading", "ready", "failed" or "off"; window.sketchPage.drawing() the
-// strokes as the engines get them ([[xs, ys], ...], canvas pixels to one decimal).
+// strokes as the engines get them ([[xs, ys], ...], canvas pixels to one decimal), .attention() the attention
+// shown (per stroke, per point; null without).
 "use strict";
 
 (() => {
@@ -186,7 +187,7 @@
     return strokes.map((s) => [s.xs.map((v) => Math.round(v * 10) / 10), s.ys.map((v) => Math.round(v * 10) / 10)]);
   }
 
-  window.sketchPage = {drawing: sentDrawing};
+  window.sketchPage = {drawing: sentDrawing, attention: () => attention};
 
   /** The server's answer: {top, attention}; throws an Error saying why there is none. */
   async function askServer(drawing) {
