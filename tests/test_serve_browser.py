@@ -394,20 +394,24 @@ def _export_onnx(checkpoint: Path, out: Path) -> Path:
     return out
 
 
-def test_page_recognises_offline_with_the_exported_model(browser, tiny_r2cnn_checkpoint, tmp_path):
+@pytest.mark.parametrize("kind", ["r2cnn", "cnn"])
+def test_page_recognises_offline_with_the_exported_model(browser, kind, request, tmp_path):
     """Issue 17 item 4: with the exported model the page answers the same top-5 as the server (probabilities
-    within 1e-4) with /api/predict aborted, and goes on answering once the server has stopped."""
+    and attention within 1e-4) with /api/predict aborted, and goes on answering once the server has stopped;
+    a CNN-only model the same, in ink colour."""
     from r2cnn.serve.server import serve_subprocess
 
-    model = _export_onnx(tiny_r2cnn_checkpoint, tmp_path / "model.onnx")
-    with serve_subprocess(tiny_r2cnn_checkpoint, "--onnx", str(model), env=ENV) as (url, proc):
+    checkpoint = request.getfixturevalue(f"tiny_{kind}_checkpoint")
+    coloured = int(kind == "r2cnn")  # 1 per stroke with attention, else 0
+    model = _export_onnx(checkpoint, tmp_path / "model.onnx")
+    with serve_subprocess(checkpoint, "--onnx", str(model), env=ENV) as (url, proc):
         page, errors = _open(browser, url)
         page.wait_for_function("document.body.dataset.browserEngine === 'ready'", timeout=120_000)
         page.route("**/api/predict", lambda route: route.abort())
         _draw(page, [(0.2, 0.5), (0.5, 0.2), (0.8, 0.5)])
-        _wait_for_strokes(page, 1, 1)
+        _wait_for_strokes(page, 1, coloured)
         _draw(page, [(0.25, 0.5), (0.25, 0.85), (0.75, 0.85), (0.75, 0.5)])
-        _wait_for_strokes(page, 2, 2)
+        _wait_for_strokes(page, 2, 2 * coloured)
         assert page.get_attribute("#canvas", "data-engine") == "browser"
         drawing = page.evaluate("window.sketchPage.drawing()")
         request = urllib.request.Request(url + "api/predict", json.dumps({"drawing": drawing}).encode(),
@@ -417,14 +421,17 @@ def test_page_recognises_offline_with_the_exported_model(browser, tiny_r2cnn_che
         shown = _shown(page)
         assert [c for c, _ in shown] == [t["class"] for t in server["top"]]
         np.testing.assert_allclose([p for _, p in shown], [t["probability"] for t in server["top"]], atol=1e-4)
-        np.testing.assert_allclose(sum(page.evaluate("window.sketchPage.attention()"), []),
-                                   sum(server["attention"], []), atol=1e-4)
+        if server["attention"] is None:
+            assert page.evaluate("window.sketchPage.attention()") is None
+        else:
+            np.testing.assert_allclose(sum(page.evaluate("window.sketchPage.attention()"), []),
+                                       sum(server["attention"], []), atol=1e-4)
 
         proc.terminate()  # the server stops; the page goes on
         proc.wait(timeout=30)
         page.unroute("**/api/predict")
         _draw(page, [(0.4, 0.6), (0.6, 0.6)])
-        _wait_for_strokes(page, 3, 3)
+        _wait_for_strokes(page, 3, 3 * coloured)
         assert page.get_attribute("#canvas", "data-engine") == "browser"
         assert page.locator("#predictions li").count() == 5
         assert errors == []
