@@ -280,7 +280,8 @@ def _stand_in_onnx(path: Path, classes: list[str], margin: float) -> None:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     onnx.checker.check_model(model)
     onnx.save(model, path)
-    path.with_name(path.name + ".json").write_text(json.dumps({"classes": classes, "input": {"coordinates": {"margin": margin}}}))
+    sidecar = {"classes": classes, "input": {"coordinates": {"margin": margin}}}  # what the page reads of it
+    path.with_name(path.name + ".json").write_text(json.dumps(sidecar))
 
 
 def _onnx_answer(path: Path, drawing, margin: float, classes, top_k=5):
