@@ -30,6 +30,7 @@ COMMANDS = {
     "serve": ("r2cnn.commands.serve", "a local web page to draw on, with live top-5 classes and attention"),
     "experiment": ("r2cnn.commands.experiment", "run a table of the paper (Tables 1-3, CPU twins): resumable, statistics"),
     "demo": ("r2cnn.commands.demo", "the main job: built-in data, train R2CNN and CNN-only, compare"),
+    "export": ("r2cnn.commands.export", "export a checkpoint as ONNX or TorchScript, with its input contract"),
 }
 
 # Commands that train or benchmark start with these set (they act only at start-up, so the launcher restarts the
