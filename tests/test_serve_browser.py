@@ -435,4 +435,6 @@ def test_page_recognises_offline_with_the_exported_model(browser, kind, request,
         _wait_for_strokes(page, 3, 3 * coloured)
         assert page.get_attribute("#canvas", "data-engine") == "browser"
         assert page.locator("#predictions li").count() == 5
+        if coloured:
+            _screenshot(page, tmp_path, "serve-page-offline.png")
         assert errors == []
