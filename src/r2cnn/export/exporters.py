@@ -109,7 +109,9 @@ def export_model(model, classes: list[str], config: dict, fmt: str, out: str | o
     out.parent.mkdir(parents=True, exist_ok=True)
     with _atomic(out) as tmp:
         if fmt == "torchscript":
-            torch.jit.save(traced, str(tmp), _extra_files={METADATA_FILE: json.dumps(meta)})
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # torch.jit.save's deprecation notice
+                torch.jit.save(traced, str(tmp), _extra_files={METADATA_FILE: json.dumps(meta)})
         else:
             _write_onnx(traced, tmp, meta)
     with _atomic(Path(f"{out}.json")) as tmp:

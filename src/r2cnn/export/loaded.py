@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,7 +145,9 @@ def _load_torchscript(path: Path, device: str) -> LoadedModel:
     from r2cnn.export.exporters import METADATA_FILE
 
     extra = {METADATA_FILE: ""}
-    module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's deprecation notice
+        module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
     if not extra[METADATA_FILE]:
         raise R2CNNError(f"{path}: a TorchScript file without r2cnn metadata (export it with `r2cnn export`)")
 
