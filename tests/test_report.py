@@ -52,6 +52,9 @@ def test_report_is_one_offline_page_with_every_section(report, tiny_runs):
     outside_images = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", text)
     assert "//" not in outside_images and "http" not in outside_images  # no URL of any kind, not even a namespace
     tags = {t for t, _ in page.tags}
+    assert ("meta", {"name": "viewport", "content": "width=device-width, initial-scale=1"}) in page.tags  # phones
+    run_table = text.split("<h2>Run</h2>", 1)[1].split("</table>", 1)[0]
+    assert "<th></th>" not in run_table and run_table.count('<th scope="row">') == 6  # each row headed by its key
     assert not tags & {"script", "link", "iframe", "object", "embed", "a"}
     images = [attrs["src"] for tag, attrs in page.tags if tag == "img"]
     assert len(images) >= 7

@@ -79,15 +79,43 @@ def test_a_whole_quickdraw_record_is_accepted_and_top_k_is_capped(client):
 
 def test_classes_health_docs_and_page(client, predictor):
     assert client.get("/api/classes").json() == {"classes": predictor.classes, "model": "r2cnn-resnet18",
-                                                 "has_attention": True}
+                                                 "has_attention": True, "browser_model": None, "browser_note": None}
     health = client.get("/health").json()
     assert health["status"] == "ok" and health["classes"] == len(predictor.classes)
     assert "/api/predict" in client.get("/openapi.json").json()["paths"]
-    assert client.get("/docs").status_code == 200
     page = client.get("/")
     assert page.status_code == 200 and 'id="canvas"' in page.text
-    for src in re.findall(r'(?:src|href)="(static/[^"]+)"', page.text):
+    for src in re.findall(r'(?:src|href)="((?:static/|favicon)[^"]+)"', page.text):
         assert client.get("/" + src).status_code == 200, src
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+    assert icon.text.startswith("<svg")
+
+
+def test_docs_page_loads_swagger_ui_from_the_package(client):
+    """/docs works offline: every script, style sheet and icon it names is served here, none from a CDN."""
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "SwaggerUIBundle" in docs.text
+    assets = re.findall(r'(?:src|href)=["\']([^"\']+)["\']', docs.text)
+    assert len(assets) >= 3 and not [a for a in assets if "//" in a], assets
+    for asset in assets:
+        assert client.get(asset).status_code == 200, asset
+    assert "validator.swagger.io" not in docs.text and '"validatorUrl": null' in docs.text
+    assert client.get("/redoc").status_code == 404  # ReDoc only exists on a CDN: not offered
+
+
+@pytest.mark.parametrize("folder", ["onnxruntime-web", "swagger-ui"])
+def test_vendored_files_are_the_recorded_ones(folder):
+    """Each vendored file's sha256 is the one its VENDORED.md records, with the version and a licence beside."""
+    import hashlib
+
+    vendor = STATIC / "vendor" / folder
+    record = (vendor / "VENDORED.md").read_text()
+    files = re.findall(r"^\| `([^`]+)`[^|]*\| `([0-9a-f]{64})` \|$", record, re.M)
+    assert len(files) >= 2
+    for name, digest in files:
+        assert hashlib.sha256((vendor / name).read_bytes()).hexdigest() == digest, name
+    assert (vendor / "LICENSE").is_file() and re.search(r"\*\*\d+\.\d+\.\d+\*\*", record)
 
 
 def test_cnn_only_checkpoint_predicts_without_attention(tiny_cnn_checkpoint):
@@ -236,6 +264,16 @@ def test_serve_without_checkpoint_says_how_to_make_one(tmp_path):
     assert proc.stderr.count("\n") == 1
 
 
+def test_serve_onnx_errors_are_one_line(tiny_r2cnn_checkpoint, tmp_path, capsys):
+    from r2cnn.cli import main
+
+    assert main(["serve", "--checkpoint", str(tiny_r2cnn_checkpoint), "--browser-max-mb", "-1"]) == 2
+    assert "--browser-max-mb must be a size in MB (>= 0), not -1.0" in capsys.readouterr().err
+    assert main(["serve", "--checkpoint", str(tiny_r2cnn_checkpoint), "--onnx", str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "m.onnx: no such ONNX file (make one with `r2cnn export --format onnx`)" in err
+
+
 def test_bench_serve_small_load_has_no_errors(tiny_r2cnn_checkpoint, tmp_path):
     sketch = tmp_path / "v.ndjson"
     sketch.write_text(json.dumps({"word": "v", "drawing": DRAWING}) + "\n")
@@ -349,3 +387,51 @@ def test_a_client_that_never_finishes_its_request_is_disconnected(predictor, mon
     finally:
         server.should_exit = True
         thread.join(30)
+def _export_stand_in(path: Path, classes) -> Path:
+    """Bytes standing in for an ONNX file (the server never reads them) and the export's sidecar."""
+    path.write_bytes(b"\0" * 1000)
+    path.with_name(path.name + ".json").write_text(json.dumps({"classes": list(classes)}))
+    return path
+
+
+def test_browser_model_is_offered_only_when_the_page_can_run_it(predictor, tmp_path):
+    from dataclasses import replace
+
+    from r2cnn.errors import R2CNNError
+    from r2cnn.serve import Recognizer, create_app
+    from r2cnn.serve.browser import browser_model
+
+    classes, transform = predictor.classes, predictor.transform
+    model = _export_stand_in(tmp_path / "model.onnx", classes)
+    offered = browser_model(model, classes, transform, max_bytes=1000)
+    assert offered.path == model and "the page runs model.onnx" in offered.note
+    client = TestClient(create_app(Recognizer(predictor), browser=offered))
+    info = client.get("/api/classes").json()
+    assert info["browser_model"] == {"url": "browser/model.onnx", "bytes": 1000, "margin": transform.margin,
+                                     "runtime": "onnxruntime-web 1.31.1"}
+    assert client.get("/" + info["browser_model"]["url"]).content == model.read_bytes()
+
+    too_big = browser_model(model, classes, transform, max_bytes=999)
+    assert too_big.path is None and "over the 0 MB the page may load (--browser-max-mb)" in too_big.note
+    client = TestClient(create_app(Recognizer(predictor), browser=too_big))
+    assert client.get("/api/classes").json()["browser_model"] is None
+    assert client.get("/browser/model.onnx").status_code == 404
+    for changed, why in ((dict(max_points=448), "simplifies strokes"), (dict(stroke_order="random"), "random order")):
+        kept = browser_model(model, classes, replace(transform, **changed), max_bytes=10**9)
+        assert kept.path is None and why in kept.note and "stays on the server" in kept.note
+
+    def error(*args) -> str:
+        with pytest.raises(R2CNNError) as caught:
+            browser_model(*args, transform, 10**9)
+        assert "\n" not in str(caught.value)
+        return str(caught.value)
+
+    assert "no such ONNX file" in error(tmp_path / "none.onnx", classes)
+    (tmp_path / "bare.onnx").write_bytes(b"x")
+    assert "no sidecar bare.onnx.json or bare.json" in error(tmp_path / "bare.onnx", classes)
+    assert "are not the checkpoint's" in error(model, classes[::-1])
+    (tmp_path / "model.onnx.json").write_text(json.dumps({"classes": classes, "input": {"coordinates": {
+        "margin": 0.08}}}))
+    assert "input.coordinates.margin is 0.08, the checkpoint normalises with margin 0.05" in error(model, classes)
+    (tmp_path / "model.onnx.json").write_text("{oops")
+    assert "model.onnx.json: not readable JSON" in error(model, classes)

@@ -9,4 +9,12 @@ from r2cnn.sketch import Sketch, SketchBatch
 
 __version__ = "0.1.0"
 
-__all__ = ["R2CNNError", "Sketch", "SketchBatch", "SketchFormatError", "__version__"]
+__all__ = ["R2CNNError", "Sketch", "SketchBatch", "SketchFormatError", "__version__", "load"]
+
+
+def load(path, device: str = "cpu"):
+    """A model ready to classify: ``r2cnn.load("best.pt" | "model.onnx" | "model.pt").predict(strokes)``
+    (:func:`r2cnn.export.load`; imported on first use, so ``import r2cnn`` stays light)."""
+    from r2cnn.export import load as _load
+
+    return _load(path, device)

@@ -33,6 +33,7 @@ COMMANDS = {
     "experiment": ("r2cnn.commands.experiment", f"run a table of the paper ({', '.join(SPECS)}, or a TOML spec): "
                                                 "resumable, statistics"),
     "demo": ("r2cnn.commands.demo", "the main job: built-in data, train R2CNN and CNN-only, compare"),
+    "export": ("r2cnn.commands.export", "export a checkpoint as ONNX or TorchScript, with its input contract"),
 }
 
 # Commands that train or benchmark start with these set (they act only at start-up, so the launcher restarts the

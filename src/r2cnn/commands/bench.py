@@ -12,6 +12,7 @@ TARGETS = {
     "simplify-agreement": "r2cnn.bench.simplify_agreement",
     "serve": "r2cnn.bench.serve",
     "classic": "r2cnn.bench.classic",
+    "export": "r2cnn.bench.export",
 }
 
 

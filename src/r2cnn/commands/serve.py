@@ -11,6 +11,9 @@ HELP = "a local web page to draw on, with live top-5 classes and attention, and 
 
 # Where `r2cnn demo` (default --out runs/demo) leaves its R2CNN model's best checkpoint.
 DEMO_CHECKPOINT = Path("runs") / "demo" / "r2cnn" / "best.pt"
+# --onnx models up to this size go to the page: cpu-r2cnn's (about 12 MB) does, the paper's ResNet50 (about 95 MB)
+# stays on the server.
+DEFAULT_MAX_MB = 50.0
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -19,6 +22,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the network)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
     add_device(p)
+    p.add_argument("--onnx", metavar="FILE",
+                   help="the checkpoint exported with `r2cnn export --format onnx` (its .json sidecar beside it): the "
+                        "page runs it in the browser (onnxruntime-web, WASM) and keeps recognising with the server "
+                        "stopped")
+    p.add_argument("--browser-max-mb", type=float, default=DEFAULT_MAX_MB, metavar="MB",
+                   help="an --onnx model larger than this stays on the server (default %(default)s)")
     p.add_argument("--max-body-bytes", type=int, default=2_000_000, help="largest request body accepted")
     p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
 
@@ -37,20 +46,30 @@ def run(args) -> int:
     from r2cnn.engine.predict import Predictor
     from r2cnn.errors import R2CNNError
     from r2cnn.serve import Limits, Recognizer, create_app
+    from r2cnn.serve.browser import browser_model
     from r2cnn.serve.server import URL_PREFIX, listen, loopback_hosts, run as run_server, url_of
 
     if not 0 <= args.port <= 65535:
         raise R2CNNError(f"--port must be in 0..65535, not {args.port}")
+    if not args.browser_max_mb >= 0:
+        raise R2CNNError(f"--browser-max-mb must be a size in MB (>= 0), not {args.browser_max_mb}")
     if args.max_body_bytes < 1024:
         raise R2CNNError(f"--max-body-bytes must be at least 1024, not {args.max_body_bytes}")
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
     recognizer = Recognizer(Predictor(str(checkpoint), resolve_device(args.device)), source=str(checkpoint))
+    browser = None
+    if args.onnx:
+        browser = browser_model(args.onnx, recognizer.classes, recognizer.predictor.transform,
+                                int(args.browser_max_mb * 1e6))
     sock = listen(args.host, args.port)
     attention = "with attention" if recognizer.has_attention else "no per-point attention (CNN-only)"
     print(f"{URL_PREFIX}{url_of(sock)} ({recognizer.model_name}, {len(recognizer.classes)} classes, {attention}; "
           f"checkpoint {checkpoint}); API docs at /docs; Ctrl-C stops", flush=True)
+    if browser is not None:
+        print(f"browser engine: {browser.note}", flush=True)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: listening on {args.host}: other machines can reach this server", flush=True)
     hosts = loopback_hosts(args.host, sock.getsockname()[1])
-    run_server(create_app(recognizer, Limits(max_body_bytes=args.max_body_bytes), hosts), sock, args.log_level)
+    app = create_app(recognizer, Limits(max_body_bytes=args.max_body_bytes), hosts, browser)
+    run_server(app, sock, args.log_level)
     return 0

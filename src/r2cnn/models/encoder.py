@@ -47,6 +47,13 @@ def point_offsets(points: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     return torch.cat([xy - prev, points[:, 2:3]], dim=1)
 
 
+def sketch_offsets(points: torch.Tensor) -> torch.Tensor:
+    """:func:`point_offsets` of one sketch ``(N, 3)`` -> ``(N, 3)``, written with slices only (no index
+    assignment), so a trace keeps ``N`` dynamic (export, :meth:`AttentionEncoder.attention_one`)."""
+    xy = points[:, :2]
+    return torch.cat([torch.cat([xy[:1], xy[1:] - xy[:-1]]), points[:, 2:3]], dim=1)
+
+
 @dataclass
 class PackedLayout:
     """Index tensors mapping packed points ``(P, F)`` to padded ``(B, T, F)`` and back.
@@ -129,6 +136,19 @@ class BiLSTM(nn.Module):
         final = torch.cat([out_f.reshape(-1, h)[layout.last_slot], out_b.reshape(-1, h)[layout.last_slot]], dim=1)
         return x, final * (layout.lengths > 0).unsqueeze(1).to(final.dtype)
 
+    def forward_one(self, x: torch.Tensor) -> torch.Tensor:
+        """One sketch, no packing and no padding: ``x`` ``(N, F)`` -> per-point outputs ``(N, 2H)``, the same as
+        :meth:`forward` on a batch holding only this sketch (within float rounding: the batch size changes the
+        GEMMs' blocking). The backward direction runs on ``x.flip(0)``; exportable to ONNX (the LSTM op) and
+        TorchScript with a dynamic ``N``."""
+        for i, (fwd, bwd) in enumerate(zip(self.forward_layers, self.backward_layers)):
+            if i:
+                x = self.dropout(x)
+            out_f, _ = fwd(x[None])
+            out_b, _ = bwd(x.flip(0)[None])
+            x = torch.cat([out_f[0], out_b[0].flip(0)], dim=1)
+        return x
+
     @torch.no_grad()
     def load_lstm_state_dict(self, state: dict) -> None:
         """Copy weights from the ``state_dict()`` of an ``nn.LSTM(input_size, hidden_size, num_layers,
@@ -173,3 +193,8 @@ class AttentionEncoder(nn.Module):
     def forward(self, batch: SketchBatch) -> torch.Tensor:
         features, _ = self.sequence(batch)
         return torch.sigmoid(self.head(features))
+
+    def attention_one(self, points: torch.Tensor) -> torch.Tensor:
+        """The attention of one normalised sketch ``(N, 3)`` -> ``(N, C)`` without packed sequences
+        (:meth:`BiLSTM.forward_one`): the exportable form of :meth:`forward` (equal within 1e-6, tested)."""
+        return torch.sigmoid(self.head(self.sequence.rnn.forward_one(sketch_offsets(points))))

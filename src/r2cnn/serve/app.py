@@ -1,12 +1,14 @@
 """The FastAPI application behind ``r2cnn serve``: the drawing page and a JSON API.
 
-Endpoints (OpenAPI at ``/docs``):
+Endpoints (OpenAPI at ``/docs``, with Swagger UI served from the package, so it works offline; the schema itself at
+``/openapi.json``):
 
-- ``GET /``: the page (``static/index.html``; its script and style under ``/static``);
+- ``GET /``: the page (``static/index.html``; its script and style under ``/static``; ``/favicon.ico``);
 - ``POST /api/predict``: a drawing in Quick, Draw! *simplified* style, ``{"drawing": [[xs, ys], ...], "top_k": 5}``
   (any coordinate range; other fields, e.g. a whole ndjson record's ``word``, are ignored) -> the top-k classes
   and the attention at every point;
-- ``GET /api/classes``: the model's classes and whether it has per-point attention;
+- ``GET /api/classes``: the model's classes, whether it has per-point attention, and the exported model the page
+  may run itself (:mod:`r2cnn.serve.browser`), served at ``GET /browser/model.onnx``;
 - ``POST /api/parse?format=ndjson|svg``: a sketch file's bytes -> its drawing, read by :mod:`r2cnn.data.formats`
   (never evaluated or unpickled), for the page's "load sketch";
 - ``GET /health``.
@@ -30,15 +32,18 @@ from typing import Annotated, Literal, Sequence
 from fastapi import FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.exceptions import HTTPException, RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from r2cnn.errors import R2CNNError, SketchFormatError
+from r2cnn.serve.browser import BrowserModel
 
 STATIC = Path(__file__).parent / "static"
+SWAGGER_UI = "/static/vendor/swagger-ui"  # vendored (its VENDORED.md)
 MAX_STROKES = 1000
 MAX_POINTS = 20000  # in the whole drawing: a Quick, Draw! sketch has tens to hundreds
 MAX_TOP_K = 100
@@ -94,10 +99,20 @@ class PredictResponse(BaseModel):
     attention_channels: int | None
 
 
+class BrowserModelInfo(BaseModel):
+    url: str = Field(description="the exported ONNX model, relative to the page")
+    bytes: int
+    margin: float = Field(description="the normalisation margin of the model's input (r2cnn.data.transforms.normalize)")
+    runtime: str = Field(description="the in-browser runtime the page loads from the package")
+
+
 class ClassesResponse(BaseModel):
     classes: list[str]
     model: str
     has_attention: bool
+    browser_model: BrowserModelInfo | None = Field(
+        None, description="an exported model the page runs itself; null: recognition on the server only")
+    browser_note: str | None = Field(None, description="why the page does or does not run the model itself")
 
 
 class ParseResponse(BaseModel):
@@ -186,10 +201,13 @@ def _validation_message(errors: list[dict]) -> str:
     return f"{where}: {first.get('msg', 'invalid')}{more}"
 
 
-def create_app(recognizer, limits: Limits = Limits(), hosts: Sequence[str] | None = None) -> FastAPI:
-    """The application for one :class:`~r2cnn.serve.recognizer.Recognizer` (one checkpoint). ``hosts``: the
-    ``Host`` headers accepted (``name:port``, see :class:`HostCheck`); None accepts any."""
-    app = FastAPI(title="Sketch-R2CNN", version=_version(),
+def create_app(recognizer, limits: Limits = Limits(), hosts: Sequence[str] | None = None,
+               browser: BrowserModel | None = None) -> FastAPI:
+    """The application for one :class:`~r2cnn.serve.recognizer.Recognizer` (one checkpoint), and optionally its
+    export for the page to run itself (:func:`r2cnn.serve.browser.browser_model`). ``hosts``: the ``Host`` headers
+    accepted (``name:port``, see :class:`HostCheck`); None accepts any."""
+    # Our own /docs (below) instead of FastAPI's, which loads Swagger UI from a CDN; no ReDoc (CDN only).
+    app = FastAPI(title="Sketch-R2CNN", version=_version(), docs_url=None, redoc_url=None,
                   description="Vector sketch recognition with per-point attention (Li et al., IEEE TVCG 2020).")
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
     if hosts is not None:
@@ -220,6 +238,24 @@ def create_app(recognizer, limits: Limits = Limits(), hosts: Sequence[str] | Non
     def index():
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon():  # browsers ask for it whatever the page says; an SVG is what the page's <link> names too
+        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title}: API",
+                                   swagger_js_url=f"{SWAGGER_UI}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{SWAGGER_UI}/swagger-ui.css",
+                                   swagger_favicon_url="/favicon.ico",
+                                   swagger_ui_parameters={"validatorUrl": None})  # no call to swagger.io
+
+    @app.get("/browser/model.onnx", include_in_schema=False)
+    def browser_model_file():
+        if browser is None or browser.path is None:
+            raise HTTPException(404, "no model for the browser: start r2cnn serve with --onnx")
+        return FileResponse(browser.path, media_type="application/octet-stream")
+
     @app.get("/health")
     def health() -> dict:
         # the file's name only: where it lives on the server is nobody's business
@@ -229,7 +265,8 @@ def create_app(recognizer, limits: Limits = Limits(), hosts: Sequence[str] | Non
     @app.get("/api/classes", response_model=ClassesResponse)
     def classes():
         return ClassesResponse(classes=recognizer.classes, model=recognizer.model_name,
-                               has_attention=recognizer.has_attention)
+                               has_attention=recognizer.has_attention,
+                               browser_model=browser and browser.info(), browser_note=browser and browser.note)
 
     @app.post("/api/predict", response_model=PredictResponse)
     def predict(body: PredictRequest):

@@ -33,6 +33,7 @@ body { font-family: sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; border-bottom: 1px solid #d0d7de; padding-bottom: .2em; margin-top: 2em; }
 table { border-collapse: collapse; font-size: .9em; margin: .5em 0; }
 td, th { border: 1px solid #d0d7de; padding: .2em .6em; text-align: left; }
+td { overflow-wrap: anywhere; } th { white-space: nowrap; }
 th { background: #f6f8fa; } img { max-width: 100%; } .note { color: #59636e; font-size: .9em; }
 """
 
@@ -93,7 +94,12 @@ def _img(fig, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
-def _table(rows: Sequence[Sequence], header: Sequence[str]) -> str:
+def _table(rows: Sequence[Sequence], header: Sequence[str] | None) -> str:
+    """A table of ``rows``; ``header=None`` for a key-value table, whose first column heads each row."""
+    if header is None:
+        body = "".join(f'<tr><th scope="row">{html.escape(str(row[0]))}</th>'
+                       + "".join(f"<td>{html.escape(str(c))}</td>" for c in row[1:]) + "</tr>" for row in rows)
+        return f"<table>{body}</table>"
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
@@ -202,7 +208,7 @@ def build_report(run_dir: str | Path, *, checkpoint: str | None = None, data: st
     per_class = sorted(((acc, name) for name, acc in evaluation["per_class"].items() if acc is not None))
     partial = evaluation["partial"]
     sections = [
-        ("Run", _table(summary, ["", ""])),
+        ("Run", _table(summary, None)),
         ("Training curves", _img(figures.training_curves_figure(records), "training curves")
          if any(r.get("kind") in ("train", "valid") for r in records) else '<p class="note">no training records</p>'),
         ("Confusion matrix", "<p>Rows: true class, columns: predicted, each row normalised.</p>"
@@ -218,7 +224,8 @@ def build_report(run_dir: str | Path, *, checkpoint: str | None = None, data: st
     ]
     title = f"r2cnn report: {run.resolve().name}"
     body = "\n".join(f"<h2>{html.escape(name)}</h2>\n{content}" for name, content in sections)
-    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{html.escape(title)}</title>'
             f"<style>{_STYLE}</style></head>\n<body><h1>{html.escape(title)}</h1>\n{body}\n</body></html>\n")
     with AtomicWriter(out, compress=False) as f:
         f.write(page.encode("utf-8"))

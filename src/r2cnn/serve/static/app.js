@@ -1,9 +1,17 @@
-// The drawing page: Pointer Events (mouse, pen, touch) -> strokes -> POST api/predict after every stroke ->
-// the top-5 list and the strokes redrawn in the colour of the model's attention at each point.
+// The drawing page: Pointer Events (mouse, pen, touch) -> strokes -> recognition after every stroke -> the top-5
+// list and the strokes redrawn in the colour of the model's attention at each point.
+//
+// Two engines answer: the server (POST api/predict), and, when `r2cnn serve --onnx` offers the exported model, the
+// browser itself (onnxruntime-web, WASM, vendored under static/vendor): it answers first once loaded, and the
+// page keeps recognising with the server stopped. The page says which one answered.
 //
 // State the page exposes for tests and tools: #canvas[data-coloured-strokes] is the number of strokes drawn in
 // attention colours by the last answer (0 without attention); #canvas[data-predicted-strokes] the number of
-// strokes the shown predictions are for.
+// strokes the shown predictions are for; #canvas[data-engine] "browser" or "server", the engine that gave them;
+// #canvas[data-colour-range] "low,high", the attention values mapped to the colour bar's ends;
+// document.body[data-browser-engine] "loading", "ready", "failed" or "off"; window.sketchPage.drawing() the
+// strokes as the engines get them ([[xs, ys], ...], canvas pixels to one decimal), .attention() the attention
+// shown (per stroke, per point; null without).
 "use strict";
 
 (() => {
@@ -12,18 +20,25 @@
   const MIN_STEP = 1.5;  // canvas pixels between recorded points; closer pointer samples add nothing
   const MAX_FILE_BYTES = 2000000;  // the server's default request limit
   const TOP_K = 5;
+  const ORT_DIR = "static/vendor/onnxruntime-web/";
 
   const canvas = document.getElementById("canvas");
   const ctx = canvas.getContext("2d");
   const list = document.getElementById("predictions");
   const statusLine = document.getElementById("status");
   const modelLine = document.getElementById("model");
+  const engineLine = document.getElementById("engine");
+  const stretchBox = document.getElementById("stretch");
 
   let strokes = [];       // [{xs: [...], ys: [...]}] in canvas pixels, drawing order
   let attention = null;   // per stroke, per point, in [0, 1]; aligned with strokes[0 .. attention.length)
   let current = null;     // the stroke being drawn: {pointerId, xs, ys}
   let requestId = 0;      // answers to anything but the latest request are stale and dropped
   let hasAttention = true;
+  let classes = [];
+  let colourRange = [0, 1];  // attention values at the colour bar's ends
+  let browserEngine = null;  // when offered: {runtime, margin, session: Promise of an ort.InferenceSession,
+                             // last: the latest run, settled}
 
   function say(text, isError = false) {
     statusLine.textContent = text;
@@ -33,9 +48,28 @@
   // ---------------------------------------------------------------------------------------------------------
   // drawing
 
-  function colourOf(v) {
-    const [r, g, b] = attentionRGB(v);
+  function colourOf(v, [low, high] = [0, 1]) {
+    const [r, g, b] = attentionRGB((v - low) / (high - low));
     return `rgb(${r}, ${g}, ${b})`;
+  }
+
+  /** The attention values at the colour bar's ends: [0, 1] (the sigmoid's range, comparable across sketches) or,
+   *  stretched, this sketch's lowest and highest (as `r2cnn visualize --stretch`; [0, 1] when they are equal). */
+  function rangeOf(values) {
+    if (!values.length) return [0, 1];
+    const low = Math.min(...values), high = Math.max(...values);
+    return stretchBox.checked && high - low > 1e-6 ? [low, high] : [0, 1];
+  }
+
+  function showScale() {
+    const values = attention ? attention.flat() : [];
+    colourRange = rangeOf(values);
+    canvas.dataset.colourRange = colourRange.join(",");
+    const digits = colourRange[1] - colourRange[0] < 0.1 ? 3 : 2;
+    document.getElementById("scale-low").textContent = colourRange[0].toFixed(digits);
+    document.getElementById("scale-high").textContent = colourRange[1].toFixed(digits);
+    document.getElementById("range").textContent = values.length ?
+      `attention of this sketch: ${Math.min(...values).toFixed(3)} to ${Math.max(...values).toFixed(3)}` : "";
   }
 
   function strokePath(xs, ys, colours) {
@@ -61,13 +95,14 @@
   }
 
   function redraw() {
+    showScale();
     ctx.fillStyle = "#fff";
     ctx.fillRect(0, 0, canvas.width, canvas.height);
     let coloured = 0;
     strokes.forEach((s, i) => {
       const a = attention && i < attention.length ? attention[i] : null;
       coloured += a ? 1 : 0;
-      strokePath(s.xs, s.ys, a ? (j, k) => colourOf((a[j] + a[k]) / 2) : null);
+      strokePath(s.xs, s.ys, a ? (j, k) => colourOf((a[j] + a[k]) / 2, colourRange) : null);
     });
     if (current) strokePath(current.xs, current.ys, null);
     canvas.dataset.colouredStrokes = String(coloured);
@@ -146,6 +181,59 @@
     }
   }
 
+  /** The strokes to one decimal: what the server gets, and what the browser engine normalises, so that both see
+   *  the same sketch. */
+  function sentDrawing() {
+    return strokes.map((s) => [s.xs.map((v) => Math.round(v * 10) / 10), s.ys.map((v) => Math.round(v * 10) / 10)]);
+  }
+
+  window.sketchPage = {drawing: sentDrawing, attention: () => attention};
+
+  /** The server's answer: {top, attention}; throws an Error saying why there is none. */
+  async function askServer(drawing) {
+    let response;
+    try {
+      response = await fetch("api/predict", {method: "POST", headers: {"Content-Type": "application/json"},
+                                             body: JSON.stringify({drawing, top_k: TOP_K})});
+    } catch (error) {
+      throw new Error(`the server did not answer: ${error}`);
+    }
+    if (!response.ok) throw new Error(`not recognised: ${await errorText(response)}`);
+    return await response.json();
+  }
+
+  /** The in-browser engine's answer, in the server's form: softmax of the logits, and per stroke the attention at
+   *  each point (the mean over the model's channels, as the server gives it). */
+  async function askBrowser(drawing) {
+    const session = await browserEngine.session;
+    const points = normalizeStrokes(drawing, browserEngine.margin);
+    const n = points.length / 3;
+    // one run at a time: a second stroke may end before the first one's answer
+    const run = browserEngine.last.then(() => session.run({[session.inputNames[0]]:
+                                                            new ort.Tensor("float32", points, [n, 3])}));
+    browserEngine.last = run.catch(() => null);
+    const outputs = await run;
+    const logits = (outputs.logits || outputs[session.outputNames[0]]).data;
+    const peak = Math.max(...logits);
+    const exps = Array.from(logits, (v) => Math.exp(v - peak));
+    const total = exps.reduce((a, b) => a + b, 0);
+    const top = exps.map((e, i) => ({class: classes[i], probability: e / total}))
+      .sort((a, b) => b.probability - a.probability).slice(0, TOP_K);
+    const raw = hasAttention ? (outputs.attention || outputs[session.outputNames[1]]) : null;
+    let perStroke = null;
+    if (raw) {
+      const channels = raw.data.length / n;
+      const perPoint = Array.from({length: n}, (_, i) => {
+        let sum = 0;
+        for (let c = 0; c < channels; c++) sum += raw.data[i * channels + c];
+        return sum / channels;
+      });
+      let start = 0;
+      perStroke = drawing.map(([xs]) => perPoint.slice(start, start += xs.length));
+    }
+    return {top, attention: perStroke};
+  }
+
   async function predict() {
     const id = ++requestId;
     if (!strokes.length) {
@@ -157,27 +245,39 @@
       return;
     }
     const sent = strokes.length;
-    const drawing = strokes.map((s) => [s.xs.map((v) => Math.round(v * 10) / 10),
-                                        s.ys.map((v) => Math.round(v * 10) / 10)]);
+    const drawing = sentDrawing();
     say("recognising…");
-    let response;
-    try {
-      response = await fetch("api/predict", {method: "POST", headers: {"Content-Type": "application/json"},
-                                             body: JSON.stringify({drawing, top_k: TOP_K})});
-    } catch (error) {
-      if (id === requestId) say(`the server did not answer: ${error}`, true);
-      return;
+    let answer = null, engine = null, failure = null;
+    if (browserEngine && document.body.dataset.browserEngine === "ready") {
+      try {
+        [answer, engine] = [await askBrowser(drawing), "browser"];
+      } catch (error) {
+        failure = new Error(`the browser engine failed: ${error.message || error}`);
+      }
+    }
+    if (!answer) {
+      try {
+        [answer, engine] = [await askServer(drawing), "server"];
+      } catch (error) {
+        failure = error;
+        if (browserEngine && document.body.dataset.browserEngine === "loading") {  // no server: wait for it
+          try {
+            [answer, engine] = [await askBrowser(drawing), "browser"];
+          } catch { /* failure says why */ }
+        }
+      }
     }
     if (id !== requestId) return;
-    if (!response.ok) {
-      say(`not recognised: ${await errorText(response)}`, true);
+    if (!answer) {
+      say(failure.message, true);
       return;
     }
-    const answer = await response.json();
-    if (id !== requestId) return;
     attention = answer.attention;
     showPredictions(answer.top);
     canvas.dataset.predictedStrokes = String(sent);
+    canvas.dataset.engine = engine;
+    engineLine.textContent = engine === "browser" ? `answered by the browser (${browserEngine.runtime}, WASM)`
+                                                  : "answered by the server";
     redraw();
     say(hasAttention ? `${sent} stroke${sent > 1 ? "s" : ""}; colours show the model's attention at each point.`
                      : `${sent} stroke${sent > 1 ? "s" : ""}. This model has no per-point attention ` +
@@ -187,13 +287,22 @@
   // ---------------------------------------------------------------------------------------------------------
   // undo, clear, load
 
-  document.getElementById("undo").addEventListener("click", () => {
+  function undo() {
     if (!strokes.length) return;
     strokes.pop();
     if (attention) attention = attention.slice(0, strokes.length);
     redraw();
     predict();
+  }
+
+  document.getElementById("undo").addEventListener("click", undo);
+  document.addEventListener("keydown", (event) => {
+    if ((event.ctrlKey || event.metaKey) && !event.shiftKey && !event.altKey && event.key.toLowerCase() === "z") {
+      event.preventDefault();
+      undo();
+    }
   });
+  stretchBox.addEventListener("change", redraw);
 
   document.getElementById("clear").addEventListener("click", () => {
     strokes = [];
@@ -243,6 +352,36 @@
     }
   }
 
+  /** The runtime's script, loaded only when the server offers a model (it brings 15 MB of WebAssembly). */
+  function loadScript(src) {
+    return new Promise((resolve, reject) => {
+      const script = document.createElement("script");
+      script.src = src;
+      script.onload = resolve;
+      script.onerror = () => reject(new Error(`could not load ${src}`));
+      document.head.append(script);
+    });
+  }
+
+  function startBrowserEngine(offer) {
+    document.body.dataset.browserEngine = "loading";
+    engineLine.textContent = `loading the model into the browser (${(offer.bytes / 1e6).toFixed(1)} MB)…`;
+    const session = loadScript(`${ORT_DIR}ort.wasm.min.js`).then(() => {
+      ort.env.wasm.wasmPaths = new URL(ORT_DIR, location.href).href;
+      ort.env.wasm.numThreads = 1;  // threads need a cross-origin-isolated page
+      return ort.InferenceSession.create(offer.url, {executionProviders: ["wasm"]});
+    });
+    browserEngine = {runtime: offer.runtime, margin: offer.margin, session, last: Promise.resolve()};
+    session.then(() => {
+      document.body.dataset.browserEngine = "ready";
+      engineLine.textContent = `the browser recognises by itself (${offer.runtime}, WASM): no server needed`;
+    }, (error) => {
+      document.body.dataset.browserEngine = "failed";
+      engineLine.textContent = `the browser engine did not start (${error.message || error}): the server ` +
+                               "answers";
+    });
+  }
+
   async function start() {
     drawColorbar();
     redraw();
@@ -252,8 +391,19 @@
       if (!response.ok) throw new Error(await errorText(response));
       const info = await response.json();
       hasAttention = info.has_attention;
-      modelLine.textContent = `model ${info.model}, ${info.classes.length} classes`;
-      modelLine.title = info.classes.join(", ");
+      classes = info.classes;
+      modelLine.textContent = `model ${info.model}, ${classes.length} classes`;
+      document.getElementById("classes").replaceChildren(...classes.map((name) => {
+        const item = document.createElement("li");
+        item.textContent = name;
+        return item;
+      }));
+      if (info.browser_model) {
+        startBrowserEngine(info.browser_model);
+      } else {
+        document.body.dataset.browserEngine = "off";
+        engineLine.textContent = info.browser_note || "recognition on the server";
+      }
       if (!hasAttention) {
         document.getElementById("legend").classList.add("hidden");
         say("This model has no per-point attention (CNN-only): you get predictions, and strokes stay in ink " +

@@ -1,0 +1,186 @@
+"""``r2cnn.load(path).predict(strokes)``: one API over a checkpoint, an ONNX file and a TorchScript file.
+
+The file decides the engine: a checkpoint written by ``r2cnn train`` runs in PyTorch (the training model, NLR
+kernels included: :class:`r2cnn.engine.predict.Predictor`); ``model.onnx`` runs in onnxruntime; a TorchScript file
+written by ``r2cnn export`` in ``torch.jit``. Each gets the same preprocessing (the evaluation transform recorded
+with the model: :func:`r2cnn.data.transforms.normalize`, plus any simplification or stroke-order change) and gives
+the same :class:`Prediction`.
+
+A TorchScript file is code as well as weights: load only TorchScript files you trust. Checkpoints load with
+``weights_only=True`` and ONNX files are data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from r2cnn.errors import R2CNNError
+from r2cnn.sketch import Sketch
+
+
+@dataclass
+class Prediction:
+    """What :meth:`LoadedModel.predict` returns for one sketch.
+
+    - ``labels``, ``probabilities``: the top-k classes, most likely first, and their softmax probabilities;
+    - ``points`` ``(N, 3)`` float32: the sketch as the model saw it (normalised, maybe simplified);
+    - ``attention`` ``(N,)`` float32: each of those points' attention (Sec. 3.2; the mean over channels when the
+      model has several), or None for a model without per-point attention (CNN-only).
+    """
+
+    labels: list[str]
+    probabilities: list[float]
+    points: np.ndarray
+    attention: np.ndarray | None
+
+    @property
+    def label(self) -> str:
+        """The most likely class."""
+        return self.labels[0]
+
+
+def sketch_from_strokes(strokes) -> Sketch:
+    """A :class:`Sketch` from QuickDraw-style strokes ``[[xs, ys], ...]`` (any coordinate range, y down), a
+    :class:`Sketch`, or an ``(N, 3)`` array of x, y, pen_end. Malformed input is a one-line :class:`R2CNNError`."""
+    from r2cnn.data.formats.common import points_from_strokes
+
+    if isinstance(strokes, Sketch):
+        return strokes
+    if isinstance(strokes, np.ndarray) and strokes.ndim == 2 and strokes.shape[1] == 3:
+        return Sketch(strokes.astype(np.float32))
+    arrays = []
+    for k, stroke in enumerate(strokes):
+        try:
+            xs, ys = stroke
+            xy = np.stack([np.asarray(xs, np.float64), np.asarray(ys, np.float64)], axis=1)
+        except (TypeError, ValueError) as e:
+            raise R2CNNError(f"predict: stroke {k} is not a pair (xs, ys) of equally long number lists") from e
+        arrays.append(xy)
+    lengths = np.array([len(a) for a in arrays], np.int64)
+    return Sketch(points_from_strokes(np.concatenate(arrays) if arrays else np.zeros((0, 2)), lengths, "strokes"))
+
+
+class LoadedModel:
+    """A model ready to classify sketches; made by :func:`load`. ``classes`` the class names, ``metadata`` the
+    export metadata (:func:`r2cnn.export.exporters.describe`; for a checkpoint its classes, model, preset and
+    preprocessing), ``engine`` "pytorch", "onnxruntime" or
+    "torchscript"."""
+
+    def __init__(self, engine: str, run, metadata: dict):
+        from r2cnn.data.transforms import make_transform
+
+        self.engine = engine
+        self._run = run  # normalised points (N, 3) float32 -> (logits (K,), attention (N,) or None)
+        self.metadata = metadata
+        self.classes: list[str] = list(metadata["classes"])
+        self.transform = make_transform(False, **metadata["input"]["preprocess"])
+
+    def predict(self, strokes, top_k: int = 5) -> Prediction:
+        """Classify one sketch: ``strokes`` as QuickDraw's ``[[xs, ys], ...]`` in any coordinate range (y down),
+        a :class:`Sketch` or an ``(N, 3)`` array (x, y, pen_end)."""
+        # the evaluation transform is deterministic but for an ablation's random stroke order, kept fixed here
+        sketch = self.transform(sketch_from_strokes(strokes), np.random.default_rng(0))
+        logits, attention = self._run(sketch.points)
+        z = logits.astype(np.float64) - logits.max()
+        probs = np.exp(z) / np.exp(z).sum()
+        top = np.argsort(-probs, kind="stable")[:min(top_k, len(self.classes))]
+        return Prediction([self.classes[i] for i in top], [float(probs[i]) for i in top], sketch.points,
+                          None if attention is None else attention.astype(np.float32))
+
+    def predict_many(self, sketches: Sequence, top_k: int = 5) -> list[Prediction]:
+        return [self.predict(s, top_k) for s in sketches]
+
+
+def load(path: str | os.PathLike, device: str = "cpu") -> LoadedModel:
+    """Load ``best.pt`` (a checkpoint), ``model.onnx`` or ``model.pt`` (TorchScript from ``r2cnn export``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise R2CNNError(f"{path}: no such model file")
+    if path.suffix == ".onnx":
+        return _load_onnx(path)
+    if _is_torchscript(path):
+        return _load_torchscript(path, device)
+    return _load_checkpoint(path, device)
+
+
+def _is_torchscript(path: Path) -> bool:
+    """TorchScript archives hold compiled code (``<name>/code/``); checkpoints only pickled data."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any("/code/" in name for name in z.namelist())
+    except zipfile.BadZipFile:
+        return False
+
+
+def _load_onnx(path: Path) -> LoadedModel:
+    import onnxruntime
+
+    try:
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own exception types for a torn or foreign file
+        raise R2CNNError(f"{path}: not a readable ONNX model: {str(e).splitlines()[0]}") from e
+    props = session.get_modelmeta().custom_metadata_map
+    if "classes" not in props:
+        raise R2CNNError(f"{path}: an ONNX model without r2cnn metadata (export it with `r2cnn export`)")
+    metadata = {k: json.loads(v) for k, v in props.items()}
+
+    def run(points: np.ndarray):
+        logits, attention = session.run(None, {"points": np.ascontiguousarray(points, np.float32)})
+        return logits[0], attention if metadata["has_attention"] else None
+
+    return LoadedModel("onnxruntime", run, metadata)
+
+
+def _load_torchscript(path: Path, device: str) -> LoadedModel:
+    import torch
+
+    from r2cnn.export.exporters import METADATA_FILE
+
+    extra = {METADATA_FILE: ""}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's deprecation notice
+        module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+    if not extra[METADATA_FILE]:
+        raise R2CNNError(f"{path}: a TorchScript file without r2cnn metadata (export it with `r2cnn export`)")
+
+    metadata = json.loads(extra[METADATA_FILE])
+
+    @torch.no_grad()
+    def run(points: np.ndarray):
+        logits, attention = module(torch.from_numpy(points).to(device))
+        return logits[0].cpu().numpy(), attention.cpu().numpy() if metadata["has_attention"] else None
+
+    return LoadedModel("torchscript", run, metadata)
+
+
+def _load_checkpoint(path: Path, device: str) -> LoadedModel:
+    import torch
+
+    from r2cnn.engine.predict import Predictor
+    from r2cnn.sketch import SketchBatch
+
+    predictor = Predictor(str(path), device)  # any model of the registry, exportable or not
+    metadata = {"format": "checkpoint", "classes": predictor.classes, "model": predictor.config.get("model"),
+                "preset": predictor.config.get("preset"),
+                "input": {"preprocess": dict(predictor.config.get("eval_transform") or {})}}
+
+    @torch.no_grad()
+    def run(points: np.ndarray):
+        from r2cnn.engine.precision import denormals_flushed
+
+        batch = SketchBatch.from_sketches([Sketch(points)], labels=[-1]).to(predictor.device)
+        with denormals_flushed():
+            out = predictor.model.forward_with_attention(batch)
+        attention = out.get("attention")
+        return (out["logits"][0].float().cpu().numpy(),
+                None if attention is None else attention.float().mean(1).cpu().numpy())
+
+    return LoadedModel("pytorch", run, metadata)
