@@ -62,6 +62,13 @@ def test_chunking_does_not_change_pixels(overlap):
             assert_same_pixels(p, 64, 1.0, overlap, 1, seed=k, chunk=chunk)
 
 
+@pytest.mark.parametrize("overlap", ["last", "max"])
+def test_points_far_off_the_canvas(overlap):
+    far = torch.tensor([[-3.0, 0.0, 0], [3.0, 0.0, 1], [5.0, 5.0, 0], [6.0, 5.0, 1], [-4.0, -4.0, 1]])
+    for chunk in (0, 1, 2):
+        assert_same_pixels(far, 32, 1.0, overlap, 1, chunk=chunk)
+
+
 def test_equals_renderer_in_float64():
     p = builtin_points(1)[0]
     a = torch.rand(len(p), 2, dtype=torch.float64)
@@ -84,14 +91,15 @@ def test_equals_renderer_on_real_sketches(shared_data, size, eps, overlap, chann
         assert_same_pixels(torch.from_numpy(s.points), size, eps, overlap, channels, seed=k)
 
 
-@pytest.mark.parametrize("overlap", ["last", "max"])
-def test_scripted_and_onnx_equal_the_renderer(tmp_path, overlap):
-    """TorchScript and onnxruntime run the same float64 coverage test: the same pixels, for any N (dynamic)."""
+@pytest.mark.parametrize("size,overlap", [(64, "last"), (64, "max"), (224, "last"), (224, "max")])
+def test_scripted_and_onnx_equal_the_renderer(tmp_path, size, overlap):
+    """TorchScript and onnxruntime run the same float64 coverage test: the same pixels, for any N (dynamic; at
+    224x224 the sketches take several chunks, i.e. several turns of the ONNX Loop)."""
     onnxruntime = pytest.importorskip("onnxruntime")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        scripted = torch.jit.script(DenseRasterizer(64, 1.0, overlap))
-    pts = builtin_points(1, seed=2)
+        scripted = torch.jit.script(DenseRasterizer(size, 1.0, overlap))
+    pts = builtin_points(1, seed=2)[:6] + [torch.from_numpy(s.points) for s in random_sketches(3, 4, 200)[1:]]
     a = [torch.rand(len(p), 2) for p in pts]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -100,7 +108,7 @@ def test_scripted_and_onnx_equal_the_renderer(tmp_path, overlap):
                           dynamic_axes={"points": {0: "N"}, "intensities": {0: "N"}})
     session = onnxruntime.InferenceSession(str(tmp_path / "nlr.onnx"), providers=["CPUExecutionProvider"])
     for p, x in zip(pts, a):
-        expected = R.rasterize(p, torch.tensor([0, len(p)]), x, 64, 1.0, overlap)
+        expected = R.rasterize(p, torch.tensor([0, len(p)]), x, size, 1.0, overlap)
         assert torch.equal(scripted(p, x), expected)
         onnx_image = session.run(None, {"points": p.numpy(), "intensities": x.numpy()})[0]
         assert np.array_equal(onnx_image, expected.numpy())
