@@ -11,11 +11,13 @@ or scripted model keeps it. It is for inference: no gradients are meant to flow 
 Memory: each float64 intermediate of the coverage test is a (segments x pixels) block. The segments are processed
 in chunks of ``max(1, CHUNK_ELEMENTS // (H*W))`` in drawing order, carrying the per-pixel winner from chunk to
 chunk, and each chunk is tested only against the pixels of its bounding box grown by ``eps + 1`` (:func:`_window`),
-so the working set does not grow with the number of points: at 224x224 a chunk is 41 segments and at most the
-whole canvas (2.1M elements, 16 MB per float64 block). A sketch of any length stays within :data:`MEMORY_BOUND_MB`
-at C = 1: a 2,000-point random walk at 224x224 raised a fresh process's peak by 33 MB ("last") and 80 MB ("max")
-with every chunk tested against the whole canvas (the worst case of the window), 20 and 22 MB with the window
-(test in ``tests/test_raster_dense.py``; "max" keeps a float32 ``(S, K, C)`` block per chunk, so it grows with C).
+so the working set does not grow with the number of points: at 224x224 a chunk is 10 segments and at most the
+whole canvas (0.5M elements, 4 MB per float64 block). A sketch of any length stays within :data:`MEMORY_BOUND_MB`
+at C = 1: 2,000 points at 224x224 raised a fresh process's peak resident memory by 72 MB ("last" and "max") when
+every segment jumps across the canvas (each chunk's box is the whole canvas: the worst case), and by 3 MB for a
+2,000-point random walk, which is what drawn strokes look like (test in ``tests/test_raster_dense.py``; "max" keeps
+a float32 ``(S, K, C)`` block per chunk, so it grows with C). Time grows with segments x box pixels: this is an
+export path, not a training one.
 
 The functions are TorchScript-compatible (``torch.jit.script``); the chunk loop becomes an ONNX ``Loop`` when a
 scripted :class:`DenseRasterizer` is exported with ``torch.onnx.export(..., dynamo=False)``.
@@ -28,17 +30,16 @@ from typing import Tuple
 import torch
 from torch import nn
 
-# (segments x pixels) elements per chunk: 2M elements, ~16 MB per float64 intermediate (chunk_segments).
-CHUNK_ELEMENTS = 1 << 21
-# Peak extra memory of one call at 224x224, C = 1, whatever the sketch's length (worst case measured: 33 MB "last",
-# 80 MB "max", see the module docstring).
-MEMORY_BOUND_MB = 128
+# (segments x pixels) elements per chunk: 0.5M elements, 4 MB per float64 intermediate (chunk_segments).
+CHUNK_ELEMENTS = 1 << 19
+# Peak extra memory of one call at 224x224, C = 1, whatever the sketch's length (worst case measured: 72 MB).
+MEMORY_BOUND_MB = 100
 
 
 def chunk_segments(height: int, width: int) -> int:
-    """Segments per chunk on an ``H x W`` canvas: ``max(1, CHUNK_ELEMENTS // (H*W))`` (2M: a literal, which
+    """Segments per chunk on an ``H x W`` canvas: ``max(1, CHUNK_ELEMENTS // (H*W))`` (a literal, which
     TorchScript can read where it cannot read a module global)."""
-    return max(1, 2097152 // (height * width))
+    return max(1, 524288 // (height * width))
 
 
 def segment_table(points: torch.Tensor, height: int, width: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
