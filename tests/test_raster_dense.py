@@ -12,7 +12,7 @@ import torch
 import r2cnn.raster as R
 from r2cnn.data import builtin
 from r2cnn.data.transforms import normalize
-from r2cnn.raster.dense import MEMORY_BOUND_MB, DenseRasterizer, chunk_segments, rasterize_dense, segment_table
+from r2cnn.raster.dense import CHUNK_ELEMENTS, MEMORY_BOUND_MB, DenseRasterizer, chunk_segments, rasterize_dense, segment_table
 from r2cnn.raster.geometry import segment_ends
 
 from test_raster import random_sketches
@@ -118,7 +118,7 @@ def test_memory_stays_within_the_stated_bound_for_a_long_sketch():
     """2,000 points at 224x224, C = 1, each segment jumping across the canvas (so every chunk is tested against
     the whole canvas, the worst case): the peak resident memory a fresh process gains while rasterising stays
     within MEMORY_BOUND_MB (unchunked, one float64 (segments x pixels) block alone would take 800 MB)."""
-    assert chunk_segments(224, 224) == 10
+    assert chunk_segments(224, 224) == 10 and chunk_segments(1, 1) == CHUNK_ELEMENTS  # the literal is the constant
     code = (
         "import resource, numpy as np, torch\n"
         "from r2cnn.raster.dense import rasterize_dense\n"
