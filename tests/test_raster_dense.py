@@ -12,7 +12,7 @@ import torch
 import r2cnn.raster as R
 from r2cnn.data import builtin
 from r2cnn.data.transforms import normalize
-from r2cnn.raster.dense import MEMORY_BOUND_MB, DenseRasterizer, chunk_segments, rasterize_dense, segment_table
+from r2cnn.raster.dense import CHUNK_ELEMENTS, MEMORY_BOUND_MB, DenseRasterizer, chunk_segments, rasterize_dense, segment_table
 from r2cnn.raster.geometry import segment_ends
 
 from test_raster import random_sketches
@@ -62,6 +62,13 @@ def test_chunking_does_not_change_pixels(overlap):
             assert_same_pixels(p, 64, 1.0, overlap, 1, seed=k, chunk=chunk)
 
 
+@pytest.mark.parametrize("overlap", ["last", "max"])
+def test_points_far_off_the_canvas(overlap):
+    far = torch.tensor([[-3.0, 0.0, 0], [3.0, 0.0, 1], [5.0, 5.0, 0], [6.0, 5.0, 1], [-4.0, -4.0, 1]])
+    for chunk in (0, 1, 2):
+        assert_same_pixels(far, 32, 1.0, overlap, 1, chunk=chunk)
+
+
 def test_equals_renderer_in_float64():
     p = builtin_points(1)[0]
     a = torch.rand(len(p), 2, dtype=torch.float64)
@@ -84,14 +91,15 @@ def test_equals_renderer_on_real_sketches(shared_data, size, eps, overlap, chann
         assert_same_pixels(torch.from_numpy(s.points), size, eps, overlap, channels, seed=k)
 
 
-@pytest.mark.parametrize("overlap", ["last", "max"])
-def test_scripted_and_onnx_equal_the_renderer(tmp_path, overlap):
-    """TorchScript and onnxruntime run the same float64 coverage test: the same pixels, for any N (dynamic)."""
+@pytest.mark.parametrize("size,overlap", [(64, "last"), (64, "max"), (224, "last"), (224, "max")])
+def test_scripted_and_onnx_equal_the_renderer(tmp_path, size, overlap):
+    """TorchScript and onnxruntime run the same float64 coverage test: the same pixels, for any N (dynamic; at
+    224x224 the sketches take several chunks, i.e. several turns of the ONNX Loop)."""
     onnxruntime = pytest.importorskip("onnxruntime")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        scripted = torch.jit.script(DenseRasterizer(64, 1.0, overlap))
-    pts = builtin_points(1, seed=2)
+        scripted = torch.jit.script(DenseRasterizer(size, 1.0, overlap))
+    pts = builtin_points(1, seed=2)[:6] + [torch.from_numpy(s.points) for s in random_sketches(3, 4, 200)[1:]]
     a = [torch.rand(len(p), 2) for p in pts]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -100,25 +108,26 @@ def test_scripted_and_onnx_equal_the_renderer(tmp_path, overlap):
                           dynamic_axes={"points": {0: "N"}, "intensities": {0: "N"}})
     session = onnxruntime.InferenceSession(str(tmp_path / "nlr.onnx"), providers=["CPUExecutionProvider"])
     for p, x in zip(pts, a):
-        expected = R.rasterize(p, torch.tensor([0, len(p)]), x, 64, 1.0, overlap)
+        expected = R.rasterize(p, torch.tensor([0, len(p)]), x, size, 1.0, overlap)
         assert torch.equal(scripted(p, x), expected)
         onnx_image = session.run(None, {"points": p.numpy(), "intensities": x.numpy()})[0]
         assert np.array_equal(onnx_image, expected.numpy())
 
 
-@pytest.mark.slow
 def test_memory_stays_within_the_stated_bound_for_a_long_sketch():
-    """A 2,000-point sketch at 224x224, C = 1 (49 chunks): the peak resident memory a fresh process gains while
-    rasterising stays within MEMORY_BOUND_MB (unchunked, one float64 block alone would take 800 MB)."""
-    assert chunk_segments(224, 224) == 41
+    """2,000 points at 224x224, C = 1, each segment jumping across the canvas (so every chunk is tested against
+    the whole canvas, the worst case): the peak resident memory a fresh process gains while rasterising stays
+    within MEMORY_BOUND_MB (unchunked, one float64 (segments x pixels) block alone would take 800 MB)."""
+    assert chunk_segments(224, 224) == 10 and chunk_segments(1, 1) == CHUNK_ELEMENTS  # the literal is the constant
     code = (
         "import resource, numpy as np, torch\n"
         "from r2cnn.raster.dense import rasterize_dense\n"
         "rng = np.random.default_rng(0)\n"
-        "xy = np.clip(np.cumsum(rng.normal(0, 0.05, (2000, 2)), 0), -1, 1)\n"
+        "xy = rng.uniform(-1, 1, (2000, 2))\n"
         "p = torch.from_numpy(np.column_stack([xy, rng.random(2000) < 0.02]).astype(np.float32))\n"
         "a = torch.rand(2000, 1)\n"
-        "rasterize_dense(p[:50], a[:50], 224, 224)\n"  # import, allocator and kernels warm
+        "for overlap in ('last', 'max'):\n"
+        "    rasterize_dense(p[:3], a[:3], 8, 8, 1.0, overlap)\n"  # imports and kernels warm, tiny canvas
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "for overlap in ('last', 'max'):\n"
         "    rasterize_dense(p, a, 224, 224, 1.0, overlap)\n"

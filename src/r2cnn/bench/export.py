@@ -20,7 +20,7 @@ HELP = "exported model latency per sketch: onnxruntime and TorchScript vs PyTorc
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="cpu-r2cnn", help="model of this preset, random weights (ImageNet off)")
-    p.add_argument("--checkpoint", help="a trained checkpoint instead of --preset")
+    p.add_argument("--checkpoint", help="a trained checkpoint (default: the --preset model, random weights)")
     p.add_argument("--sketches", type=int, default=48, help="built-in sketches, classified one at a time")
     p.add_argument("--repeat", type=int, default=3, help="passes over the sketches (the median is reported)")
     p.add_argument("--threads", type=int, help="intra-op threads for torch and onnxruntime (default: theirs)")

@@ -44,7 +44,7 @@ def _intensity_kind(model: SketchClassifier) -> str:
 
     if type(model) is R2CNN:  # a subclass (attention + time channels) draws more than the attention
         return "attention"
-    if isinstance(model, CNNOnly) and model.intensity in ("constant", "order"):
+    if type(model) is CNNOnly and model.intensity in ("constant", "order"):  # subclasses draw other channels
         return model.intensity
     if type(model) is AttentiveCNN:
         return "constant"

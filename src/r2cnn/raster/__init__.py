@@ -6,6 +6,7 @@ Public API::
     render(geometry, intensities, backend="auto") -> images (B, C, H, W)
     rasterize(points, offsets, intensities, size, eps=1.0, overlap="last", backend="auto") -> (B, C, H, W)
     to_pixel(xy, size) -> (..., 2) pixel coordinates
+    dense.rasterize_dense(points, intensities, H, W, eps, overlap) -> (C, H, W)   one sketch, plain tensor ops (export)
 
 Shapes: ``points`` float32 ``(P, 3)`` = x, y, pen_end of all sketches concatenated, coordinates in [-1, 1]^2
 (y down; points outside are allowed and simply fall off the canvas); ``offsets`` int64 ``(B+1,)``, sketch b is

@@ -10,11 +10,14 @@ or scripted model keeps it. It is for inference: no gradients are meant to flow 
 
 Memory: each float64 intermediate of the coverage test is a (segments x pixels) block. The segments are processed
 in chunks of ``max(1, CHUNK_ELEMENTS // (H*W))`` in drawing order, carrying the per-pixel winner from chunk to
-chunk, so the working set does not grow with the number of points: at 224x224 a chunk is 41 segments (2.1M
-elements, 16 MB per float64 block), and a sketch of any length stays within :data:`MEMORY_BOUND_MB` at C = 1
-(a 2,000-point sketch at 224x224 raised a fresh process's peak by 33 MB with "last" and 80 MB with "max"; test in
-``tests/test_raster_dense.py``; "max" keeps a float32 ``(S, K, C)`` block per chunk, so it grows with C).
-Time grows with segments x pixels (no culling): this is an export path, not a training one.
+chunk, and each chunk is tested only against the pixels of its bounding box grown by ``eps + 1`` (:func:`_window`),
+so the working set does not grow with the number of points: at 224x224 a chunk is 10 segments and at most the
+whole canvas (0.5M elements, 4 MB per float64 block). A sketch of any length stays within :data:`MEMORY_BOUND_MB`
+at C = 1: 2,000 points at 224x224 raised a fresh process's peak resident memory by 72 MB ("last" and "max") when
+every segment jumps across the canvas (each chunk's box is the whole canvas: the worst case), and by 3 MB for a
+2,000-point random walk, which is what drawn strokes look like (test in ``tests/test_raster_dense.py``; "max" keeps
+a float32 ``(S, K, C)`` block per chunk, so it grows with C). Time grows with segments x box pixels: this is an
+export path, not a training one.
 
 The functions are TorchScript-compatible (``torch.jit.script``); the chunk loop becomes an ONNX ``Loop`` when a
 scripted :class:`DenseRasterizer` is exported with ``torch.onnx.export(..., dynamo=False)``.
@@ -27,16 +30,16 @@ from typing import Tuple
 import torch
 from torch import nn
 
-# (segments x pixels) elements per chunk: 2M elements, ~16 MB per float64 intermediate (chunk_segments).
-CHUNK_ELEMENTS = 1 << 21
-# Peak extra memory of one call at 224x224, C = 1, whatever the sketch's length (measured: 33 MB "last", 80 MB "max").
-MEMORY_BOUND_MB = 128
+# (segments x pixels) elements per chunk: 0.5M elements, 4 MB per float64 intermediate (chunk_segments).
+CHUNK_ELEMENTS = 1 << 19
+# Peak extra memory of one call at 224x224, C = 1, whatever the sketch's length (worst case measured: 72 MB).
+MEMORY_BOUND_MB = 100
 
 
 def chunk_segments(height: int, width: int) -> int:
-    """Segments per chunk on an ``H x W`` canvas: ``max(1, CHUNK_ELEMENTS // (H*W))`` (2M: a literal, which
+    """Segments per chunk on an ``H x W`` canvas: ``max(1, CHUNK_ELEMENTS // (H*W))`` (a literal, which
     TorchScript can read where it cannot read a module global)."""
-    return max(1, 2097152 // (height * width))
+    return max(1, 524288 // (height * width))
 
 
 def segment_table(points: torch.Tensor, height: int, width: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -73,6 +76,21 @@ def _coverage(ax: torch.Tensor, ay: torch.Tensor, bx: torch.Tensor, by: torch.Te
     return covered, t
 
 
+def _window(ax: torch.Tensor, ay: torch.Tensor, bx: torch.Tensor, by: torch.Tensor, drawn: torch.Tensor, eps: float,
+            height: int, width: int) -> torch.Tensor:
+    """Flat indices ``(K',)`` of the pixels in the bounding box of segments ``(S,)`` grown by ``eps + 1`` and
+    clipped to the canvas (never empty): no pixel outside it is within ``eps`` of them (the reference backend's
+    box). Consecutive segments of a sketch lie close together, so this is most often a small part of the canvas."""
+    bx, by = torch.where(drawn, bx, ax), torch.where(drawn, by, ay)  # a point that only ends a stroke: itself
+    x0 = int(torch.floor(torch.minimum(ax.min(), bx.min()) - eps - 1).clamp(0, width - 1))
+    x1 = int(torch.ceil(torch.maximum(ax.max(), bx.max()) + eps).clamp(0, width - 1))
+    y0 = int(torch.floor(torch.minimum(ay.min(), by.min()) - eps - 1).clamp(0, height - 1))
+    y1 = int(torch.ceil(torch.maximum(ay.max(), by.max()) + eps).clamp(0, height - 1))
+    rows = torch.arange(y0, y1 + 1, device=ax.device)
+    cols = torch.arange(x0, x1 + 1, device=ax.device)
+    return (rows[:, None] * width + cols[None, :]).reshape(-1).long()  # the ONNX exporter's Range gave floats
+
+
 def rasterize_dense(points: torch.Tensor, intensities: torch.Tensor, height: int, width: int, eps: float = 1.0,
                     overlap: str = "last", chunk: int = 0) -> torch.Tensor:
     """One sketch's image ``(C, H, W)``: ``points`` ``(N, 3)`` (normalised, y down), ``intensities`` ``(N, C)``.
@@ -92,20 +110,21 @@ def rasterize_dense(points: torch.Tensor, intensities: torch.Tensor, height: int
     nxt = (torch.arange(n, device=dev) + 1).clamp(max=n - 1)  # a dot on the last point has no successor (alpha 0)
     if overlap == "last":
         owner = torch.full([k], -1, dtype=torch.int64, device=dev)
-        alpha = torch.zeros([k], dtype=torch.float64, device=dev)
+        alpha = torch.zeros([k], dtype=torch.float32, device=dev)  # float32(t), as the geometry stores it (eq. 1)
         for s0 in range(0, n, step):
             s1 = min(s0 + step, n)
-            covered, t = _coverage(u[s0:s1], v[s0:s1], bu[s0:s1], bv[s0:s1], drawn[s0:s1], px, py, eps)
+            near = _window(u[s0:s1], v[s0:s1], bu[s0:s1], bv[s0:s1], drawn[s0:s1], eps, height, width)
+            covered, t = _coverage(u[s0:s1], v[s0:s1], bu[s0:s1], bv[s0:s1], drawn[s0:s1], px[near], py[near], eps)
             seg = torch.arange(s0, s1, device=dev)[:, None]
-            latest = torch.where(covered, seg, -torch.ones_like(seg)).max(0)[0]  # (K,) latest covering segment
+            latest = torch.where(covered, seg, -torch.ones_like(seg)).max(0)[0]  # latest covering segment
             row = (latest - s0).clamp(min=0)[None, :]
-            owner = torch.where(latest >= 0, latest, owner)
-            alpha = torch.where(latest >= 0, t.gather(0, row)[0], alpha)
+            owner = owner.scatter(0, near, torch.where(latest >= 0, latest, owner[near]))
+            alpha = alpha.scatter(0, near, torch.where(latest >= 0, t.gather(0, row)[0].float(), alpha[near]))
         # a zero row n stands for "no segment", so that an empty sketch needs no branch
         padded = torch.cat([intensities, torch.zeros([1, c], dtype=intensities.dtype, device=dev)])
         nxt = torch.cat([nxt, torch.full([1], n, dtype=nxt.dtype, device=dev)])
         seg = torch.where(owner >= 0, owner, torch.full_like(owner, n))
-        al = alpha.float().to(intensities.dtype)[:, None]  # the geometry stores alpha as float32 (eq. 1)
+        al = alpha.to(intensities.dtype)[:, None]
         value = (1 - al) * padded[seg] + al * padded[nxt[seg]]
         image = torch.where((owner >= 0)[:, None], value, torch.zeros_like(value))
     else:
@@ -113,12 +132,13 @@ def rasterize_dense(points: torch.Tensor, intensities: torch.Tensor, height: int
         hit = torch.zeros([k], dtype=torch.bool, device=dev)
         for s0 in range(0, n, step):
             s1 = min(s0 + step, n)
-            covered, t = _coverage(u[s0:s1], v[s0:s1], bu[s0:s1], bv[s0:s1], drawn[s0:s1], px, py, eps)
-            al = t.float().to(intensities.dtype)[:, :, None]  # (S, K, 1)
+            near = _window(u[s0:s1], v[s0:s1], bu[s0:s1], bv[s0:s1], drawn[s0:s1], eps, height, width)
+            covered, t = _coverage(u[s0:s1], v[s0:s1], bu[s0:s1], bv[s0:s1], drawn[s0:s1], px[near], py[near], eps)
+            al = t.float().to(intensities.dtype)[:, :, None]  # (S, K', 1)
             value = (1 - al) * intensities[s0:s1][:, None, :] + al * intensities[nxt[s0:s1]][:, None, :]
             value = torch.where(covered[:, :, None], value, torch.full_like(value, float("-inf")))
-            best = torch.maximum(best, value.max(0)[0])
-            hit = hit | covered.any(0)
+            best = best.scatter(0, near[:, None].expand(-1, c), torch.maximum(best[near], value.max(0)[0]))
+            hit = hit.scatter(0, near, hit[near] | covered.any(0))
         image = torch.where(hit[:, None], best, torch.zeros_like(best))
     return image.t().reshape(c, height, width)
 
