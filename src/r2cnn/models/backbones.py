@@ -221,10 +221,7 @@ class ResNetBackbone(nn.Module):
         self.out_features = _strip_head(net)
         # what the weights were initialised from, for the run's log (None: random initialisation)
         self.pretrained_source = load_pretrained(net, pretrained, arch) if pretrained else None
-        # Channels-last weights make oneDNN convolve in NHWC end to end; with NCHW it reorders every activation to its
-        # blocked layout and back around each convolution, about a tenth of a CPU training step (cpu-r2cnn). The
-        # rasteriser already returns channels-last images. Same function; only the memory layout changes.
-        self.net = net.to(memory_format=torch.channels_last)
+        self.net = net
         self.c2_channels = _stage_channels(net.layer1)
 
     @staticmethod
