@@ -78,6 +78,21 @@ def test_no_module_needs_opencv_at_import():
     assert proc.returncode == 0 and "imported" in proc.stdout, proc.stderr
 
 
+def test_bench_raster_prints_each_goal_with_its_figure(tmp_path, capsys):
+    out = tmp_path / "raster.json"
+    assert main(["bench", "raster", "--repeat", "1", "--batch", "2", "--size", "16", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "cpu forward+backward C=1 vs cv2.polylines 2px = " in printed and "(goal <= 1x)" in printed
+    assert "cpu forward+backward C=8 vs C=1 = " in printed and "(goal <= 3x)" in printed
+    result = json.loads(out.read_text())
+    times, figures = result["times_ms"], result["goal_figures"]
+    assert figures["cpu forward+backward C=1 vs cv2.polylines 2px"] == pytest.approx(
+        times["cpu forward+backward C=1"] / times["cv2.polylines 2px"])
+    assert figures["cpu forward+backward C=8 vs C=1"] == pytest.approx(
+        times["cpu forward+backward C=8"] / times["cpu forward+backward C=1"])
+    assert set(result["goals"]) == {f"{k} <= {b}" for k, b in zip(figures, ("1", "3", "0.1"))}
+
+
 def test_bench_raster_without_opencv_is_one_line():
     code = ("import sys; sys.modules['cv2'] = None; from r2cnn.cli import main\n"
             "sys.exit(main(['bench', 'raster', '--repeat', '1', '--batch', '2', '--size', '16']))")
@@ -157,8 +172,11 @@ def test_bench_train_concurrent_reports_each_process_against_one_alone(tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "vs ResNet18 step" in proc.stdout and "process 2 of 2" in proc.stdout
     assert "every process >=" in proc.stdout and "R2CNN no worse than CNN-only" in proc.stdout
+    assert "R2CNN sketches/s = " in proc.stdout and "the >= 1.2x goal on CPU" in proc.stdout
     result = json.loads(out.read_text())
     assert result["anchor"]["step_over_anchor"] == 1.0
+    assert result["r2cnn_sketches_per_s_over_anchor"] == pytest.approx(
+        result["anchor"]["step_ms_median"] / result["models"]["R2CNN"]["step_ms_median"])
     for m in result["models"].values():
         assert m["step_over_anchor"] == pytest.approx(m["step_ms_median"] / result["anchor"]["step_ms_median"])
     concurrent = result["concurrent"]

@@ -4,6 +4,11 @@ Times are medians over ``--repeat`` runs on the same 48 real QuickDraw sketches 
 ``quickdraw/qd5/valid``, found as :mod:`r2cnn.bench._paths` says; built-in sketches when it is absent), reported next
 to ``cv2.polylines`` (2 px) drawing the same sketches in the same run (docs/architecture.md "Performance"). Anchors: ``cv2.polylines`` 1 px and 2 px, PIL ``ImageDraw.line`` (width 2) and a
 naive dense PyTorch rasteriser (distance of every pixel to every segment; an anchor only).
+
+Goals (wall clock, printed with their figures): the fast backend's forward+backward at C=1 within 1.0x
+``cv2.polylines`` 2 px, at C=8 within 3x its C=1 time, geometry within 0.1 ms per sketch. The three timings the first
+two compare are taken first (their rows show these), taking turns repeat after repeat, so that other processes' load
+falls on each alike.
 """
 
 from __future__ import annotations
@@ -51,19 +56,32 @@ def sample_sketches(n: int, data_dir: Path | None) -> list:
 def _median_ms(fn, repeat: int, sync=lambda: None) -> tuple[float, float]:
     """Median wall-clock and median process CPU time (all threads) of ``fn``, in ms. On a shared machine the CPU
     time is the steadier figure: it does not count the time other processes hold the cores."""
+    return _interleaved_ms({"": fn}, repeat, sync)[""]
+
+
+def _interleaved_ms(fns: dict, repeat: int, sync=lambda: None) -> dict[str, tuple[float, float]]:
+    """:func:`_median_ms` of several callables taking turns, repeat after repeat, so that load from other processes
+    falls on each alike (the goals' figures are ratios between them). Each turn runs its callable once untimed
+    first: timed right after another's, a callable would find its data flushed from the caches (C=8 writes 77 MB),
+    which a run of repeats of one callable does not."""
     import statistics
     import time
 
-    fn()  # warm-up: compilation, allocator
-    sync()
-    wall, cpu = [], []
-    for _ in range(repeat):
-        t0, c0 = time.perf_counter(), time.process_time()
+    for fn in fns.values():  # warm-up: compilation, allocator
         fn()
-        sync()
-        wall.append((time.perf_counter() - t0) * 1e3)
-        cpu.append((time.process_time() - c0) * 1e3)
-    return statistics.median(wall), statistics.median(cpu)
+    sync()
+    wall, cpu = {k: [] for k in fns}, {k: [] for k in fns}
+    for _ in range(repeat):
+        for k, fn in fns.items():
+            if len(fns) > 1:
+                fn()
+                sync()
+            t0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            sync()
+            wall[k].append((time.perf_counter() - t0) * 1e3)
+            cpu[k].append((time.process_time() - c0) * 1e3)
+    return {k: (statistics.median(wall[k]), statistics.median(cpu[k])) for k in fns}
 
 
 def _anchors(batch, size: int) -> dict:
@@ -169,7 +187,21 @@ def run(args) -> int:
     size, repeat = args.size, args.repeat
     times: dict[str, tuple[float, float]] = {}
 
-    for name, fn in _anchors(batch, size).items():
+    points, offsets = batch.points.to(device), batch.offsets.to(device)
+    backends = ["reference", "triton" if device.type == "cuda" else "cpu"]
+    fast = backends[-1]
+    anchors = _anchors(batch, size)
+    # The goals' figures first, taking turns: after the dense anchor's gigabytes the allocator hands out colder
+    # memory (the CPU forward+backward at C=1 measured 0.83 ms before it and 1.08 ms after, cv2 0.70 ms both times).
+    fast_geo = R.geometry(points, offsets, size, backend=fast)
+    goal_runs = {"cv2.polylines 2px": anchors["cv2.polylines 2px"]}
+    for c in (1, 8):
+        a = torch.rand(points.shape[0], c, device=device, requires_grad=True)
+        up = torch.ones(batch.batch_size, c, size, size, device=device).contiguous(memory_format=torch.channels_last)
+        goal_runs[f"{fast} forward+backward C={c}"] = (
+            lambda a=a, up=up: torch.autograd.grad(R.render(fast_geo, a, backend=fast), a, up))
+    goal_times = _interleaved_ms(goal_runs, repeat, sync)
+    for name, fn in anchors.items():
         times[name] = _median_ms(fn, repeat)
     dense = _dense_torch(batch, size, device)
     a_dense = torch.rand(batch.points.shape[0], device=device, requires_grad=True)
@@ -177,8 +209,6 @@ def run(args) -> int:
     times["dense torch forward C=1"] = _median_ms(lambda: dense(a_dense.detach()), few, sync)
     times["dense torch forward+backward C=1"] = _median_ms(lambda: dense(a_dense).sum().backward(), few, sync)
 
-    points, offsets = batch.points.to(device), batch.offsets.to(device)
-    backends = ["reference", "triton" if device.type == "cuda" else "cpu"]
     for backend in backends:
         n = max(1, repeat // 10) if backend == "reference" else repeat
         times[f"{backend} geometry"] = _median_ms(lambda: R.geometry(points, offsets, size, backend=backend), n, sync)
@@ -192,6 +222,7 @@ def run(args) -> int:
                 lambda: torch.autograd.grad(img, a, up, retain_graph=True), n, sync)
             times[f"{backend} forward+backward C={c}"] = _median_ms(
                 lambda: torch.autograd.grad(R.render(geo, a, backend=backend), a, up), n, sync)
+    times.update(goal_times)
 
     wall = {k: t[0] for k, t in times.items()}
     cpu = {k: t[1] for k, t in times.items()}
@@ -204,15 +235,17 @@ def run(args) -> int:
     print(f"{'what':36s} {'wall ms':>10s} {'x cv2 2px':>10s} {'cpu ms':>10s} {'x cv2 2px':>10s}")
     for k in times:
         print(f"{k:36s} {wall[k]:10.3f} {ratios[k]:10.2f} {cpu[k]:10.3f} {cpu_ratios[k]:10.2f}")
-    fast = backends[-1]
-    goals = {
-        f"{fast} forward+backward C=1 <= 1.0x cv2.polylines 2px": ratios[f"{fast} forward+backward C=1"] <= 1.0,
-        f"{fast} forward+backward C=8 <= 3x C=1":
-            wall[f"{fast} forward+backward C=8"] <= 3 * wall[f"{fast} forward+backward C=1"],
-        f"{fast} geometry <= 0.1 ms per sketch": wall[f"{fast} geometry"] / batch.batch_size <= 0.1,
+    # what -> (measured figure, its upper bound); cv2 and the fast backend's forward+backward took turns
+    figures = {
+        f"{fast} forward+backward C=1 vs cv2.polylines 2px": (ratios[f"{fast} forward+backward C=1"], 1.0),
+        f"{fast} forward+backward C=8 vs C=1":
+            (wall[f"{fast} forward+backward C=8"] / wall[f"{fast} forward+backward C=1"], 3.0),
+        f"{fast} geometry ms per sketch": (wall[f"{fast} geometry"] / batch.batch_size, 0.1),
     }
-    for goal, ok in goals.items():
-        print(f"goal {'met' if ok else 'MISSED'} (wall clock): {goal}")
+    goals = {f"{what} <= {bound:g}": value <= bound for what, (value, bound) in figures.items()}
+    for (what, (value, bound)), ok in zip(figures.items(), goals.values()):
+        unit = "" if what.endswith("per sketch") else "x"
+        print(f"goal {'met' if ok else 'MISSED'} (wall clock): {what} = {value:.2f}{unit} (goal <= {bound:g}{unit})")
     if args.json:
         info = {"batch": batch.batch_size, "size": size, "eps": 1.0, "overlap": "last", "device": str(device),
                 "repeat": repeat, "source": source, "torch_threads": torch.get_num_threads(),
@@ -222,5 +255,6 @@ def run(args) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"config": info, "times_ms": wall, "ratio_to_cv2_polylines_2px": ratios,
                                          "cpu_times_ms": cpu, "cpu_ratio_to_cv2_polylines_2px": cpu_ratios,
+                                         "goal_figures": {k: v for k, (v, _) in figures.items()},
                                          "goals": goals}, indent=2))
     return 0
