@@ -726,6 +726,12 @@ class SketchStore:
     def num_folds(self) -> int | None:
         return self.manifest["options"]["folds"]
 
+    @property
+    def test_sealed(self) -> bool:
+        """A tuning view (:func:`r2cnn.experiments.protocols.subset_view` with ``seal_test``): it does not give out
+        the indices of its test split, nor of the "unused" and "all" sets that would hold them."""
+        return bool(self.manifest.get("sealed_test"))
+
     def __len__(self) -> int:
         return int(self.manifest["num_sketches"])
 
@@ -759,8 +765,12 @@ class SketchStore:
         """int64 indices of ``split`` ("train", "valid", "test"; also "unused" and "all").
 
         For a k-fold store, ``fold=k`` (default 0) makes fold k the test split; validation is a seeded part of the
-        other folds (``manifest["options"]["fold_valid_fraction"]`` per class) and train is the rest.
+        other folds (``manifest["options"]["fold_valid_fraction"]`` per class) and train is the rest. A store whose
+        test split is sealed (:attr:`test_sealed`) raises for "test", "unused" and "all".
         """
+        if self.test_sealed and split in ("test", "unused", "all"):
+            raise R2CNNError(f"{self.path}: a tuning view whose test split is sealed: the {split!r} sketches are not "
+                             f"given out (tuning reports the validation split; the test split is never read)")
         if split == "all":
             return np.arange(len(self), dtype=np.int64)
         key = (split, fold)
