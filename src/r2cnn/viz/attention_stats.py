@@ -64,10 +64,11 @@ def sketch_statistics(attention: np.ndarray, pen_end: np.ndarray) -> dict[str, n
 
 
 def _summary(values: np.ndarray) -> dict:
-    """Mean and median over sketches of ``values`` ``(S,)`` (NaN: undefined for that sketch, left out)."""
+    """Mean and median of ``values`` (one per sketch, or per sketch and channel; NaN: undefined there, left out)
+    and how many were defined."""
     ok = values[np.isfinite(values)]
     return {"mean": float(ok.mean()) if len(ok) else None, "median": float(np.median(ok)) if len(ok) else None,
-            "sketches": int(len(ok))}
+            "values": int(len(ok))}
 
 
 def attention_statistics(model, sketches: Sequence, batch_size: int = 64) -> dict:
@@ -127,8 +128,8 @@ def attention_statistics(model, sketches: Sequence, batch_size: int = 64) -> dic
 
 def format_statistics(stats: dict, title: str) -> str:
     """A few lines for the terminal."""
-    def f(x):
-        return "n/a" if x is None else f"{x:+.3f}" if abs(x) < 10 else f"{x:.1f}"
+    def f(x, sign=""):
+        return "n/a" if x is None else f"{x:{sign}.3f}"
 
     s = stats["per_sketch"]
     lines = [f"{title}: {stats['measured_sketches']} sketches, C = {stats['channels']}; attention "
@@ -137,10 +138,11 @@ def format_statistics(stats: dict, title: str) -> str:
              f"  within a sketch: std {f(s['std']['mean'])} (median {f(s['std']['median'])}), p95-p5 "
              f"{f(s['range_5_95']['mean'])}; between sketches: std of the sketch means "
              f"{stats['between_sketch_std']:.3f}",
-             f"  Spearman with point order {f(s['spearman_point_order']['mean'])} (median "
-             f"{f(s['spearman_point_order']['median'])}), with stroke index {f(s['spearman_stroke_index']['mean'])} "
-             f"(median {f(s['spearman_stroke_index']['median'])}, {s['spearman_stroke_index']['sketches']} sketches "
-             f"with 2+ strokes)",
+             f"  Spearman with point order {f(s['spearman_point_order']['mean'], '+')} (median "
+             f"{f(s['spearman_point_order']['median'], '+')}), with stroke index "
+             f"{f(s['spearman_stroke_index']['mean'], '+')} (median {f(s['spearman_stroke_index']['median'], '+')}; "
+             f"{s['spearman_stroke_index']['values']} {'sketches' if stats['channels'] == 1 else 'sketch x channel values'}"
+             f" with 2+ strokes and some spread)",
              "  mean by stroke: " + ", ".join(f"{b['stroke']}: {b['mean']:.3f}" for b in
                                               stats["mean_by_stroke_position"] if b["mean"] is not None),
              "  mean by point decile: " + ", ".join("n/a" if m is None else f"{m:.3f}"
