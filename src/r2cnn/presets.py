@@ -107,7 +107,8 @@ def _build() -> dict[str, dict]:
     # C > 1 attention channels (the paper: C = 1; its released code: 8): the CNN's first convolution takes C inputs
     presets["cpu-r2cnn-c3"] = dict(copy.deepcopy(presets["cpu-r2cnn"]),
                                    model_options=dict(_CPU_MODEL_OPTIONS, in_channels=3),
-                                   description="fast CPU twin of cpu-r2cnn: C = 3 attention channels (beyond the paper)")
+                                   description="fast CPU twin of cpu-r2cnn: C = 3 attention channels (beyond the "
+                                               "paper)")
     # --- Table 1's classic and early deep baselines (r2cnn.classic.presets) ---
     from r2cnn.classic.presets import table1_presets
     presets.update(table1_presets(_TUBERLIN, _CPU))

@@ -394,7 +394,8 @@ def prepare(sources: Sequence[str | Path] = (), out: str | Path = "data/store", 
             (:func:`r2cnn.data.transforms.raw_to_simplified`) on raw QuickDraw records (those with timestamps), so
             they are stored as the simplified files' are (integers 0..255, RDP epsilon 2).
         dedupe_key_id: keep only the first record of each key_id, in source order (e.g. simplified files first,
-            then the raw files of the same drawings: the raw copies are dropped); the count is in the manifest.
+            then the raw files of the same drawings: the raw copies are dropped; records without a key_id are all
+            kept); the count is in the manifest.
         progress: tqdm bar (default: only on a terminal); log: where the "up to date" and skip summaries go.
     Returns: the opened :class:`SketchStore`.
     """
@@ -458,8 +459,8 @@ def _manifest_fields(files, inputs, options, builtin, seed, label_field, policy,
         changes = {"raw_simplified": 0, "duplicate_key_ids_dropped": 0} if simplify_raw or dedupe_key_id else None
         per_source = _stream(builder, files, builtin, seed, label_field, policy, progress, simplify_raw,
                              dedupe_key_id, changes)
-        return {**(changes or {}), "r2cnn_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "options": options,
-                "inputs": [dict(d, sketches=n) for d, n in zip(inputs, per_source)],
+        return {**(changes or {}), "r2cnn_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "options": options, "inputs": [dict(d, sketches=n) for d, n in zip(inputs, per_source)],
                 "builtin_sketches": per_source[-1] if builtin else 0, "skipped": dict(policy.counts),
                 "fingerprint": "sha1(size, first MiB, last MiB)"}
 

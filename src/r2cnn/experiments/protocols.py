@@ -70,8 +70,7 @@ def protocol_config(protocol: str, config: dict) -> dict:
                 eval_transform={**TUBERLIN_EVAL_TRANSFORM, **(config.get("eval_transform") or {})})
 
 
-MODES = ("test", "tuning")
-REPORTED_SPLIT = {"test": "test", "tuning": "valid"}  # the split each mode predicts and reports
+REPORTED_SPLIT = {"test": "test", "tuning": "valid"}  # the split each mode (spec.MODES) predicts and reports
 
 
 def split_indices(store: SketchStore, fold: int | None, train_subset: int | None = None,

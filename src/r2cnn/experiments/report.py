@@ -58,7 +58,8 @@ def compute(spec: Spec, planned: list[PlannedRow], predictions: dict[str, list[d
             continue
         preds = predictions[p.row.id]
         r = {"id": p.row.id, "label": p.row.label, "preset": p.row.preset, "protocol": p.protocol,
-             "split": p.split, "split_description": split_description(p), "subruns": len(preds), "planned_subruns": len(p.subruns), "paper_top1": p.row.paper, "note": p.row.note,
+             "split": p.split, "split_description": split_description(p), "subruns": len(preds),
+             "planned_subruns": len(p.subruns), "paper_top1": p.row.paper, "note": p.row.note,
              "budget": (budgets or {}).get(p.row.id) or {"epochs": p.epochs, "steps": p.steps, "minutes": p.minutes,
                                                          "train_subset": p.train_subset},
              **stats.row_stats(preds, resamples=resamples)}
@@ -117,9 +118,9 @@ def markdown(results: dict) -> str:
     b = results["bootstrap"]
     lines += ["", f"Sub-runs: seeds (QuickDraw protocol) or seeds x folds (TU-Berlin); mean ± sample std over them. "
               f"95% CI: percentile bootstrap over the reported sketches ({b['resamples']} resamples, seed "
-              f"{b['seed']}) of the per-sketch accuracy averaged over seeds. Δ: paired difference to the reference row "
-              "on the same sketches, same bootstrap; \"within noise\" when its interval contains 0. McNemar: exact test "
-              "per shared seed, largest p shown. Step time and sketches/s: median over training, measured under "
+              f"{b['seed']}) of the per-sketch accuracy averaged over seeds. Δ: paired difference to the reference "
+              "row on the same sketches, same bootstrap; \"within noise\" when its interval contains 0. McNemar: exact "
+              "test per shared seed, largest p shown. Step time and sketches/s: median over training, measured under "
               "whatever else ran on the machine.", ""]
     if results["rows"]:
         lines += [_budget_line(results["rows"]), ""]

@@ -47,7 +47,7 @@ PROTOCOLS = ("quickdraw", "tuberlin", "auto")
 BUILTIN = ("table1", "table2", "table3", "table1-cpu", "table2-cpu", "table3-cpu", "table1-cpu-qd")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _TOP_FIELDS = {"name", "title", "reference", "description", "mode", "defaults", "rows"}
-MODES = ("test", "tuning")  # as r2cnn.experiments.protocols.MODES (not imported: reading a spec needs no numpy)
+MODES = ("test", "tuning")  # r2cnn.experiments.protocols.REPORTED_SPLIT says which split each reports
 _DEFAULT_FIELDS = {"protocol", "seeds", "overrides", "epochs", "steps", "minutes", "train_subset", "report"}
 _ROW_FIELDS = _DEFAULT_FIELDS | {"id", "preset", "label", "paper", "init_from", "note"}
 

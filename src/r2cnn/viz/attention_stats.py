@@ -132,6 +132,7 @@ def format_statistics(stats: dict, title: str) -> str:
         return "n/a" if x is None else f"{x:{sign}.3f}"
 
     s = stats["per_sketch"]
+    counted = "sketches" if stats["channels"] == 1 else "sketch x channel values"
     lines = [f"{title}: {stats['measured_sketches']} sketches, C = {stats['channels']}; attention "
              f"{stats['overall']['min']:.3f}..{stats['overall']['max']:.3f} (p5 {stats['overall']['p5']:.3f}, "
              f"p95 {stats['overall']['p95']:.3f}, mean {stats['overall']['mean']:.3f})",
@@ -141,8 +142,7 @@ def format_statistics(stats: dict, title: str) -> str:
              f"  Spearman with point order {f(s['spearman_point_order']['mean'], '+')} (median "
              f"{f(s['spearman_point_order']['median'], '+')}), with stroke index "
              f"{f(s['spearman_stroke_index']['mean'], '+')} (median {f(s['spearman_stroke_index']['median'], '+')}; "
-             f"{s['spearman_stroke_index']['values']} {'sketches' if stats['channels'] == 1 else 'sketch x channel values'}"
-             f" with 2+ strokes and some spread)",
+             f"{s['spearman_stroke_index']['values']} {counted} with 2+ strokes and some spread)",
              "  mean by stroke: " + ", ".join(f"{b['stroke']}: {b['mean']:.3f}" for b in
                                               stats["mean_by_stroke_position"] if b["mean"] is not None),
              "  mean by point decile: " + ", ".join("n/a" if m is None else f"{m:.3f}"
