@@ -10,7 +10,8 @@ from r2cnn.presets import get_preset
 from r2cnn.sketch import Sketch, SketchBatch
 
 CPU_TWINS = ["cpu-attentive", "cpu-random-stroke-order", "cpu-sketching-order", "cpu-late-fusion",
-             "cpu-early-fusion", "cpu-time-encoded", "cpu-attention-time-encoded"]
+             "cpu-early-fusion", "cpu-time-encoded", "cpu-attention-time-encoded", "cpu-r2cnn-stroke",
+             "cpu-attention-replaces-binary", "cpu-attention-gated-time"]
 
 
 def _sketch(strokes):
@@ -45,6 +46,8 @@ def test_random_stroke_order_twin_shuffles_in_training_and_evaluation():
 
 
 @pytest.mark.parametrize("name, channels", [("cpu-time-encoded", 3), ("cpu-attention-time-encoded", 4),
+                                            ("cpu-attention-replaces-binary", 3), ("cpu-attention-gated-time", 3),
+                                            ("cpu-r2cnn-stroke", 1), ("cpu-r2cnn-c3", 3),
                                             ("cpu-early-fusion", 1), ("cpu-late-fusion", 1), ("cpu-attentive", 1)])
 def test_cpu_twins_forward(name, channels):
     config = get_preset(name)

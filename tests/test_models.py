@@ -52,7 +52,8 @@ def test_every_model_forward_backward(name, batch):
     out = model.forward_with_attention(batch)
     size = model.raster_size
     assert out["logits"].shape == (3, 4)
-    channels = {"time": 3, "attention-time": 4, "stroke-thirds": 6}.get(models.get_spec(name).kind, 1)  # fixed extra channels
+    channels = {"time": 3, "attention-time": 4, "stroke-thirds": 6, "attention-replaces-binary": 3,
+                "attention-gated-time": 3}.get(models.get_spec(name).kind, 1)  # fixed extra channels
     assert out["image"].shape == (3, channels, size, size)
     if out["attention"] is not None:
         assert out["attention"].shape == (batch.points.shape[0], 1)
@@ -264,3 +265,36 @@ def test_paper_resnet50_at_224(batch):
     assert logits.shape == (3, 345)
     logits.sum().backward()
     assert model.encoder.sequence.rnn.forward_layers[0].weight_ih_l0.grad.abs().sum() > 0
+
+
+def test_stroke_level_attention_is_one_value_per_stroke(batch):
+    torch.manual_seed(0)
+    model = models.create("r2cnn-stroke-resnet18", 4, canvas=32, width=8, hidden=8, in_channels=2).eval()
+    attention = model.forward_with_attention(batch)["attention"]
+    stroke = models.stroke_index(batch.points, batch.offsets)
+    assert attention.shape == (batch.points.shape[0], 2) and int(stroke[-1]) == 3  # square, line, dot, zig-zag
+    for s in range(4):
+        rows = attention[stroke == s]
+        assert torch.equal(rows, rows[:1].expand_as(rows))
+    # the value is the sigmoid of the stroke's mean logit of the point-level head
+    features, _ = model.encoder.sequence(batch)
+    logits = model.encoder.head(features)
+    assert torch.allclose(attention[stroke == 0][0], torch.sigmoid(logits[stroke == 0].mean(0)), atol=1e-6)
+
+
+def test_attention_with_the_time_encoded_channels(batch):
+    """next: [a, 1, stroke order, point order]; replace: [a, stroke order, point order]; gated: [a, a * orders]."""
+    from r2cnn.models import time_encoding_intensities
+
+    torch.manual_seed(0)
+    order = time_encoding_intensities(batch.points, batch.offsets)
+    for name, extra in (("attention-time-encoded-resnet18", 3), ("attention-replaces-binary-resnet18", 2),
+                        ("attention-gated-time-resnet18", 2)):
+        model = models.create(name, 4, canvas=32, width=8, hidden=8).eval()  # no dropout: one forward
+        out = model.forward_with_attention(batch)
+        a = out["attention"]
+        fixed = {"attention-time-encoded-resnet18": torch.cat([torch.ones_like(a), order], 1),
+                 "attention-replaces-binary-resnet18": order,
+                 "attention-gated-time-resnet18": order * a}[name]
+        expected = model.render(batch, torch.cat([a, fixed], 1))
+        assert out["image"].shape[1] == 1 + extra and torch.allclose(out["image"], expected)

@@ -15,7 +15,8 @@ KEYS = {"description", "model", "model_options", "batch_size", "optimizer", "lr"
 
 
 CPU_FAMILY = {"cpu-r2cnn", "cpu-cnn", "cpu-attentive", "cpu-random-stroke-order", "cpu-sketching-order",
-              "cpu-late-fusion", "cpu-early-fusion", "cpu-time-encoded", "cpu-attention-time-encoded"}
+              "cpu-late-fusion", "cpu-early-fusion", "cpu-time-encoded", "cpu-attention-time-encoded",
+              "cpu-r2cnn-stroke", "cpu-attention-replaces-binary", "cpu-attention-gated-time", "cpu-r2cnn-c3"}
 
 
 def test_cpu_family_trains_the_rnn_at_ten_times_the_learning_rate():
@@ -32,7 +33,8 @@ def test_schema_and_everything_it_names_exists(name):
     assert json.loads(json.dumps(preset)) == preset                  # stored in checkpoints as plain JSON
     assert preset["optimizer"] == "adam" and preset["lr"] > 0 and preset["batch_size"] > 0
     models.get_spec(preset["model"])
-    assert set(preset["model_options"]) <= set(models.DEFAULT_OPTIONS)
+    # in_channels (C) is an argument of models.create that model_options may give (cpu-r2cnn-c3)
+    assert set(preset["model_options"]) <= set(models.DEFAULT_OPTIONS) | {"in_channels"}
     make_transform(True, **preset["transform"])
     make_transform(False, **preset["eval_transform"])
 

@@ -108,6 +108,11 @@ def _build() -> dict[str, dict]:
         preset["transform"] = {**preset["transform"], **needs}
         preset["eval_transform"] = {**preset["eval_transform"], **needs}
         presets[name] = preset
+    # C > 1 attention channels (the paper: C = 1; its released code: 8): the CNN's first convolution takes C inputs
+    presets["cpu-r2cnn-c3"] = dict(copy.deepcopy(presets["cpu-r2cnn"]),
+                                   model_options=dict(_CPU_MODEL_OPTIONS, in_channels=3),
+                                   description="fast CPU twin of cpu-r2cnn: C = 3 attention channels (beyond the "
+                                               "paper)")
     # --- Table 1's classic and early deep baselines (r2cnn.classic.presets) ---
     from r2cnn.classic.presets import table1_presets
     presets.update(table1_presets(_TUBERLIN, _CPU))
@@ -124,6 +129,14 @@ _CPU_TWINS = [  # (preset, model, description)
     ("cpu-time-encoded", "time-encoded-resnet18", "time-encoded image, binary + stroke + point order (Kaggle style)"),
     ("cpu-attention-time-encoded", "attention-time-encoded-resnet18",
      "R2CNN attention next to the time-encoded image (beyond the paper)"),
+    # Issue 16's attention designs, each still Sketch-R2CNN (RNN -> NLR -> CNN, end to end), so each could become
+    # cpu-r2cnn; docs/experiments/*-attention-tuning.toml says why each is tried.
+    ("cpu-r2cnn-stroke", "r2cnn-stroke-resnet18", "Sketch-R2CNN with stroke-level attention, one value per stroke "
+                                                 "(beyond the paper)"),
+    ("cpu-attention-replaces-binary", "attention-replaces-binary-resnet18",
+     "the time-encoded image whose binary channel is R2CNN's attention (beyond the paper)"),
+    ("cpu-attention-gated-time", "attention-gated-time-resnet18",
+     "R2CNN attention next to the time-encoded order channels multiplied by it (beyond the paper)"),
 ]
 
 

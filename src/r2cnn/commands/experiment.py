@@ -23,6 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="experiment folder (rows, predictions, results.*); rerun to resume")
     p.add_argument("--dry-run", action="store_true", help="list rows, sizes, steps and estimated times; train nothing")
     p.add_argument("--report-only", action="store_true", help="recompute the results from the kept predictions")
+    p.add_argument("--tuning", action="store_true",
+                   help="tuning mode (also a spec's mode = \"tuning\"): train as usual, report the validation split "
+                        "carved from train; the test split is never read (for choices: presets, rates, budgets)")
     p.add_argument("--rows", help="comma-separated row ids to run (their dependencies are run too)")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=int, help="budget for every row: epochs (replaces the spec's)")
@@ -73,7 +76,8 @@ def run(args) -> int:
         raise R2CNNError(f"--workers must be >= 0, not {args.workers}")
     spec = load_spec(args.spec)
     budget = execute.Budget(epochs=args.epochs, steps=args.steps, minutes=args.max_minutes,
-                            train_subset=args.train_subset, overrides=parse_overrides(args.overrides))
+                            train_subset=args.train_subset, overrides=parse_overrides(args.overrides),
+                            tuning=args.tuning)
     only = [r.strip() for r in args.rows.split(",") if r.strip()] if args.rows else None
     data = execute.parse_data(args.data)
     device = resolve_device(args.device)

@@ -39,6 +39,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a train/valid/test folder on a file's path gives its split")
     p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
                    help="bad records: stop with an error (default) or skip and count them")
+    p.add_argument("--simplify-raw", action="store_true",
+                   help="run Google's raw -> simplified pipeline on raw QuickDraw records (ints 0..255, RDP 2)")
+    p.add_argument("--dedupe-key-id", action="store_true",
+                   help="keep the first record of each key_id in source order (e.g. drop the raw copies of "
+                        "drawings a simplified source already gave)")
     p.add_argument("--force", action="store_true", help="rebuild even when the store is up to date")
 
 
@@ -49,7 +54,8 @@ def run(args) -> int:
     store = prepare(args.sources, args.out, builtin=args.builtin, split_sizes=parse_split_sizes(args.split_sizes),
                     folds=args.folds, fold_valid_fraction=args.fold_valid_fraction, seed=args.seed,
                     label_field=args.label_field, split_from_folders=args.split_from_folders,
-                    policy=ErrorPolicy(args.on_error), force=args.force)
+                    policy=ErrorPolicy(args.on_error), force=args.force, simplify_raw=args.simplify_raw,
+                    dedupe_key_id=args.dedupe_key_id)
     print(store.summary())
     if not store.is_kfold and len(store.indices("valid")) == 0:
         print(f"warning: {args.out}: the validation split is empty, and `r2cnn train` needs one (best.pt is chosen "

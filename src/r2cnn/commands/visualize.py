@@ -6,7 +6,8 @@ import argparse
 
 from r2cnn.commands.options import add_device, resolve_device
 
-HELP = "attention figures for sketches of a split (paper Figs. 3-6), stroke importance, deletion check"
+HELP = ("attention figures for sketches of a split (paper Figs. 3-6), stroke importance, deletion check; --stats: "
+        "attention spread and order correlations over a split")
 
 
 def parse_ks(text: str) -> list[int]:
@@ -25,7 +26,8 @@ def parse_ks(text: str) -> list[int]:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="a model with RNN attention (Sketch-R2CNN)")
     p.add_argument("--data", required=True, help="store directory made by `r2cnn prepare`")
-    p.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    p.add_argument("--split", choices=["train", "valid", "test"],
+                   help="default: test for the figures, valid for --stats (test only when asked for by name)")
     p.add_argument("--fold", type=int, help="k-fold stores: default the checkpoint's training fold")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--index", type=int, nargs="+", metavar="I", help="positions in the split (0-based)")
@@ -38,6 +40,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="numbers of strokes removed in the deletion check (default 1,2,3; '' skips the check)")
     p.add_argument("--deletion-max", type=int, default=5000, metavar="N",
                    help="deletion check on at most N sketches of the split, a seeded sample (0: all)")
+    p.add_argument("--stats", action="store_true",
+                   help="instead of figures: the attention's spread within each sketch, its Spearman correlation "
+                        "with point order and stroke index, and its mean per stroke position, over the split "
+                        "(attention-stats.json in --out; r2cnn.viz.attention_stats)")
+    p.add_argument("--stats-max", type=int, default=5000, metavar="N",
+                   help="--stats on at most N sketches of the split, a seeded sample (0: all; default 5000)")
     p.add_argument("--stretch", action="store_true", help="colour each sketch's own attention range, not [0, 1]")
     add_device(p)
 
@@ -45,6 +53,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from r2cnn.viz.visualize import visualize
 
+    if args.stats:
+        return _stats(args)
+    args.split = args.split or "test"
     result = visualize(args.checkpoint, args.data, args.out, split=args.split, fold=args.fold, index=args.index,
                        sample=args.sample, failures=args.failures, compare=args.compare, seed=args.seed,
                        deletion_ks=args.deletion_k, deletion_max=args.deletion_max, stretch=args.stretch,
@@ -54,4 +65,24 @@ def run(args) -> int:
         verdict = {True: "correct", False: "wrong", None: "?"}[record["correct"]]
         print(f"{args.split} #{record['position']} ({record['label']}): {top} [{verdict}]")
     print(f"{len(result['files'])} files in {args.out} (overview: {args.out}/overview.png)")
+    return 0
+
+
+def _stats(args) -> int:
+    import json
+    from pathlib import Path
+
+    from r2cnn.errors import R2CNNError
+    from r2cnn.viz.attention_stats import format_statistics, split_statistics
+
+    if args.stats_max < 0:
+        raise R2CNNError(f"--stats-max must be >= 0, not {args.stats_max}")
+    split = args.split or "valid"  # diagnosing is a choice: the test split only when named
+    stats = split_statistics(args.checkpoint, args.data, split=split, fold=args.fold, max_sketches=args.stats_max,
+                             seed=args.seed, device=resolve_device(args.device))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "attention-stats.json").write_text(json.dumps(stats, indent=1))
+    print(format_statistics(stats, f"{stats['model']} on {split}"))
+    print(f"wrote {out / 'attention-stats.json'}")
     return 0

@@ -394,6 +394,7 @@ def prepare(sources: Sequence[str | Path] = (), out: str | Path = "data/store", 
             split_sizes: Sequence[int] = DEFAULT_SPLIT_SIZES, folds: int | None = None,
             fold_valid_fraction: float = 0.1, seed: int = 0, label_field: str | None = None,
             split_from_folders: bool = False, policy: ErrorPolicy | None = None, force: bool = False,
+            simplify_raw: bool = False, dedupe_key_id: bool = False,
             progress: bool | None = None, log=print) -> "SketchStore":
     """Build (or find up to date) a store at ``out`` from files/folders and/or the built-in generator.
 
@@ -408,6 +409,12 @@ def prepare(sources: Sequence[str | Path] = (), out: str | Path = "data/store", 
         split_from_folders: a ``train``/``valid``/``test`` folder on a file's path gives its split.
         policy: what to do with bad records (default: raise).
         force: rebuild even when the manifest says the store is up to date.
+        simplify_raw: run Google's raw -> simplified pipeline
+            (:func:`r2cnn.data.transforms.raw_to_simplified`) on raw QuickDraw records (those with timestamps), so
+            they are stored as the simplified files' are (integers 0..255, RDP epsilon 2).
+        dedupe_key_id: keep only the first record of each key_id, in source order (e.g. simplified files first,
+            then the raw files of the same drawings: the raw copies are dropped; records without a key_id are all
+            kept); the count is in the manifest.
         progress: tqdm bar (default: only on a terminal); log: where the "up to date" and skip summaries go.
     Returns: the opened :class:`SketchStore`.
     """
@@ -429,6 +436,8 @@ def prepare(sources: Sequence[str | Path] = (), out: str | Path = "data/store", 
     options = {"builtin": builtin, "split_sizes": list(split_sizes), "folds": folds,
                "fold_valid_fraction": fold_valid_fraction if folds else None, "seed": seed,
                "label_field": label_field, "split_from_folders": split_from_folders, "on_error": policy.mode}
+    # recorded only when set, so stores built before these options existed stay up to date
+    options.update({k: True for k, on in (("simplify_raw", simplify_raw), ("dedupe_key_id", dedupe_key_id)) if on})
     inputs = _describe(files)
     with one_writer_at_a_time(out, log):
         if not force and _up_to_date(out, options, inputs):
@@ -439,7 +448,8 @@ def prepare(sources: Sequence[str | Path] = (), out: str | Path = "data/store", 
             else:
                 log(f"{out}: up to date ({len(store)} sketches, {len(store.classes)} classes)")
                 return store
-        _write_store(out, _manifest_fields(files, inputs, options, builtin, seed, label_field, policy, progress),
+        _write_store(out, _manifest_fields(files, inputs, options, builtin, seed, label_field, policy, progress,
+                                           simplify_raw, dedupe_key_id),
                      seed=seed, split_sizes=split_sizes, folds=folds, fold_valid_fraction=fold_valid_fraction)
     if policy.skipped:
         log(policy.summary())
@@ -469,14 +479,17 @@ def _valid_to_carve(manifest: dict, options: dict) -> bool:
     return total.get("valid") == 0 and bool(total.get("train"))
 
 
-def _manifest_fields(files, inputs, options, builtin, seed, label_field, policy, progress):
+def _manifest_fields(files, inputs, options, builtin, seed, label_field, policy, progress, simplify_raw=False,
+                     dedupe_key_id=False):
     """``feed(builder)`` for :func:`_write_store`: streams the sources and returns prepare's manifest fields."""
     from r2cnn import __version__
 
     def feed(builder: _Builder) -> dict:
-        per_source = _stream(builder, files, builtin, seed, label_field, policy, progress)
-        return {"r2cnn_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "options": options,
-                "inputs": [dict(d, sketches=n) for d, n in zip(inputs, per_source)],
+        changes = {"raw_simplified": 0, "duplicate_key_ids_dropped": 0} if simplify_raw or dedupe_key_id else None
+        per_source = _stream(builder, files, builtin, seed, label_field, policy, progress, simplify_raw,
+                             dedupe_key_id, changes)
+        return {**(changes or {}), "r2cnn_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "options": options, "inputs": [dict(d, sketches=n) for d, n in zip(inputs, per_source)],
                 "builtin_sketches": per_source[-1] if builtin else 0, "skipped": dict(policy.counts),
                 "fingerprint": "sha1(size, first MiB, last MiB)"}
 
@@ -554,12 +567,17 @@ def _write_store(out: Path, feed, *, seed: int, split_sizes, folds, fold_valid_f
         raise
 
 
-def _stream(builder: _Builder, files, builtin, seed, label_field, policy, progress) -> list[int]:
-    """Feed every source's sketches to the builder; returns sketches per file (plus one entry for builtin)."""
+def _stream(builder: _Builder, files, builtin, seed, label_field, policy, progress, simplify_raw=False,
+            dedupe_key_id=False, changes: dict | None = None) -> list[int]:
+    """Feed every source's sketches to the builder; returns sketches per file (plus one entry for builtin).
+    ``simplify_raw`` / ``dedupe_key_id``: see :func:`prepare`; ``changes`` counts what they did."""
     from tqdm.auto import tqdm
     if files:
         from r2cnn.data.formats import read_sketches
         from r2cnn.data.formats.common import file_label
+    if simplify_raw:
+        from r2cnn.data.transforms import raw_to_simplified
+    seen: set[str] = set()
     counts = []
     bar = tqdm(unit=" sketches", disable=None if progress is None else not progress, smoothing=0.1)
     try:
@@ -572,6 +590,19 @@ def _stream(builder: _Builder, files, builtin, seed, label_field, policy, progre
                 if name is None:
                     continue
                 key = sk.meta.get("key_id")
+                if dedupe_key_id and key not in (None, ""):
+                    if str(key) in seen:
+                        changes["duplicate_key_ids_dropped"] += 1
+                        continue
+                    seen.add(str(key))
+                if simplify_raw and "t" in sk.meta:
+                    try:
+                        sk = raw_to_simplified(sk)
+                    except R2CNNError as e:  # an empty drawing
+                        policy.handle(SketchFormatError(str(path), "cannot simplify", line=sk.meta.get("line"),
+                                                        field="drawing", detail=str(e)))
+                        continue
+                    changes["raw_simplified"] += 1
                 split_key = str(key) if key not in (None, "") else f"{path.parent.name}/{path.name}:{_where(sk)}"
                 builder.add(sk, name, key, split_key, split or sk.meta.get("split"))
                 bar.update(1)
@@ -734,6 +765,12 @@ class SketchStore:
     def num_folds(self) -> int | None:
         return self.manifest["options"]["folds"]
 
+    @property
+    def test_sealed(self) -> bool:
+        """A tuning view (:func:`r2cnn.experiments.protocols.subset_view` with ``seal_test``): it does not give out
+        the indices of its test split, nor of the "unused" and "all" sets that would hold them."""
+        return bool(self.manifest.get("sealed_test"))
+
     def __len__(self) -> int:
         return int(self.manifest["num_sketches"])
 
@@ -767,8 +804,12 @@ class SketchStore:
         """int64 indices of ``split`` ("train", "valid", "test"; also "unused" and "all").
 
         For a k-fold store, ``fold=k`` (default 0) makes fold k the test split; validation is a seeded part of the
-        other folds (``manifest["options"]["fold_valid_fraction"]`` per class) and train is the rest.
+        other folds (``manifest["options"]["fold_valid_fraction"]`` per class) and train is the rest. A store whose
+        test split is sealed (:attr:`test_sealed`) raises for "test", "unused" and "all".
         """
+        if self.test_sealed and split in ("test", "unused", "all"):
+            raise R2CNNError(f"{self.path}: a tuning view whose test split is sealed: the {split!r} sketches are not "
+                             f"given out (tuning reports the validation split; the test split is never read)")
         if split == "all":
             return np.arange(len(self), dtype=np.int64)
         key = (split, fold)

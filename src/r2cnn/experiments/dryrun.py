@@ -113,8 +113,10 @@ def dry_run(planned: list[PlannedRow], *, measure_steps: int = 2, device: str = 
     for p in planned:
         store = SketchStore(p.data)
         seed, fold = p.subruns[0]
-        parts = split_indices(store, fold, p.train_subset)
-        sizes = {k: int(len(v)) for k, v in parts.items()}
+        # tuning mode does not ask for the test split, even to count it
+        parts = split_indices(store, fold, p.train_subset,
+                              ("train", "valid") if p.mode == "tuning" else ("train", "valid", "test"))
+        sizes = {"test": None, **{k: int(len(v)) for k, v in parts.items()}}
         step_s = None
         if _is_neural(p) and measure_steps > 0:
             key = json.dumps([p.config["model"], p.config.get("model_options"), p.config["batch_size"]],
@@ -147,7 +149,8 @@ def format_dry_run(rows: list[dict], device: str) -> str:
     for r in rows:
         s, ps = r["sizes"], r["paper_scale"]
         body.append((r["id"], r["preset"], r["protocol"] + (f" <- {r['init_from']}" if r["init_from"] else ""),
-                     str(r["subruns"]), "-" if s is None else f"{r['classes']}c {s['train']}/{s['valid']}/{s['test']}",
+                     str(r["subruns"]), "-" if s is None else f"{r['classes']}c {s['train']}/{s['valid']}/"
+                     f"{'sealed' if s['test'] is None else s['test']}",
                      "-" if r["steps_per_subrun"] is None else str(r["steps_per_subrun"]),
                      "n/a" if r["step_seconds"] is None else f"{1000 * r['step_seconds']:.0f}",
                      "-" if r["sizes"] is None else _duration(r["estimate_seconds"]),

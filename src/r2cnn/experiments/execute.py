@@ -5,9 +5,11 @@ Layout of the output folder::
     OUT/experiment.json                  the spec, budget and data of the last invocation (provenance)
     OUT/rows/ROW/row.json                the row's resolved plan; a later run with a different plan is refused
     OUT/rows/ROW/seedS[-foldK]/          one sub-run: the runner's files (engine: last.pt, best.pt, log.jsonl;
-                                         with train_subset, the store view it trains on is in seedS[-foldK].data/)
+                                         with train_subset or in tuning mode, the store view it trains on is in
+                                         seedS[-foldK].data/)
         trained.json                     written when training is over: the selected model file
-        predictions.npz                  test predictions: index, label, top5, correct (+ seed, fold, speed)
+        predictions.npz                  test predictions (tuning mode: validation predictions): index, label,
+                                         top5, correct (+ seed, fold, speed)
     OUT/rows/ROW/done.json               written last, when every sub-run has its predictions
     OUT/rows/ROW/not_run.json            the reason a row could not run here (a missing resource such as ImageNet
                                          weights, or a dependency that did not run); the other rows go on
@@ -17,6 +19,10 @@ Resume: a row with ``done.json`` is skipped; in a row, a sub-run with prediction
 ``trained.json`` is only predicted, and one whose folder exists is handed to its runner with ``resume=True``
 (the engine continues from ``last.pt`` exactly). Every file above is written to a temporary name and renamed, so
 an interrupt (SIGINT) at any moment leaves a folder that the next run continues.
+
+Tuning mode (the spec's ``mode = "tuning"`` or ``Budget.tuning``; :mod:`r2cnn.experiments.protocols`): every
+sub-run trains on a view whose test split is sealed, and its validation split is predicted and reported; the source
+store's test indices are never asked for. The mode is part of a row's plan, so an experiment folder holds one kind.
 
 Dependencies (``init_from = "ROW"``): a sub-run starts from the selected model of the dependency's sub-run with
 the same seed and fold, else the same seed, else the dependency's first sub-run (a QuickDraw pre-training with one
@@ -34,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from r2cnn.data.formats.common import AtomicWriter
+from r2cnn.data.store import MANIFEST, SketchStore
 from r2cnn.errors import MissingResource, R2CNNError
 from r2cnn.experiments import protocols
 from r2cnn.experiments.runners import (NeuralRunner, get_runner, read_json, runner_kind, takes_optional_entry,
@@ -51,6 +58,7 @@ class Budget:
     minutes: float | None = None
     train_subset: int | None = None
     overrides: dict = field(default_factory=dict)  # `--set`, applied to every row after the row's own
+    tuning: bool = False  # `--tuning`: tuning mode whatever the spec says (a tuning spec is always tuning)
 
 
 @dataclass
@@ -64,6 +72,12 @@ class PlannedRow:
     steps: int | None
     minutes: float | None
     train_subset: int | None
+    mode: str = "test"  # "test" or "tuning" (module docstring)
+
+    @property
+    def split(self) -> str:
+        """The split this row predicts and reports."""
+        return protocols.REPORTED_SPLIT[self.mode]
 
     def describe(self) -> dict:
         """JSON form stored as row.json (compared on resume)."""
@@ -98,6 +112,7 @@ def plan(spec: Spec, data: dict[str, Path], budget: Budget, only: list[str] | No
     from r2cnn.presets import get_preset
 
     planned, used = [], set()
+    mode = "tuning" if budget.tuning or spec.mode == "tuning" else "test"
     for row in spec.ordered(only):
         where = f"{spec.source}: row {row.id}"
         try:
@@ -134,7 +149,7 @@ def plan(spec: Spec, data: dict[str, Path], budget: Budget, only: list[str] | No
             row=row, config=config, protocol=protocol, data=str(Path(path).resolve()),
             subruns=protocols.subruns(protocol, store, row.seeds), epochs=epochs, steps=steps,
             minutes=budget.minutes if budget.minutes is not None else row.minutes,
-            train_subset=budget.train_subset if budget.train_subset is not None else row.train_subset))
+            train_subset=budget.train_subset if budget.train_subset is not None else row.train_subset, mode=mode))
     unused = [k for k in budget.overrides if k not in used]
     if unused:
         raise SpecError(f"--set: {unused[0]!r} is not an entry of any row's preset")
@@ -273,19 +288,25 @@ def _run_row(p: PlannedRow, row_dir: Path, out: Path, by_id: dict, runner, log) 
         sub = row_dir / subrun_name(seed, fold)
         if (sub / "predictions.npz").exists():
             continue
+        data, data_fold, subset = Path(p.data), fold, p.train_subset
+        if p.mode == "tuning":
+            # the sub-run sees a view without a test split (a runner would otherwise build one for the subset)
+            data, data_fold, subset = sub.with_name(f"{sub.name}.data"), None, None
+            if not (data / MANIFEST).exists():
+                protocols.subset_view(SketchStore(p.data), data, fold, p.train_subset, seal_test=True)
         trained = sub / "trained.json"
         if not trained.exists():
             resume = sub.exists()
             log(f"[{p.row.id}] {'resuming' if resume else 'training'} {sub.name} ({p.row.preset}, "
-                f"{p.protocol})")
+                f"{p.protocol}{', tuning' if p.mode == 'tuning' else ''})")
             init = _dependency_model(out, by_id[p.row.init_from], seed, fold) if p.row.init_from else None
-            model = runner.train(p.config, Path(p.data), sub, seed=seed, fold=fold, epochs=p.epochs,
+            model = runner.train(p.config, data, sub, seed=seed, fold=data_fold, epochs=p.epochs,
                                  steps=p.steps, max_minutes=p.minutes, init_from=init, resume=resume,
-                                 train_subset=p.train_subset)
+                                 train_subset=subset)
             write_json_atomic(trained, {"model": os.path.relpath(model, sub)})
         model = _trained_model(trained)
-        log(f"[{p.row.id}] predicting the test split of {sub.name}")
-        save_predictions(sub / "predictions.npz", runner.predict(model, Path(p.data), "test", fold), seed, fold)
+        log(f"[{p.row.id}] predicting the {p.split} split of {sub.name}")
+        save_predictions(sub / "predictions.npz", runner.predict(model, data, p.split, data_fold), seed, fold)
     write_json_atomic(row_dir / "done.json", {"subruns": [subrun_name(*s) for s in p.subruns]})
 
 
@@ -298,6 +319,7 @@ def _check_plan(row_dir: Path, p: PlannedRow) -> None:
     now = p.describe()
     if f.exists():
         before = read_json(f)
+        before.setdefault("mode", "test")  # written before tuning mode existed
         # A preset's description is prose, not a setting: rewording it does not make a finished row stale.
         before["config"] = {**before.get("config", {}), "description": now["config"].get("description")}
         started = any((row_dir / subrun_name(*sub)).exists() for sub in before.get("subruns", []))
@@ -335,6 +357,11 @@ def collect(out: Path, planned: list[PlannedRow]) -> dict[str, list[dict]]:
     result = {}
     for p in planned:
         row_dir = out / "rows" / p.row.id
+        ran = json.loads((row_dir / "row.json").read_text()).get("mode", "test") \
+            if (row_dir / "row.json").exists() else p.mode
+        if ran != p.mode:
+            raise R2CNNError(f"{row_dir}: row {p.row.id} ran in {ran} mode, this report is in {p.mode} mode "
+                             f"({'leave out' if ran == 'test' else 'add'} --tuning, or use another --out)")
         if (row_dir / "done.json").exists():
             files = [row_dir / subrun_name(*s) / "predictions.npz" for s in p.subruns]
             result[p.row.id] = [load_predictions(f) for f in files if f.exists()]

@@ -13,6 +13,13 @@
 ``train_subset`` (a budget: N training sketches per class) is applied through a *view* of the store
 (:func:`subset_view`): a folder that links to the store's arrays and has its own split file, so the engine trains
 on the subset while store indices, and therefore test predictions, stay those of the full store.
+
+Tuning mode (``mode = "tuning"`` in a spec, or ``r2cnn experiment --tuning``): for choosing presets, learning rates,
+encoder sizes and budgets without looking at the test split. Every sub-run trains on a view made with
+``seal_test=True``: its train and valid splits are the sub-run's, the test sketches are marked unused, and the view
+refuses to give out test indices (:attr:`r2cnn.data.store.SketchStore.test_sealed`); the source store's test
+indices are not even asked for. The best epoch is picked on the validation split as always, and the validation
+split is what is predicted and reported (so its figures are slightly optimistic, equally for every row).
 """
 
 from __future__ import annotations
@@ -64,9 +71,14 @@ def protocol_config(protocol: str, config: dict) -> dict:
                 eval_transform={**TUBERLIN_EVAL_TRANSFORM, **(config.get("eval_transform") or {})})
 
 
-def split_indices(store: SketchStore, fold: int | None, train_subset: int | None = None) -> dict[str, np.ndarray]:
-    """Store indices of the sketches a sub-run trains on, selects on and is tested on."""
-    out = {s: store.indices(s, fold=fold) for s in ("train", "valid", "test")}
+REPORTED_SPLIT = {"test": "test", "tuning": "valid"}  # the split each mode (spec.MODES) predicts and reports
+
+
+def split_indices(store: SketchStore, fold: int | None, train_subset: int | None = None,
+                  splits=("train", "valid", "test")) -> dict[str, np.ndarray]:
+    """Store indices of the sketches a sub-run trains on, selects on and is tested on (only ``splits`` are asked
+    for: tuning leaves out "test")."""
+    out = {s: store.indices(s, fold=fold) for s in splits}
     if train_subset is not None:
         out["train"] = per_class_subset(out["train"], np.asarray(store.labels), train_subset)
     return out
@@ -84,11 +96,13 @@ def per_class_subset(indices: np.ndarray, labels: np.ndarray, per_class: int) ->
     return np.sort(shuffled[keep])
 
 
-def subset_view(store: SketchStore, out: Path, fold: int | None, train_subset: int) -> Path:
-    """A store folder at ``out`` whose train split is :func:`split_indices`'s (subset) for ``fold``, valid and
-    test unchanged, every other sketch unused: the arrays are symbolic links to ``store``'s, so building it costs
-    one byte per sketch. It is a fixed-split store (train with ``fold=None``), also for a k-fold source."""
-    parts = split_indices(store, fold, train_subset)
+def subset_view(store: SketchStore, out: Path, fold: int | None, train_subset: int | None,
+                seal_test: bool = False) -> Path:
+    """A store folder at ``out`` whose train split is :func:`split_indices`'s (subset, or all with None) for
+    ``fold``, valid and test unchanged, every other sketch unused: the arrays are symbolic links to ``store``'s, so
+    building it costs one byte per sketch. It is a fixed-split store (train with ``fold=None``), also for a k-fold
+    source. ``seal_test``: the tuning view (module docstring): no test split, and a manifest that seals it."""
+    parts = split_indices(store, fold, train_subset, ("train", "valid") if seal_test else ("train", "valid", "test"))
     splits = np.full(len(store), -1, np.int8)
     for name, idx in parts.items():
         splits[idx] = SPLIT_CODE[name]
@@ -105,6 +119,8 @@ def subset_view(store: SketchStore, out: Path, fold: int | None, train_subset: i
         manifest.update(kind="splits", counts=counts, view_of={"store": str(store.path.resolve()), "fold": fold,
                                                                "train_subset": train_subset,
                                                                "subset_seed": SUBSET_SEED})
+        if seal_test:
+            manifest["sealed_test"] = True
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
         if out.exists():
             shutil.rmtree(out)

@@ -2,6 +2,9 @@
 table with the paper's figure beside ours and the definitions) and ``results.png`` (bar chart, 95% intervals).
 
 Only finished rows with ``report = true`` appear; the statistics are those of :mod:`r2cnn.experiments.stats`.
+Every figure names the split it comes from (``split`` in the csv and json, a "Figures on" line in the markdown):
+the test split (never used for training or for picking the epoch), or, in tuning mode, the validation split
+carved from the training data.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import csv
 import io
 import json
 import math
+import os
 from pathlib import Path
 
 from r2cnn.data.formats.common import AtomicWriter
@@ -18,9 +22,29 @@ from r2cnn.experiments.execute import PlannedRow
 from r2cnn.experiments.runners import write_json_atomic
 from r2cnn.experiments.spec import Spec
 
-CSV_FIELDS = ["id", "label", "preset", "protocol", "subruns", "top1_mean", "top1_std", "ci95_low", "ci95_high",
+CSV_FIELDS = ["id", "label", "preset", "protocol", "split", "subruns", "top1_mean", "top1_std", "ci95_low", "ci95_high",
               "top5_mean", "diff_vs_reference", "diff_ci95_low", "diff_ci95_high", "mcnemar_p_max", "verdict",
               "step_ms", "sketches_per_second", "paper_top1", "test_sketches"]
+
+
+def split_description(p: PlannedRow) -> str:
+    """Where a row's figures come from, in words (its store's test split, with the file it came from when the
+    store was prepared with ``test=PATH``; or the carved validation split in tuning mode)."""
+    if p.mode == "tuning":
+        return ("validation split carved from the training data (tuning mode: the test split was never read; the "
+                "best epoch was picked on this split too)")
+    if p.protocol == "tuberlin":
+        return "test fold of each sub-run (k-fold store), never used for training or for picking the epoch"
+    from r2cnn.data.store import SketchStore
+
+    manifest = SketchStore(p.data).manifest
+    view = manifest.get("view_of")  # a subset view: the files are its source store's
+    if view:
+        manifest = SketchStore(view["store"]).manifest
+    files = [i["path"] for i in manifest.get("inputs", []) if i.get("split") == "test"]
+    origin = (f"from {'/'.join(Path(os.path.commonpath(files)).parts[-2:])}" if files
+              else "split per class by a hash of key_id")
+    return f"test split of {Path(p.data).name} ({origin}), never used for training or for picking the epoch"
 
 
 def compute(spec: Spec, planned: list[PlannedRow], predictions: dict[str, list[dict]], *,
@@ -36,7 +60,8 @@ def compute(spec: Spec, planned: list[PlannedRow], predictions: dict[str, list[d
             continue
         preds = predictions[p.row.id]
         r = {"id": p.row.id, "label": p.row.label, "preset": p.row.preset, "protocol": p.protocol,
-             "subruns": len(preds), "planned_subruns": len(p.subruns), "paper_top1": p.row.paper, "note": p.row.note,
+             "split": p.split, "split_description": split_description(p), "subruns": len(preds),
+             "planned_subruns": len(p.subruns), "paper_top1": p.row.paper, "note": p.row.note,
              "budget": (budgets or {}).get(p.row.id) or {"epochs": p.epochs, "steps": p.steps, "minutes": p.minutes,
                                                          "train_subset": p.train_subset},
              **stats.row_stats(preds, resamples=resamples)}
@@ -46,6 +71,7 @@ def compute(spec: Spec, planned: list[PlannedRow], predictions: dict[str, list[d
     not_run = dict(not_run or {})
     missing = [p.row.id for p in planned if p.row.report and p.row.id not in predictions and p.row.id not in not_run]
     return {"spec": spec.name, "title": spec.title, "reference": ref, "rows": rows, "missing": missing,
+            "mode": planned[0].mode if planned else spec.mode,
             "not_run": not_run,
             "bootstrap": {"resamples": resamples, "seed": stats.BOOTSTRAP_SEED, "level": 0.95}}
 
@@ -57,7 +83,7 @@ def _pct(x, digits: int = 2) -> str:
 def _csv_row(r: dict) -> dict:
     vs = r.get("vs_reference", {})
     return {"id": r["id"], "label": r["label"], "preset": r["preset"], "protocol": r["protocol"],
-            "subruns": r["subruns"], "top1_mean": r["top1_mean"], "top1_std": r["top1_std"],
+            "split": r["split"], "subruns": r["subruns"], "top1_mean": r["top1_mean"], "top1_std": r["top1_std"],
             "ci95_low": r["ci95"][0], "ci95_high": r["ci95"][1], "top5_mean": r["top5_mean"],
             "diff_vs_reference": vs.get("diff"), "diff_ci95_low": vs.get("ci95", [None, None])[0],
             "diff_ci95_high": vs.get("ci95", [None, None])[1], "mcnemar_p_max": vs.get("mcnemar_p_max"),
@@ -69,7 +95,8 @@ def _csv_row(r: dict) -> dict:
 
 def markdown(results: dict) -> str:
     ref = results["reference"]
-    lines = [f"# {results['title']}", "",
+    where = sorted({r["split_description"] for r in results["rows"] if r.get("split_description")})
+    lines = [f"# {results['title']}", "", *[f"Figures on: {w}." for w in where], *([""] if where else []),
              "| Row | Top-1 % (mean ± std) | per run | 95% CI | Δ vs reference [95% CI] | McNemar p | verdict "
              "| step ms | sketches/s | paper % |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -92,10 +119,10 @@ def markdown(results: dict) -> str:
                      f"| {paper} |")
     b = results["bootstrap"]
     lines += ["", f"Sub-runs: seeds (QuickDraw protocol) or seeds x folds (TU-Berlin); mean ± sample std over them. "
-              f"95% CI: percentile bootstrap over test sketches ({b['resamples']} resamples, seed {b['seed']}) of "
-              "the per-sketch accuracy averaged over seeds. Δ: paired difference to the reference row on the same "
-              "test sketches, same bootstrap; \"within noise\" when its interval contains 0. McNemar: exact test "
-              "per shared seed, largest p shown. Step time and sketches/s: median over training, measured under "
+              f"95% CI: percentile bootstrap over the reported sketches ({b['resamples']} resamples, seed "
+              f"{b['seed']}) of the per-sketch accuracy averaged over seeds. Δ: paired difference to the reference "
+              "row on the same sketches, same bootstrap; \"within noise\" when its interval contains 0. McNemar: exact "
+              "test per shared seed, largest p shown. Step time and sketches/s: median over training, measured under "
               "whatever else ran on the machine.", ""]
     if results["rows"]:
         lines += [_budget_line(results["rows"]), ""]
@@ -150,7 +177,8 @@ def bar_chart(results: dict, path: Path) -> None:
     low = min([m - e for m, e in zip(means, err[0])] + [v for _, v in paper] or [0.0])
     ax.set_ylim(max(0.0, low - 5.0), 100.0)
     ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("test top-1 (%)")
+    splits = sorted({r.get("split", "test") for r in rows})
+    ax.set_ylabel(f"{'/'.join(splits)} top-1 (%)")
     ax.set_title(results["title"])
     ax.legend(fontsize=8, loc="lower right")
     if paired:

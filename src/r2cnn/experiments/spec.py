@@ -5,6 +5,9 @@ A spec is a TOML file (read with the standard library's ``tomllib``)::
     name = "table2-cpu"                 # optional; default: the file's stem
     title = "Table 2 (CPU twin)"        # optional
     reference = "r2cnn"                 # the row every other row is compared with (paired, same test sketches)
+    mode = "tuning"                     # optional: "test" (default) or "tuning": train as usual, report the
+                                        # validation split carved from train, never read the test split
+                                        # (r2cnn.experiments.protocols; `r2cnn experiment --tuning` sets it too)
 
     [defaults]                          # optional; any row field below except id, preset, label, init_from, paper
     protocol = "auto"
@@ -43,7 +46,8 @@ except ModuleNotFoundError:  # Python 3.10
 PROTOCOLS = ("quickdraw", "tuberlin", "auto")
 BUILTIN = ("table1", "table2", "table3", "table1-cpu", "table2-cpu", "table3-cpu", "table1-cpu-qd")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # fullmatch: "$" would accept a final newline
-_TOP_FIELDS = {"name", "title", "reference", "description", "defaults", "rows"}
+_TOP_FIELDS = {"name", "title", "reference", "description", "mode", "defaults", "rows"}
+MODES = ("test", "tuning")  # r2cnn.experiments.protocols.REPORTED_SPLIT says which split each reports
 _DEFAULT_FIELDS = {"protocol", "seeds", "overrides", "epochs", "steps", "minutes", "train_subset", "report"}
 _ROW_FIELDS = _DEFAULT_FIELDS | {"id", "preset", "label", "paper", "init_from", "note"}
 
@@ -80,6 +84,7 @@ class Spec:
     reference: str | None
     rows: tuple[Row, ...]
     description: str = ""
+    mode: str = "test"
 
     def row(self, row_id: str) -> Row:
         for r in self.rows:
@@ -138,9 +143,11 @@ def parse_spec(data: dict, source: str = "<spec>", default_name: str = "experime
     unknown = sorted(set(data) - _TOP_FIELDS)
     if unknown:
         fail("", unknown[0], f"unknown (top-level fields: {', '.join(sorted(_TOP_FIELDS))})")
-    for key in ("name", "title", "reference", "description"):
+    for key in ("name", "title", "reference", "description", "mode"):
         if key in data and not isinstance(data[key], str):
             fail("", key, "must be a string")
+    if data.get("mode", "test") not in MODES:
+        fail("", "mode", f"must be one of {', '.join(MODES)}, not {data['mode']!r}")
     defaults = data.get("defaults", {})
     if not isinstance(defaults, dict):
         fail("", "defaults", "must be a table")
@@ -179,7 +186,8 @@ def parse_spec(data: dict, source: str = "<spec>", default_name: str = "experime
         if not ref.report:
             fail("", "reference", f"row {reference!r} has report = false")
     spec = Spec(name=data.get("name", default_name), title=data.get("title", data.get("name", default_name)),
-                source=source, reference=reference, rows=tuple(rows), description=data.get("description", ""))
+                source=source, reference=reference, rows=tuple(rows), description=data.get("description", ""),
+                mode=data.get("mode", "test"))
     spec.ordered()  # raises on a dependency cycle
     return spec
 

@@ -26,6 +26,10 @@ _UNSUPPORTED = {
                      "path does not do",
     "time": "the time-encoded channels (stroke order, point order) are not part of the export path",
     "attention-time": "the time-encoded channels (stroke order, point order) are not part of the export path",
+    "attention-replaces-binary": "the time-encoded channels (stroke order, point order) are not part of the export "
+                                 "path",
+    "attention-gated-time": "the time-encoded channels (stroke order, point order) are not part of the export path",
+    "r2cnn-stroke": "stroke-level attention (a mean over each stroke) is not part of the export path",
     "late-fusion": "two-branch late fusion also feeds the BiLSTM's final states to the classifier; the export path "
                    "covers models whose CNN sees one NLR image",
     "early-fusion": "two-branch early fusion draws the attention a second time at the C2 resolution inside the "

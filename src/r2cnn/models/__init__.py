@@ -16,6 +16,11 @@ Names cover every row of the paper's tables (Sketch-R2CNN, Li et al. 2020):
 - Beyond the paper: ``time-encoded-<arch>``, the Kaggle-style time-encoded image (binary, stroke-order and
   point-order channels: C + 2 CNN inputs), and ``attention-time-encoded-<arch>``, R2CNN whose CNN sees its C
   attention channels next to those three fixed channels (C + 3 inputs); ``<arch>`` is ``resnet18`` or ``resnet50``.
+- Attention designs of issue 16 (still Sketch-R2CNN: RNN -> NLR -> CNN, end to end; ``<arch>`` as above):
+  ``r2cnn-stroke-<arch>`` (stroke-level attention: one value per stroke, :class:`StrokeAttentionEncoder`),
+  ``attention-replaces-binary-<arch>`` (the time-encoded image whose binary channel is the C attention channels:
+  C + 2 inputs) and ``attention-gated-time-<arch>`` (the attention next to the two order channels multiplied by
+  it: C + 2 inputs); see :class:`AttentionTimeEncoded`.
 
 ``options`` (all optional; encoder options are ignored by models without an RNN, so one option set can build an
 R2CNN and its CNN-only twin):
@@ -44,15 +49,20 @@ from dataclasses import dataclass, field
 from r2cnn.errors import R2CNNError, did_you_mean
 from r2cnn.models.backbones import ResNetBackbone, SketchANet, create_backbone, torchvision_archs
 from r2cnn.models.early import STROKE_THIRDS_CHANNELS, LeNet, StrokeThirdsCNN
-from r2cnn.models.encoder import AttentionEncoder, BiLSTM, PackedLayout, SequenceEncoder, point_offsets
+from r2cnn.models.encoder import (AttentionEncoder, BiLSTM, PackedLayout, SequenceEncoder, StrokeAttentionEncoder,
+                                  point_offsets, stroke_index)
 from r2cnn.models.r2cnn import (AttentionTimeEncoded, AttentiveCNN, CNNOnly, EarlyFusion, LateFusion, R2CNN,
                                 SketchClassifier, sketching_order_intensities, time_encoding_intensities)
 
 DEFAULT_OPTIONS = dict(canvas=224, eps=1.0, overlap="last", hidden=512, layers=2, dropout=0.5, width=64,
                        stem="imagenet", pretrained=None, cnn_dropout=0.5, fusion_eps=0.5)
 
-KINDS = ("cnn", "stroke-thirds", "order", "r2cnn", "attentive", "late-fusion", "early-fusion", "time", "attention-time")
-_EXTRA_CHANNELS = {"time": 2, "attention-time": 3}  # CNN inputs beyond the C channels (see the module docstring)
+KINDS = ("cnn", "stroke-thirds", "order", "r2cnn", "attentive", "late-fusion", "early-fusion", "time", "attention-time",
+         "r2cnn-stroke", "attention-replaces-binary", "attention-gated-time")
+# attention + time-encoded kinds -> AttentionTimeEncoded's ``fixed``
+_ATTENTION_TIME = {"attention-time": "next", "attention-replaces-binary": "replace", "attention-gated-time": "gated"}
+# CNN inputs beyond the C channels (see the module docstring)
+_EXTRA_CHANNELS = {"time": 2, **{k: AttentionTimeEncoded.EXTRA_CHANNELS[v] for k, v in _ATTENTION_TIME.items()}}
 
 
 @dataclass(frozen=True)
@@ -91,6 +101,14 @@ for _arch, _label in (("resnet18", "ResNet18"), ("resnet50", "ResNet50")):
                                                 "stroke order, point order (Kaggle style; not in the paper)"))
     register(f"attention-time-encoded-{_arch}", ModelSpec("attention-time", _arch, f"{_label} on R2CNN attention "
                                                           "next to the time-encoded image (not in the paper)"))
+    register(f"r2cnn-stroke-{_arch}", ModelSpec("r2cnn-stroke", _arch, f"Sketch-R2CNN ({_label}) with stroke-level "
+                                                "attention: one value per stroke (not in the paper)"))
+    register(f"attention-replaces-binary-{_arch}", ModelSpec(
+        "attention-replaces-binary", _arch, f"{_label} on the time-encoded image whose binary channel is R2CNN's "
+        "attention (not in the paper)"))
+    register(f"attention-gated-time-{_arch}", ModelSpec(
+        "attention-gated-time", _arch, f"{_label} on R2CNN's attention and the order channels multiplied by it "
+        "(not in the paper)"))
 # Table 2's designs: the paper's names (ResNet50), and ResNet18 twins named with the backbone as a suffix.
 _TABLE2 = [  # (name, kind, description with {arch} for the backbone, transform requirements)
     ("attentive", "attentive", "{arch} + Song et al. spatial attention after C2 (Table 2)", {}),
@@ -193,8 +211,11 @@ def create(name: str, num_classes: int, in_channels: int = 1, **options) -> Sket
         model = CNNOnly(backbone, num_classes, in_channels, "time", **raster)
     elif spec.kind == "r2cnn":
         model = R2CNN(AttentionEncoder(*rnn, in_channels), backbone, num_classes, **raster)
-    elif spec.kind == "attention-time":
-        model = AttentionTimeEncoded(AttentionEncoder(*rnn, in_channels), backbone, num_classes, **raster)
+    elif spec.kind == "r2cnn-stroke":
+        model = R2CNN(StrokeAttentionEncoder(*rnn, in_channels), backbone, num_classes, **raster)
+    elif spec.kind in _ATTENTION_TIME:
+        model = AttentionTimeEncoded(AttentionEncoder(*rnn, in_channels), backbone, num_classes,
+                                     _ATTENTION_TIME[spec.kind], **raster)
     elif spec.kind == "attentive":
         model = AttentiveCNN(backbone, num_classes, in_channels, **raster)
     elif spec.kind == "late-fusion":
@@ -209,6 +230,6 @@ def create(name: str, num_classes: int, in_channels: int = 1, **options) -> Sket
 
 __all__ = ["AttentionEncoder", "AttentionTimeEncoded", "AttentiveCNN", "BiLSTM", "CNNOnly", "DEFAULT_OPTIONS",
            "EarlyFusion", "LateFusion", "LeNet", "ModelSpec", "PackedLayout", "R2CNN", "ResNetBackbone",
-           "SequenceEncoder", "SketchANet", "SketchClassifier", "StrokeThirdsCNN",
+           "SequenceEncoder", "SketchANet", "SketchClassifier", "StrokeAttentionEncoder", "StrokeThirdsCNN",
            "create", "create_backbone", "get_spec", "list_models", "point_offsets", "register",
-           "sketching_order_intensities", "time_encoding_intensities"]
+           "sketching_order_intensities", "stroke_index", "time_encoding_intensities"]

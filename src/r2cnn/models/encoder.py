@@ -54,6 +54,17 @@ def sketch_offsets(points: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.cat([xy[:1], xy[1:] - xy[:-1]]), points[:, 2:3]], dim=1)
 
 
+def stroke_index(points: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Global stroke index ``(P,)`` int64 of every packed point: strokes are numbered across the batch in order;
+    a stroke starts at a sketch's first point (even after a missing pen_end) and after every pen_end."""
+    num_points = points.shape[0]
+    lengths = offsets[1:] - offsets[:-1]
+    starts = torch.zeros(num_points, dtype=torch.bool, device=points.device)
+    starts[offsets[:-1][lengths > 0]] = True
+    starts[1:] |= points[:-1, 2] > 0.5
+    return torch.cumsum(starts.long(), 0) - 1
+
+
 @dataclass
 class PackedLayout:
     """Index tensors mapping packed points ``(P, F)`` to padded ``(B, T, F)`` and back.
@@ -198,3 +209,21 @@ class AttentionEncoder(nn.Module):
         """The attention of one normalised sketch ``(N, 3)`` -> ``(N, C)`` without packed sequences
         (:meth:`BiLSTM.forward_one`): the exportable form of :meth:`forward` (equal within 1e-6, tested)."""
         return torch.sigmoid(self.head(self.sequence.rnn.forward_one(sketch_offsets(points))))
+
+
+class StrokeAttentionEncoder(AttentionEncoder):
+    """Stroke-level attention (beyond the paper; issue 16): the RNN still reads every point, but the head's
+    per-point logits are averaged over each stroke before the sigmoid, so all points of a stroke get one value.
+    The CNN then sees each stroke at one brightness: attention can only say which strokes matter, not where
+    along a stroke, which is the granularity of the time-encoded image's stroke-order channel.
+
+    ``forward(batch)`` -> attention ``(P, C)`` in ``(0, 1)``, constant within every stroke."""
+
+    def forward(self, batch: SketchBatch) -> torch.Tensor:
+        features, _ = self.sequence(batch)
+        logits = self.head(features)
+        stroke = stroke_index(batch.points, batch.offsets)
+        n = int(stroke[-1]) + 1 if len(stroke) else 0
+        sums = logits.new_zeros(n, logits.shape[1]).index_add_(0, stroke, logits)
+        counts = torch.bincount(stroke, minlength=n).to(logits.dtype)
+        return torch.sigmoid((sums / counts[:, None])[stroke])

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from r2cnn.models.backbones import ResNetBackbone
-from r2cnn.models.encoder import AttentionEncoder, SequenceEncoder
+from r2cnn.models.encoder import AttentionEncoder, SequenceEncoder, stroke_index
 from r2cnn.sketch import SketchBatch
 
 
@@ -88,11 +88,9 @@ def time_encoding_intensities(points: torch.Tensor, offsets: torch.Tensor) -> to
     num_points = points.shape[0]
     device = offsets.device
     lengths = offsets[1:] - offsets[:-1]
-    pen = points[:, 2] > 0.5
-    starts = torch.zeros(num_points, dtype=torch.bool, device=device)
-    starts[offsets[:-1][lengths > 0]] = True  # a sketch's first point starts a stroke even after a missing pen_end
-    starts[1:] |= pen[:-1]
-    stroke = torch.cumsum(starts.long(), 0) - 1  # global stroke index of every point
+    stroke = stroke_index(points, offsets)  # global stroke index of every point
+    starts = torch.ones(num_points, dtype=torch.bool, device=device)
+    starts[1:] = stroke[1:] != stroke[:-1]
     sketch = torch.repeat_interleave(torch.arange(lengths.numel(), device=device), lengths, output_size=num_points)
     first_stroke = stroke[offsets[:-1].clamp(max=max(num_points - 1, 0))]
     last_stroke = stroke[(offsets[1:] - 1).clamp(min=0)]
@@ -156,15 +154,36 @@ class R2CNN(SketchClassifier):
 
 
 class AttentionTimeEncoded(R2CNN):
-    """Beyond the paper: R2CNN whose CNN sees the C learned attention channels next to the fixed time-encoded
-    image (binary, stroke order, point order; :func:`time_encoding_intensities`), i.e. C + 3 input channels."""
+    """Beyond the paper: R2CNN whose CNN sees the C learned attention channels together with the fixed
+    time-encoded channels (stroke order, point order; :func:`time_encoding_intensities`). ``fixed``:
+
+    - ``"next"``: next to the whole time-encoded image, binary channel included (C + 3 inputs);
+    - ``"replace"``: the attention replaces the binary channel (C + 2 inputs): the time-encoded image whose
+      constant channel is learned, so the RNN can only add to what the fixed encoding gives (a constant attention
+      is that image) and the CNN cannot fall back on a binary copy of the strokes;
+    - ``"gated"``: the two order channels are multiplied by the attention (its mean over the C channels; C + 2
+      inputs), so every input pixel passes through the RNN and its gradient reaches the RNN from all channels.
+    """
+
+    EXTRA_CHANNELS = {"next": 3, "replace": 2, "gated": 2}
+
+    def __init__(self, encoder: AttentionEncoder, backbone: nn.Module, num_classes: int, fixed: str = "next",
+                 **raster):
+        super().__init__(encoder, backbone, num_classes, **raster)
+        if fixed not in self.EXTRA_CHANNELS:
+            raise ValueError(f"fixed must be one of {', '.join(self.EXTRA_CHANNELS)}, not {fixed!r}")
+        self.fixed = fixed
 
     def forward_with_attention(self, batch: SketchBatch) -> dict:
         attention = self.encoder(batch)
-        p = batch.points.shape[0]
-        fixed = torch.cat([attention.new_ones(p, 1),
-                           time_encoding_intensities(batch.points, batch.offsets).to(attention.dtype)], 1)
-        image = self.render(batch, torch.cat([attention, fixed], 1))
+        order = time_encoding_intensities(batch.points, batch.offsets).to(attention.dtype)
+        if self.fixed == "next":
+            channels = [attention, attention.new_ones(order.shape[0], 1), order]
+        elif self.fixed == "replace":
+            channels = [attention, order]
+        else:
+            channels = [attention, order * attention.mean(dim=1, keepdim=True)]
+        image = self.render(batch, torch.cat(channels, 1))
         return dict(logits=self.classifier(self.backbone(image)), attention=attention, image=image)
 
 
