@@ -244,7 +244,7 @@ def test_encoder_lr_scale_gives_the_rnn_its_own_learning_rate(store, tmp_path):
     encoder_names = [n for n in ckpt["model"] if n.startswith("encoder.")]
     assert encoder_names and len(encoder["params"]) == len(encoder_names)
 
-    train(tiny_options(store, tmp_path / "run", resume=True))  # loads the two groups' state (stored config)
+    train(tiny_options(store, tmp_path / "run", steps=6, resume=True))  # loads the two groups' state (stored config)
     after = load_checkpoint(tmp_path / "run" / "last.pt")
     assert after["step"] == 6 and len(after["optimizer"]["param_groups"]) == 2
 

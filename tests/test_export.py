@@ -237,8 +237,8 @@ def test_readme_python_api_example(tiny_r2cnn_checkpoint, tmp_path, monkeypatch)
     section = readme[readme.index("### Python API"):]
     command = re.search(r"`(r2cnn export [^`]+)`", section).group(1)
     block = re.search(r"```pycon\n(.*?)```", section, flags=re.S).group(1)
-    (tmp_path / "runs" / "r2cnn").mkdir(parents=True)
-    shutil.copy(tiny_r2cnn_checkpoint, tmp_path / "runs" / "r2cnn" / "best.pt")
+    (tmp_path / "runs" / "r2cnn-py").mkdir(parents=True)
+    shutil.copy(tiny_r2cnn_checkpoint, tmp_path / "runs" / "r2cnn-py" / "best.pt")
     monkeypatch.chdir(tmp_path)
     assert main(shlex.split(command)[1:]) == 0
     test = doctest.DocTestParser().get_doctest(block, {}, "README", "README.md", 0)

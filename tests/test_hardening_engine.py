@@ -439,7 +439,7 @@ def test_readme_example_runs_as_written(tmp_path):
     from r2cnn.data.builtin import CLASSES
 
     assert len(top) == 5 and all(c in CLASSES and 0 < p < 1 for c, p in top)
-    assert (tmp_path / "runs" / "r2cnn" / "best.pt").is_file()
+    assert (tmp_path / "runs" / "r2cnn-py" / "best.pt").is_file()
 
 
 # --- Interfaces: --help and --device --------------------------------------------------------------------

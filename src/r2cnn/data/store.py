@@ -473,6 +473,8 @@ def _valid_to_carve(manifest: dict, options: dict) -> bool:
     """Whether a store built before train records gave up a validation part (module docstring) lacks one that a
     build now would carve."""
     counts = manifest.get("counts")
+    if manifest.get("train_gives_up_valid"):  # built under that rule: its empty validation split is all there is
+        return False
     if options["folds"] or not options["split_sizes"][1] or not isinstance(counts, dict):
         return False
     total = {k: sum(v.values()) if isinstance(v, dict) else 0 for k, v in counts.items()}
@@ -491,7 +493,7 @@ def _manifest_fields(files, inputs, options, builtin, seed, label_field, policy,
         return {**(changes or {}), "r2cnn_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "options": options, "inputs": [dict(d, sketches=n) for d, n in zip(inputs, per_source)],
                 "builtin_sketches": per_source[-1] if builtin else 0, "skipped": dict(policy.counts),
-                "fingerprint": "sha1(size, first MiB, last MiB)"}
+                "fingerprint": "sha1(size, first MiB, last MiB)", "train_gives_up_valid": True}
 
     return feed
 

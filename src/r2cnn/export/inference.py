@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from r2cnn.models import AttentiveCNN, CNNOnly, R2CNN, SketchClassifier, get_spec
+from r2cnn.models import AttentionEncoder, AttentiveCNN, CNNOnly, R2CNN, SketchClassifier, get_spec
 from r2cnn.raster.dense import DenseRasterizer
 
 # model kind (r2cnn.models.KINDS) -> why it has no tensor-only inference path here
@@ -46,7 +46,9 @@ def _intensity_kind(model: SketchClassifier) -> str:
     """"attention", "constant" or "order": where the NLR's intensities come from; raises for other models."""
     from r2cnn.errors import R2CNNError
 
-    if type(model) is R2CNN:  # a subclass (attention + time channels) draws more than the attention
+    # a subclass (attention + time channels) draws more than the attention; a subclass of the encoder (stroke-level
+    # attention) computes it otherwise than attention_one
+    if type(model) is R2CNN and type(model.encoder) is AttentionEncoder:
         return "attention"
     if type(model) is CNNOnly and model.intensity in ("constant", "order"):  # subclasses draw other channels
         return model.intensity

@@ -233,7 +233,9 @@ def build_report(run_dir: str | Path, *, checkpoint: str | None = None, data: st
 
 
 # How every report page begins (see build_report): an existing file that does not is somebody else's.
-_REPORT_START = b'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>r2cnn report: '
+# (reports written before the viewport tag was added have the title straight after the charset)
+_REPORT_START = b'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+_REPORT_TITLE = b"<title>r2cnn report: "
 
 
 def _check_out(out: Path, force: bool) -> None:
@@ -242,7 +244,7 @@ def _check_out(out: Path, force: bool) -> None:
         raise R2CNNError(f"--out {out}: is a folder; give a file name (e.g. {out / 'report.html'})")
     if out.exists() and not force:
         with open(out, "rb") as f:
-            start = f.read(len(_REPORT_START))
-        if start != _REPORT_START:
+            start = f.read(512)
+        if not (start.startswith(_REPORT_START) and _REPORT_TITLE in start):
             raise R2CNNError(f"--out {out}: exists and is not a report written by `r2cnn report`; refusing to "
                              f"replace it (give --force to replace it, or another --out)")
