@@ -18,6 +18,8 @@ a trailing ``\\`` joins the next line, ``# ...`` comments are dropped. ```python
   ``../shared/data/quickdraw/qd5``        ``qd5``: 40 sketches per class of each qd5 file (built-in
   ``qd5``                                 sketches of 5 classes where ../shared/data is absent)
   ``data/qd`` (what the download writes)  3 classes of that subset
+  ``../shared/data/quickdraw/             ``qdsample/simplified-sample``, ``qdsample/raw-sample``: the first
+  simplified-sample``, ``raw-sample``     6 classes of each (built-in sketches of 6 classes without it)
   ``tuberlin/svg``                        3 classes x 6 SVG files (built-in sketches as SVG without
                                           ../shared/data)
   ``cat.ndjson``, ``my_sketches.ndjson``  a few built-in sketches
@@ -239,6 +241,14 @@ def make_data(ws: Path) -> None:
                     (out / f.name).write_text("".join(line for _, line in zip(range(40), src)))
         else:
             _write_class_files(out, _builtin_by_class(40, list(builtin.CLASSES[:5]), seed), "ndjson")
+    for sample, seed in (("simplified-sample", 3), ("raw-sample", 4)):
+        out, src = ws / "qdsample" / sample, SHARED / "quickdraw" / sample
+        out.mkdir(parents=True)
+        if src.is_dir():
+            for f in sorted(src.glob("*.ndjson"))[:6]:
+                shutil.copy(f, out / f.name)
+        else:
+            _write_class_files(out, _builtin_by_class(20, list(builtin.CLASSES[:6]), seed), "ndjson")
     (ws / "data" / "qd").mkdir(parents=True)
     for f in sorted((ws / "qd5" / "train").iterdir())[:3]:
         shutil.copy(f, ws / "data" / "qd" / f.name)
@@ -262,7 +272,8 @@ def _replace_value(words: list[str], flag: str, value: str) -> list[str]:
 
 def small(words: list[str]) -> list[str]:
     """The command with the budgets of the module docstring's table."""
-    words = [w.replace("../shared/data/quickdraw/qd5", "qd5") for w in words]
+    words = [w.replace("../shared/data/quickdraw/qd5", "qd5").replace("../shared/data/quickdraw/", "qdsample/")
+             for w in words]
     if words[0] != "r2cnn":
         return words
     sub = words[1]
