@@ -48,14 +48,19 @@ def _corr(ranks: np.ndarray, reference: np.ndarray) -> np.ndarray:
         return np.where(denom > 0, (a * b[:, None]).sum(axis=0) / np.where(denom > 0, denom, 1.0), np.nan)
 
 
+def stroke_of_point(pen_end: np.ndarray) -> np.ndarray:
+    """Index of each point's stroke ``(N,)`` int64 from ``pen_end`` ``(N,)`` (1 closes a stroke)."""
+    ends = np.asarray(pen_end) > 0.5
+    return (np.cumsum(ends) - ends).astype(np.int64)
+
+
 def sketch_statistics(attention: np.ndarray, pen_end: np.ndarray) -> dict[str, np.ndarray] | None:
     """The per-sketch statistics of the module docstring for one sketch: ``attention`` ``(N, C)``, ``pen_end``
     ``(N,)`` (1 closes a stroke) -> statistic -> ``(C,)``; None for a sketch of fewer than two points."""
     a = np.asarray(attention, np.float64).reshape(len(attention), -1)
     if len(a) < 2:
         return None
-    ends = np.asarray(pen_end) > 0.5
-    stroke = np.cumsum(ends) - ends  # index of each point's stroke
+    stroke = stroke_of_point(pen_end)
     p5, p95 = np.percentile(a, [5, 95], axis=0)
     ranks = _ranks(a)
     return {"std": a.std(axis=0), "range_5_95": p95 - p5,
@@ -97,8 +102,7 @@ def attention_statistics(model, sketches: Sequence, batch_size: int = 64) -> dic
             for k in SKETCH_STATS:
                 per_sketch[k].append(stats[k])
             mean = att.mean(axis=1)
-            ends = pen > 0.5
-            position = np.minimum(np.cumsum(ends) - ends, MAX_STROKE_POSITION).astype(np.int64)
+            position = np.minimum(stroke_of_point(pen), MAX_STROKE_POSITION)
             stroke_sum += np.bincount(position, mean, minlength=MAX_STROKE_POSITION + 1)
             stroke_count += np.bincount(position, minlength=MAX_STROKE_POSITION + 1)
             decile = np.minimum((np.arange(len(mean)) * DECILES) // len(mean), DECILES - 1)
