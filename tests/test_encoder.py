@@ -104,3 +104,69 @@ def test_attention_encoder_shape_range_and_channels():
     att = AttentionEncoder(hidden_size=8, num_layers=2, dropout=0.0, channels=3)(batch)
     assert att.shape == (22, 3)
     assert bool(((att > 0) & (att < 1)).all())
+
+
+@pytest.mark.parametrize("lengths", [[5, 1, 17, 9, 17, 2], [1], [0, 4, 0], [3, 120, 7, 7, 45, 60, 2, 1, 90, 33] * 4])
+def test_bucketed_bilstm_equals_packed_bidirectional_lstm(lengths):
+    """Length buckets (several padded blocks, sketches sorted longest first) change only the GEMMs' blocking: the
+    outputs, final states and gradients are still those of the packed nn.LSTM, in batch order, empty sketches
+    included."""
+    torch.manual_seed(0)
+    batch = _batch(lengths)
+    x = point_offsets(batch.points, batch.offsets)
+    ref = nn.LSTM(3, 16, num_layers=2, bidirectional=True, batch_first=True)
+    mine = BiLSTM(3, 16, num_layers=2)
+    mine.load_lstm_state_dict(ref.state_dict())
+    layout = PackedLayout.from_offsets(batch.offsets, buckets=True)
+    if len(lengths) == 40:
+        assert len(layout.groups) > 1  # the long batch really is cut into blocks
+    assert sum(n for n, _ in layout.groups) == len(lengths)
+    x_ref, x_mine = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out, final = mine(x_mine, layout)
+    nonempty = [i for i, n in enumerate(lengths) if n]
+    keep = torch.tensor(nonempty)
+    sub_offsets = _offsets([lengths[i] for i in nonempty])
+    out_ref, final_ref = _packed_reference(ref, x_ref, sub_offsets)
+    assert torch.allclose(out, out_ref, atol=1e-5)
+    assert torch.allclose(final[keep], final_ref, atol=1e-5)
+    assert not final[[i for i, n in enumerate(lengths) if not n]].any()
+    w = torch.randn_like(out)
+    (out * w).sum().backward()
+    (out_ref * w).sum().backward()
+    assert torch.allclose(x_mine.grad, x_ref.grad, atol=1e-5)
+
+
+def test_length_buckets_cut_long_from_short_and_keep_one_block_for_equal_lengths():
+    from r2cnn.models.encoder import length_buckets
+
+    assert length_buckets([30] * 64) == [64]
+    sizes = length_buckets([300] + [40] * 63)
+    assert sizes == [1, 63]
+    assert sum(length_buckets(sorted(range(1, 65), reverse=True))) == 64
+
+
+def test_sequence_encoder_on_one_thread_gives_the_same_outputs_and_gradients():
+    """On a CPU with several threads the encoder runs its LSTMs on one thread, forward and backward (a custom
+    autograd node); outputs and every parameter's gradient equal the plain run's, and the caller's thread count is
+    restored."""
+    from r2cnn.models.encoder import SequenceEncoder
+
+    torch.manual_seed(0)
+    batch = _batch([5, 1, 17, 9, 0, 2])
+    enc = SequenceEncoder(hidden_size=12, num_layers=2, dropout=0.0)
+    torch.set_num_threads(1)  # the plain path
+    out1, fin1 = enc(batch)
+    ((out1 ** 2).sum() + fin1.sum()).backward()
+    plain = {n: p.grad.clone() for n, p in enc.named_parameters()}
+    enc.zero_grad()
+    torch.set_num_threads(2)
+    try:
+        out2, fin2 = enc(batch)
+        assert out2.grad_fn is not None and torch.get_num_threads() == 2
+        ((out2 ** 2).sum() + fin2.sum()).backward()
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
+    assert torch.allclose(out1, out2, atol=1e-6) and torch.allclose(fin1, fin2, atol=1e-6)
+    for n, p in enc.named_parameters():
+        assert torch.allclose(p.grad, plain[n], atol=1e-5), n

@@ -6,7 +6,7 @@ A preset is a plain dict (JSON types only; it is stored in checkpoints as the ru
 - ``batch_size``, ``optimizer`` ("adam"), ``lr``, ``weight_decay``, ``epochs``, ``lr_schedule`` ("constant",
   "cosine" or ``{"name": ..., "warmup": steps or fraction}``), ``grad_clip`` (max gradient norm or None);
 - ``transform`` / ``eval_transform``: keyword arguments of ``make_transform(train=True / False, ...)``;
-- ``num_workers`` (data-loader processes), ``amp`` ("bf16", "fp16" or "none"; used on CUDA only).
+- ``num_workers`` (data-loader processes), ``amp`` ("bf16", "fp16" or "none"; on CUDA as named; on a CPU bf16 only where it is native and only for the CNN, fp32 otherwise: :mod:`r2cnn.engine.precision`).
 
 Paper settings (Sec. 4.1): Adam, batch 48, lr 1e-4 on QuickDraw and 5e-5 on TU-Berlin; TU-Berlin sketches
 RDP-simplified to at most 448 points and augmented by horizontal reflection, stroke removal and deformation
@@ -68,7 +68,7 @@ _CPU_MODEL_OPTIONS = dict(canvas=64, eps=1.0, width=32, stem="small", hidden=64,
 _CPU_RNN_LR = dict(encoder_lr_scale=10.0)
 _CPU = dict(batch_size=64, optimizer="adam", lr=1e-3, weight_decay=0.0, epochs=4,
             lr_schedule={"name": "cosine", "warmup": 100}, grad_clip=5.0, transform={}, eval_transform={},
-            num_workers=1, amp="none")
+            num_workers=1, amp="bf16")
 
 
 def _build() -> dict[str, dict]:

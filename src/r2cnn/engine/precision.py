@@ -1,26 +1,51 @@
-"""Mixed precision: which autocast dtype a run uses, and the autocast context (CUDA only; CPU runs in fp32)."""
+"""Mixed precision: which autocast dtype a run uses, and the autocast context.
+
+CUDA: the config's ``amp`` (bf16 or fp16). CPU: bf16 when the config asks for it and the processor multiplies bf16
+natively (AVX512-BF16 or AMX, :func:`cpu_bf16_native`), where oneDNN's bf16 convolutions run about twice as fast as
+fp32 (the half-width ResNet18 of the CPU presets: 311 -> 170 ms a training step at batch 64 on a 2-core EPYC);
+elsewhere fp32, since emulated bf16 is slower than fp32. fp16 is CUDA only. The RNN stays in fp32 on the CPU
+(:func:`r2cnn.models.encoder.fp32_on_cpu`): only the CNN runs in bf16.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import re
+from pathlib import Path
 
 import torch
 
 from r2cnn.errors import R2CNNError
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_bf16_native() -> bool:
+    """Whether this CPU has bf16 dot products (the ``avx512_bf16`` or ``amx_bf16`` flag of ``/proc/cpuinfo``) and
+    torch has oneDNN to use them. False where the flags cannot be read (other systems): fp32 is the safe side."""
+    try:
+        info = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return False
+    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", info)) and torch.backends.mkldnn.is_available()
+
+
 def amp_dtype(config: dict, device: torch.device) -> torch.dtype | None:
-    """bf16 / fp16 for the config's ``amp`` on CUDA; None (full precision) otherwise, whatever the preset says."""
+    """The autocast dtype for the config's ``amp`` on ``device`` (module docstring), None for full precision."""
     amp = (config.get("amp") or "none").lower()
     if amp not in ("bf16", "fp16", "none"):
         raise R2CNNError(f"--amp must be bf16, fp16 or none, not {amp!r}")
-    if amp == "none" or device.type != "cuda":
+    if amp == "none":
         return None
-    return torch.bfloat16 if amp == "bf16" else torch.float16
+    if device.type == "cuda":
+        return torch.bfloat16 if amp == "bf16" else torch.float16
+    if device.type == "cpu" and amp == "bf16" and cpu_bf16_native():
+        return torch.bfloat16
+    return None
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):
-    """Mixed precision on CUDA when ``dtype`` is bf16/fp16; a no-op context otherwise."""
+    """Mixed precision when ``dtype`` is bf16/fp16; a no-op context otherwise."""
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=dtype)

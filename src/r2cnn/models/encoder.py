@@ -26,6 +26,8 @@ training step with all threads and with one.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -34,6 +36,20 @@ from torch import nn
 from r2cnn.sketch import SketchBatch
 
 INPUT_FEATURES = 3  # dx, dy, pen_end
+
+
+def fp32_on_cpu(forward):
+    """Run a module's ``forward`` with CPU autocast off (its CUDA autocast untouched): on the CPU only the CNN runs in
+    bf16 (:mod:`r2cnn.engine.precision`); the LSTM's recurrence and the attention it gives stay in fp32."""
+
+    @functools.wraps(forward)
+    def wrapper(self, *args, **kwargs):
+        if torch.is_autocast_enabled("cpu"):
+            with torch.autocast("cpu", enabled=False):
+                return forward(self, *args, **kwargs)
+        return forward(self, *args, **kwargs)
+
+    return wrapper
 
 
 def point_offsets(points: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
@@ -65,15 +81,77 @@ def stroke_index(points: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     return torch.cumsum(starts.long(), 0) - 1
 
 
+# Length buckets (:meth:`PackedLayout.from_offsets` with ``buckets=True``). The oneDNN LSTM kernel's time per step is
+# about ``a + b * sketches`` with ``a`` the cost of ~8 sketches' rows (measured at hidden 64, batch 8-128, forward and
+# backward): padding every sketch of a batch to its longest one (QuickDraw: mean 45 points, a batch's longest often
+# 120-300) wastes more than half the work, while one call per sketch pays ``a`` per step each time.
+BUCKET_STEP_COST = 8.0   # the per-step overhead of one LSTM call, in sketch-steps
+BUCKET_CALL_COST = 64.0  # the fixed cost of one more LSTM call (per layer and direction), in sketch-steps
+
+
+def length_buckets(lengths: list[int]) -> list[int]:
+    """Split lengths sorted longest first into consecutive groups that minimise the modelled LSTM cost
+    ``sum over groups (longest * (BUCKET_STEP_COST + sketches) + BUCKET_CALL_COST)``; returns the group sizes.
+    Dynamic programming over the split points (``O(B^2)``, B = batch size)."""
+    n = len(lengths)
+    best = [0.0] + [float("inf")] * n  # best[i]: cost of the first i sketches
+    cut = [0] * (n + 1)
+    for i in range(1, n + 1):
+        for j in range(i):  # last group: sketches j .. i-1, whose longest is lengths[j]
+            c = best[j] + max(lengths[j], 1) * (BUCKET_STEP_COST + i - j) + BUCKET_CALL_COST
+            if c < best[i]:
+                best[i], cut[i] = c, j
+    sizes, i = [], n
+    while i:
+        sizes.append(i - cut[i])
+        i = cut[i]
+    return sizes[::-1]
+
+
+class _Gather(torch.autograd.Function):
+    """``rows[index]``, where ``rows`` is ``x`` with a zero row appended when ``zero_row`` (index ``len(x)`` then
+    reads zeros), for an ``index`` that names each row of ``x`` exactly once (``inverse[p]`` is where row ``p``
+    lands). Its gradient is then a gather too, ``grad[inverse]``, instead of the scatter-add (``index_put`` with
+    accumulation) that autograd uses for a general index, which on CPU is several times slower."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, index: torch.Tensor, inverse: torch.Tensor, zero_row: bool) -> torch.Tensor:
+        ctx.save_for_backward(index, inverse)
+        ctx.zero_row = zero_row
+        rows = torch.cat([x, x.new_zeros(1, x.shape[1])]) if zero_row else x
+        return rows.index_select(0, index)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        index, inverse = ctx.saved_tensors
+        # every row of x lands in the output, so its gradient has no zero row to read; output positions that are
+        # not a row of x (padding) take a zero gradient from the appended row
+        return _Gather.apply(grad, inverse, index, not ctx.zero_row), None, None, None
+
+
+def gather_rows(x: torch.Tensor, index: torch.Tensor, inverse: torch.Tensor, zero_row: bool) -> torch.Tensor:
+    """``cat([x, 0])[index]`` (``zero_row``) or ``x[index]``, with a gather as its gradient (:class:`_Gather`);
+    ``inverse`` maps every row of ``x`` to its position in the output. With ``zero_row``, the output positions not
+    in ``inverse`` hold ``len(x)``; without, ``index`` covers every output position and the rows it skips get zero
+    gradient."""
+    return _Gather.apply(x, index, inverse, zero_row)
+
+
 @dataclass
 class PackedLayout:
-    """Index tensors mapping packed points ``(P, F)`` to padded ``(B, T, F)`` and back.
+    """Index tensors mapping packed points ``(P, F)`` to padded groups of sketches and back.
 
-    - ``forward_index`` ``(B*T,)``: packed row for padded slot (b, t), or ``P`` (a zero row) beyond the length.
-    - ``reverse_index`` ``(B*T,)``: same for the per-sequence reversed copy: slot (b, t) holds point
-      ``len_b - 1 - t`` of sketch b.
-    - ``forward_slot`` / ``reverse_slot`` ``(P,)``: flat padded slot of each packed point in either copy.
-    - ``last_slot`` ``(B,)``: flat slot of the last valid step (same in both copies; empty sketches give 0).
+    The sketches are laid out in ``groups``: ``(sketches, steps)`` blocks, each a padded ``(sketches, steps, F)``
+    batch, stored one after another in a flat ``(S, F)`` tensor (``S = sum sketches * steps``). Without buckets there
+    is one group, the whole batch padded to its longest sketch, in batch order; with buckets the sketches are sorted
+    longest first and cut into groups by :func:`length_buckets`, each padded only to its own longest.
+
+    - ``forward_index`` ``(S,)``: packed row for each flat slot (step t of a sketch holds its point t), or ``P`` (a
+      zero row) beyond the sketch's length.
+    - ``reverse_index`` ``(S,)``: same for the per-sequence reversed copy: step t holds point ``len - 1 - t``.
+    - ``forward_slot`` / ``reverse_slot`` ``(P,)``: flat slot of each packed point in either copy.
+    - ``last_slot`` ``(B,)``: flat slot of each sketch's last valid step (same in both copies; empty sketches give
+      their first slot).
     """
 
     batch_size: int
@@ -85,34 +163,79 @@ class PackedLayout:
     reverse_slot: torch.Tensor
     last_slot: torch.Tensor
     lengths: torch.Tensor
+    groups: tuple[tuple[int, int], ...] = ()
 
     @classmethod
-    def from_offsets(cls, offsets: torch.Tensor) -> "PackedLayout":
+    def from_offsets(cls, offsets: torch.Tensor, buckets: bool = False) -> "PackedLayout":
         lengths = offsets[1:] - offsets[:-1]
         b, p = lengths.numel(), int(offsets[-1])
-        t = max(int(lengths.max()), 1) if b else 1
         dev = offsets.device
-        steps = torch.arange(t, device=dev)
-        valid = steps[None, :] < lengths[:, None]                       # (B, T)
-        fwd = torch.where(valid, offsets[:-1, None] + steps[None, :], p)
-        rev = torch.where(valid, offsets[:-1, None] + lengths[:, None] - 1 - steps[None, :], p)
+        if buckets and b > 1:
+            order = torch.argsort(lengths, descending=True, stable=True)
+            sorted_lengths = lengths[order].tolist()
+            sizes = length_buckets(sorted_lengths)
+            starts = [0]
+            for size in sizes[:-1]:
+                starts.append(starts[-1] + size)
+            groups = tuple((size, max(sorted_lengths[s], 1)) for s, size in zip(starts, sizes))
+        else:
+            order = torch.arange(b, device=dev)
+            groups = ((b, max(int(lengths.max()), 1) if b else 1),)
+        # every sketch's group row: the flat slot of its step 0, and its group's steps
+        steps_of = torch.cat([torch.full((n,), t, dtype=torch.int64) for n, t in groups]).to(dev) if b else \
+            torch.zeros(0, dtype=torch.int64, device=dev)
+        row_sorted = torch.cumsum(steps_of, 0) - steps_of
+        row_start = torch.empty_like(row_sorted)
+        row_start[order] = row_sorted
+        group_steps = torch.empty_like(steps_of)
+        group_steps[order] = steps_of
+        # flat slot -> (sketch, step)
+        total = int(steps_of.sum())
+        slot_sketch = torch.repeat_interleave(order, steps_of, output_size=total)
+        slot_step = torch.arange(total, device=dev) - row_start[slot_sketch]
+        slot_len = lengths[slot_sketch]
+        valid = slot_step < slot_len
+        start = offsets[:-1][slot_sketch]
+        fwd = torch.where(valid, start + slot_step, p)
+        rev = torch.where(valid, start + slot_len - 1 - slot_step, p)
         sketch_of_point = torch.repeat_interleave(torch.arange(b, device=dev), lengths, output_size=p)
         step_of_point = torch.arange(p, device=dev) - offsets[:-1][sketch_of_point]
-        forward_slot = sketch_of_point * t + step_of_point
-        reverse_slot = sketch_of_point * t + lengths[sketch_of_point] - 1 - step_of_point
-        last_slot = torch.arange(b, device=dev) * t + (lengths - 1).clamp(min=0)
-        return cls(b, t, p, fwd.reshape(-1), rev.reshape(-1), forward_slot, reverse_slot, last_slot, lengths)
+        forward_slot = row_start[sketch_of_point] + step_of_point
+        reverse_slot = row_start[sketch_of_point] + lengths[sketch_of_point] - 1 - step_of_point
+        last_slot = row_start + (lengths - 1).clamp(min=0)
+        max_len = max(t for _, t in groups)
+        return cls(b, max_len, p, fwd, rev, forward_slot, reverse_slot, last_slot, lengths, groups)
+
+    def gather(self, packed: torch.Tensor, reverse: bool = False) -> torch.Tensor:
+        """``(P, F)`` -> flat ``(S, F)``, zero padded; ``reverse`` reverses each sequence within its length."""
+        if reverse:
+            return gather_rows(packed, self.reverse_index, self.reverse_slot, True)
+        return gather_rows(packed, self.forward_index, self.forward_slot, True)
+
+    def scatter(self, flat: torch.Tensor, reverse: bool = False) -> torch.Tensor:
+        """Flat ``(S, F)`` -> ``(P, F)`` in packed order (undoing the reversal when ``reverse``)."""
+        if reverse:
+            return gather_rows(flat, self.reverse_slot, self.reverse_index, False)
+        return gather_rows(flat, self.forward_slot, self.forward_index, False)
+
+    def blocks(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        """Flat ``(S, F)`` -> one ``(sketches, steps, F)`` view per group."""
+        out, at = [], 0
+        for n, t in self.groups:
+            out.append(flat[at:at + n * t].view(n, t, flat.shape[-1]))
+            at += n * t
+        return out
 
     def pad(self, packed: torch.Tensor, reverse: bool = False) -> torch.Tensor:
-        """``(P, F)`` -> ``(B, T, F)``, zero padded; ``reverse`` reverses each sequence within its length."""
-        rows = torch.cat([packed, packed.new_zeros(1, packed.shape[1])])
-        index = self.reverse_index if reverse else self.forward_index
-        return rows[index].view(self.batch_size, self.max_len, -1)
+        """``(P, F)`` -> ``(B, T, F)``, zero padded, in batch order (a layout without buckets); ``reverse`` reverses
+        each sequence within its length."""
+        if len(self.groups) != 1:
+            raise ValueError("pad: a bucketed layout has several padded blocks; use gather() and blocks()")
+        return self.gather(packed, reverse).view(self.batch_size, self.max_len, -1)
 
     def unpad(self, padded: torch.Tensor, reverse: bool = False) -> torch.Tensor:
-        """``(B, T, F)`` -> ``(P, F)`` in packed order (undoing the reversal when ``reverse``)."""
-        slot = self.reverse_slot if reverse else self.forward_slot
-        return padded.reshape(-1, padded.shape[-1])[slot]
+        """``(B, T, F)`` (or flat ``(S, F)``) -> ``(P, F)`` in packed order (undoing the reversal when ``reverse``)."""
+        return self.scatter(padded.reshape(-1, padded.shape[-1]), reverse)
 
 
 class BiLSTM(nn.Module):
@@ -132,6 +255,13 @@ class BiLSTM(nn.Module):
     def output_size(self) -> int:
         return 2 * self.hidden_size
 
+    @staticmethod
+    def _run(lstm: nn.LSTM, blocks: list[torch.Tensor]) -> torch.Tensor:
+        """``lstm`` on every padded block -> the outputs, flat ``(S, H)`` in the blocks' order."""
+        outs = [lstm(block)[0] for block in blocks]
+        return torch.cat([o.reshape(-1, o.shape[-1]) for o in outs]) if len(outs) > 1 else \
+            outs[0].reshape(-1, outs[0].shape[-1])
+
     def forward(self, x: torch.Tensor, layout: PackedLayout) -> tuple[torch.Tensor, torch.Tensor]:
         """``x`` ``(P, F)`` packed inputs -> (per-point outputs ``(P, 2H)``, final states ``(B, 2H)``).
 
@@ -140,11 +270,10 @@ class BiLSTM(nn.Module):
         for i, (fwd, bwd) in enumerate(zip(self.forward_layers, self.backward_layers)):
             if i:
                 x = self.dropout(x)
-            out_f, _ = fwd(layout.pad(x))
-            out_b, _ = bwd(layout.pad(x, reverse=True))
-            x = torch.cat([layout.unpad(out_f), layout.unpad(out_b, reverse=True)], dim=1)
-        h = self.hidden_size
-        final = torch.cat([out_f.reshape(-1, h)[layout.last_slot], out_b.reshape(-1, h)[layout.last_slot]], dim=1)
+            out_f = self._run(fwd, layout.blocks(layout.gather(x)))
+            out_b = self._run(bwd, layout.blocks(layout.gather(x, reverse=True)))
+            x = torch.cat([layout.scatter(out_f), layout.scatter(out_b, reverse=True)], dim=1)
+        final = torch.cat([out_f[layout.last_slot], out_b[layout.last_slot]], dim=1)
         return x, final * (layout.lengths > 0).unsqueeze(1).to(final.dtype)
 
     def forward_one(self, x: torch.Tensor) -> torch.Tensor:
@@ -170,6 +299,46 @@ class BiLSTM(nn.Module):
                     getattr(layer, f"{name}_l0").copy_(state[f"{name}_l{k}{suffix}"])
 
 
+@contextlib.contextmanager
+def one_thread():
+    """One torch intra-op thread inside the block (the caller's count again after it)."""
+    before = torch.get_num_threads()
+    if before > 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if before > 1:
+            torch.set_num_threads(before)
+
+
+class _OneThread(torch.autograd.Function):
+    """``run(x)`` with one intra-op thread in the forward *and* the backward pass. The LSTM opens a parallel region
+    per time step; with the launcher's ``OMP_WAIT_POLICY=PASSIVE`` (module docstring) every region wakes a sleeping
+    thread, and on 2 cores the 2-thread BiLSTM step of cpu-r2cnn took 164 ms against 55 ms on one thread. The inner
+    graph is built here and differentiated in :meth:`backward` with ``torch.autograd.grad``; ``params`` are passed
+    in so that their gradients leave through this node."""
+
+    @staticmethod
+    def forward(ctx, run, x: torch.Tensor, *params: torch.Tensor):
+        with one_thread(), torch.enable_grad():
+            inner = x.detach().requires_grad_(x.requires_grad)
+            outs = run(inner)
+        ctx.inner, ctx.outs, ctx.params = inner, outs, params
+        return tuple(o.detach() for o in outs)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        x_grad = ctx.inner.requires_grad
+        wrt = ([ctx.inner] if x_grad else []) + [p for p in ctx.params if p.requires_grad]
+        with one_thread():
+            got = list(torch.autograd.grad(ctx.outs, wrt, grads, allow_unused=True))
+        ctx.inner = ctx.outs = None
+        gx = got.pop(0) if x_grad else None
+        rest = iter(got)
+        return (None, gx, *(next(rest) if p.requires_grad else None for p in ctx.params))
+
+
 class SequenceEncoder(nn.Module):
     """The RNN of Sec. 3.2 on a batch: point offsets (:func:`point_offsets`) -> :class:`BiLSTM`.
 
@@ -184,9 +353,16 @@ class SequenceEncoder(nn.Module):
     def output_size(self) -> int:
         return self.rnn.output_size
 
+    @fp32_on_cpu
     def forward(self, batch: SketchBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        layout = PackedLayout.from_offsets(batch.offsets)
-        return self.rnn(point_offsets(batch.points, batch.offsets), layout)
+        layout = PackedLayout.from_offsets(batch.offsets, buckets=True)
+        x = point_offsets(batch.points, batch.offsets)
+        if x.device.type != "cpu" or torch.get_num_threads() == 1:
+            return self.rnn(x, layout)
+        if not torch.is_grad_enabled():
+            with one_thread():
+                return self.rnn(x, layout)
+        return _OneThread.apply(lambda inner: self.rnn(inner, layout), x, *self.rnn.parameters())
 
 
 class AttentionEncoder(nn.Module):
@@ -201,6 +377,7 @@ class AttentionEncoder(nn.Module):
         self.head = nn.Linear(self.sequence.output_size, channels)
         self.channels = channels
 
+    @fp32_on_cpu
     def forward(self, batch: SketchBatch) -> torch.Tensor:
         features, _ = self.sequence(batch)
         return torch.sigmoid(self.head(features))
@@ -219,6 +396,7 @@ class StrokeAttentionEncoder(AttentionEncoder):
 
     ``forward(batch)`` -> attention ``(P, C)`` in ``(0, 1)``, constant within every stroke."""
 
+    @fp32_on_cpu
     def forward(self, batch: SketchBatch) -> torch.Tensor:
         features, _ = self.sequence(batch)
         logits = self.head(features)

@@ -297,7 +297,7 @@ def _backward_parallel(bounds, row, alpha, offsets, ptr, grad, out):
 
 # Below these sizes one thread is faster than waking others (tests lower them to exercise the drivers).
 PARALLEL_MIN_POINTS = 20_000  # geometry
-PARALLEL_MIN_ENTRIES = 1 << 20  # render: entries x channels
+PARALLEL_MIN_ENTRIES = 1 << 16  # render: entries x channels
 
 
 def _run(serial, parallel, n: int, big: bool, *args) -> None:
