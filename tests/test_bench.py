@@ -145,7 +145,8 @@ def test_bench_encoder_reports_every_row_against_the_anchor(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "packed nn.LSTM, 2 threads (anchor)" in printed and "flipped BiLSTM, 1 thread" in printed
     result = json.loads(out.read_text())
-    assert result["threads"] == 2 and len(result["rows"]) == 3
+    assert result["threads"] == 2 and len(result["rows"]) == 4
+    assert any("length blocks, 1 thread (training)" in row for row in result["rows"])
     assert all(row["wall_ms"] > 0 for row in result["rows"].values())
 
 

@@ -170,3 +170,28 @@ def test_sequence_encoder_on_one_thread_gives_the_same_outputs_and_gradients():
     assert torch.allclose(out1, out2, atol=1e-6) and torch.allclose(fin1, fin2, atol=1e-6)
     for n, p in enc.named_parameters():
         assert torch.allclose(p.grad, plain[n], atol=1e-5), n
+
+
+def test_encoder_stays_fp32_under_cpu_autocast():
+    """On the CPU only the CNN runs in bf16: under CPU autocast the attention (LSTM and head) is still fp32 and equal
+    to the plain run, while a plain Linear in the same context would give bf16."""
+    torch.manual_seed(0)
+    batch = _batch([7, 3, 12])
+    enc = AttentionEncoder(hidden_size=8, num_layers=2, dropout=0.0).eval()
+    plain = enc(batch)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        att = enc(batch)
+        assert nn.Linear(3, 2)(torch.rand(4, 3)).dtype == torch.bfloat16
+    assert att.dtype == torch.float32 and torch.equal(att, plain)
+
+
+def test_amp_dtype_uses_bf16_on_the_cpu_only_where_it_is_native(monkeypatch):
+    import r2cnn.engine.precision as P
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(P, "cpu_bf16_native", lambda: True)
+    assert P.amp_dtype({"amp": "bf16"}, cpu) == torch.bfloat16
+    assert P.amp_dtype({"amp": "fp16"}, cpu) is None and P.amp_dtype({"amp": "none"}, cpu) is None
+    monkeypatch.setattr(P, "cpu_bf16_native", lambda: False)
+    assert P.amp_dtype({"amp": "bf16"}, cpu) is None
+    assert P.amp_dtype({"amp": "bf16"}, cuda) == torch.bfloat16 and P.amp_dtype({"amp": "fp16"}, cuda) == torch.float16

@@ -376,3 +376,45 @@ def test_stroke_width_is_two_eps(real_batch):
     for eps in (1.0, 2.0):
         area = R.geometry(real_batch.points, real_batch.offsets, 224, eps).num_entries
         assert 2 * eps * length * 0.85 < area < 2 * eps * length * 1.05
+
+
+@pytest.mark.parametrize("overlap", ["last", "max"])
+def test_cpu_render_reuses_a_dropped_image_and_never_one_in_use(overlap, monkeypatch):
+    """The CPU forward keeps its last image per shape and, once the caller has dropped it, clears only its stroke
+    pixels for the next render: every render still equals a fresh one, whether the previous image was dropped, is
+    still held, or was changed in place."""
+    import r2cnn.raster.cpu as K
+
+    g = torch.Generator().manual_seed(5)
+    monkeypatch.setattr(K, "HOT_IMAGE_BYTES", 0)  # every image is big enough to be reused (kernels read it at call)
+
+    def batch(n_points):
+        pts = torch.rand(n_points, 3, generator=g) * 2 - 1
+        pts[:, 2] = (torch.rand(n_points, generator=g) < 0.2).float()
+        return pts, torch.tensor([0, n_points // 3, n_points])
+
+    def fresh(pts, offs, a):
+        K.clear_pool()
+        return R.rasterize(pts, offs, a, 40, overlap=overlap, backend="cpu").clone()
+
+    sketches = [batch(n) for n in (30, 80, 12, 50)]
+    intens = [torch.rand(len(p), 2, generator=g) for p, _ in sketches]
+    want = [fresh(p, o, a) for (p, o), a in zip(sketches, intens)]
+    K.clear_pool()
+    pointers = set()
+    for (p, o), a, w in zip(sketches, intens, want):  # each dropped before the next: reused every time
+        img = R.rasterize(p, o, a, 40, overlap=overlap, backend="cpu")
+        assert torch.equal(img, w)
+        pointers.add(img.untyped_storage().data_ptr())
+        del img
+    assert len(pointers) == 1  # one buffer served all four
+    held = R.rasterize(*sketches[0], intens[0], 40, overlap=overlap, backend="cpu")
+    other = R.rasterize(*sketches[1], intens[1], 40, overlap=overlap, backend="cpu")
+    assert torch.equal(held, want[0]) and torch.equal(other, want[1])  # the held image was not reused
+    assert held.untyped_storage().data_ptr() != other.untyped_storage().data_ptr()
+    del other
+    changed = R.rasterize(*sketches[2], intens[2], 40, overlap=overlap, backend="cpu")
+    changed.add_(1.0)  # every pixel now non-zero: reusing it would need a full clear
+    del changed
+    again = R.rasterize(*sketches[3], intens[3], 40, overlap=overlap, backend="cpu")
+    assert torch.equal(again, want[3])

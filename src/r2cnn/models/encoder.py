@@ -8,19 +8,21 @@ this tells the RNN where drawing started). Offsets never cross sketch boundaries
 
 Why not ``nn.LSTM(bidirectional=True)`` on a ``PackedSequence``: on CPU the packed kernels run step by step on a
 shrinking batch and are several times slower (docs/architecture.md "Performance"). :class:`BiLSTM` instead runs, per
-layer, one unidirectional LSTM on the padded batch ``(B, T, F)`` and another on a copy in which every sequence is
+layer, one unidirectional LSTM on padded sketches ``(n, T, F)`` and another on a copy in which every sequence is
 reversed *within its own length* (padding stays at the end). Each direction then only reads its valid prefix, so
 the outputs at valid positions are exactly those of the packed bidirectional LSTM (tested in
 ``tests/test_encoder.py``); padding outputs are never gathered. Packed <-> padded conversion is a gather with
-index tensors built once per batch (:class:`PackedLayout`).
+index tensors built once per batch (:class:`PackedLayout`), whose gradient is a gather too (:class:`_Gather`).
+In training the sketches are sorted by length and padded in blocks (:func:`length_buckets`), each block only to its
+own longest sketch: QuickDraw sketches have 45 points on average while a batch of 64 often holds one of 120-300.
 
 Threads: the LSTM kernel opens one OpenMP parallel region per time step, in the forward and in the backward pass.
 At the fast CPU preset's size (batch 64, hidden 64) a step's gate GEMM is a few million multiply-adds, well under
 a millisecond of work, so a second thread mostly waits at the step's barrier. On a busy machine a waiting thread that
 spins takes the core another process wants: two concurrent trainings slowed each other from about 1.1 s to 7-16 s
-per step. The launcher sets ``OMP_WAIT_POLICY=PASSIVE`` (:mod:`r2cnn.cli`) so that idle threads sleep instead;
-``r2cnn bench train --concurrent 2`` measures two trainings at once against one alone (each kept 0.6-0.7x of its
-lone rate on 2 cores, docs/architecture.md "Performance"). ``r2cnn bench encoder`` shows the wall and CPU time of a
+per step. The launcher sets ``OMP_WAIT_POLICY=PASSIVE`` (:mod:`r2cnn.cli`) so that idle threads sleep instead, which
+makes every time step wake one: :class:`SequenceEncoder` therefore runs the LSTMs on one thread, forward and backward
+(:class:`_OneThread`), while the CNN keeps all of them. ``r2cnn bench encoder`` shows the wall and CPU time of a
 training step with all threads and with one.
 """
 
