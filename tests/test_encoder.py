@@ -195,3 +195,26 @@ def test_amp_dtype_uses_bf16_on_the_cpu_only_where_it_is_native(monkeypatch):
     monkeypatch.setattr(P, "cpu_bf16_native", lambda: False)
     assert P.amp_dtype({"amp": "bf16"}, cpu) is None
     assert P.amp_dtype({"amp": "bf16"}, cuda) == torch.bfloat16 and P.amp_dtype({"amp": "fp16"}, cuda) == torch.float16
+
+
+def test_contrast_attention_spreads_every_sketch_and_export_form_agrees():
+    """The contrast design standardises the logits within each sketch: at initialisation every sketch's attention
+    spans most of (0, 1) whatever the RNN gives, and ``attention_one`` (export) equals the batch form per sketch."""
+    from r2cnn.models.encoder import ContrastAttentionEncoder
+
+    torch.manual_seed(0)
+    lengths = [7, 3, 12, 1]
+    batch = _batch(lengths)
+    enc = ContrastAttentionEncoder(hidden_size=8, num_layers=2, dropout=0.0).eval()
+    att = enc(batch)
+    assert att.shape == (23, 1) and bool(((att > 0) & (att < 1)).all())
+    start = 0
+    for n in lengths:
+        a = att[start:start + n, 0]
+        if n > 2:
+            assert float((a.max() - a.min()).detach()) > 0.5  # a plain sigmoid head at init spans a few hundredths
+        else:
+            assert n == 3 or torch.allclose(a, torch.sigmoid(enc.bias))  # one point: sigmoid(b)
+        one = enc.attention_one(batch.points[start:start + n])
+        assert torch.allclose(one, att[start:start + n], atol=1e-5)
+        start += n

@@ -16,7 +16,8 @@ KEYS = {"description", "model", "model_options", "batch_size", "optimizer", "lr"
 
 CPU_FAMILY = {"cpu-r2cnn", "cpu-cnn", "cpu-attentive", "cpu-random-stroke-order", "cpu-sketching-order",
               "cpu-late-fusion", "cpu-early-fusion", "cpu-time-encoded", "cpu-attention-time-encoded",
-              "cpu-r2cnn-stroke", "cpu-attention-replaces-binary", "cpu-attention-gated-time", "cpu-r2cnn-c3"}
+              "cpu-r2cnn-stroke", "cpu-attention-replaces-binary", "cpu-attention-gated-time", "cpu-r2cnn-c3",
+              "cpu-r2cnn-contrast"}
 
 
 def test_cpu_family_trains_the_rnn_at_ten_times_the_learning_rate():

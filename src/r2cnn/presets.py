@@ -138,6 +138,8 @@ _CPU_TWINS = [  # (preset, model, description)
                                                  "(beyond the paper)"),
     ("cpu-attention-replaces-binary", "attention-replaces-binary-resnet18",
      "the time-encoded image whose binary channel is R2CNN's attention (beyond the paper)"),
+    ("cpu-r2cnn-contrast", "r2cnn-contrast-resnet18",
+     "Sketch-R2CNN with its attention standardised within each sketch (beyond the paper)"),
     ("cpu-attention-gated-time", "attention-gated-time-resnet18",
      "R2CNN attention next to the time-encoded order channels multiplied by it (beyond the paper)"),
 ]

@@ -17,7 +17,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from r2cnn.models import AttentionEncoder, AttentiveCNN, CNNOnly, R2CNN, SketchClassifier, get_spec
+from r2cnn.models import (AttentionEncoder, AttentiveCNN, CNNOnly, ContrastAttentionEncoder, R2CNN, SketchClassifier,
+                          get_spec)
 from r2cnn.raster.dense import DenseRasterizer
 
 # model kind (r2cnn.models.KINDS) -> why it has no tensor-only inference path here
@@ -48,7 +49,7 @@ def _intensity_kind(model: SketchClassifier) -> str:
 
     # a subclass (attention + time channels) draws more than the attention; a subclass of the encoder (stroke-level
     # attention) computes it otherwise than attention_one
-    if type(model) is R2CNN and type(model.encoder) is AttentionEncoder:
+    if type(model) is R2CNN and type(model.encoder) in (AttentionEncoder, ContrastAttentionEncoder):
         return "attention"
     if type(model) is CNNOnly and model.intensity in ("constant", "order"):  # subclasses draw other channels
         return model.intensity

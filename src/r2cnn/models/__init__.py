@@ -18,6 +18,7 @@ Names cover every row of the paper's tables (Sketch-R2CNN, Li et al. 2020):
   attention channels next to those three fixed channels (C + 3 inputs); ``<arch>`` is ``resnet18`` or ``resnet50``.
 - Attention designs of issue 16 (still Sketch-R2CNN: RNN -> NLR -> CNN, end to end; ``<arch>`` as above):
   ``r2cnn-stroke-<arch>`` (stroke-level attention: one value per stroke, :class:`StrokeAttentionEncoder`),
+  ``r2cnn-contrast-<arch>`` (the attention standardised within each sketch, :class:`ContrastAttentionEncoder`),
   ``attention-replaces-binary-<arch>`` (the time-encoded image whose binary channel is the C attention channels:
   C + 2 inputs) and ``attention-gated-time-<arch>`` (the attention next to the two order channels multiplied by
   it: C + 2 inputs); see :class:`AttentionTimeEncoded`.
@@ -49,8 +50,8 @@ from dataclasses import dataclass, field
 from r2cnn.errors import R2CNNError, did_you_mean
 from r2cnn.models.backbones import ResNetBackbone, SketchANet, create_backbone, torchvision_archs
 from r2cnn.models.early import STROKE_THIRDS_CHANNELS, LeNet, StrokeThirdsCNN
-from r2cnn.models.encoder import (AttentionEncoder, BiLSTM, PackedLayout, SequenceEncoder, StrokeAttentionEncoder,
-                                  point_offsets, stroke_index)
+from r2cnn.models.encoder import (AttentionEncoder, BiLSTM, ContrastAttentionEncoder, PackedLayout, SequenceEncoder,
+                                  StrokeAttentionEncoder, point_offsets, stroke_index)
 from r2cnn.models.r2cnn import (AttentionTimeEncoded, AttentiveCNN, CNNOnly, EarlyFusion, LateFusion, R2CNN,
                                 SketchClassifier, sketching_order_intensities, time_encoding_intensities)
 
@@ -58,7 +59,7 @@ DEFAULT_OPTIONS = dict(canvas=224, eps=1.0, overlap="last", hidden=512, layers=2
                        stem="imagenet", pretrained=None, cnn_dropout=0.5, fusion_eps=0.5)
 
 KINDS = ("cnn", "stroke-thirds", "order", "r2cnn", "attentive", "late-fusion", "early-fusion", "time", "attention-time",
-         "r2cnn-stroke", "attention-replaces-binary", "attention-gated-time")
+         "r2cnn-stroke", "attention-replaces-binary", "attention-gated-time", "r2cnn-contrast")
 # attention + time-encoded kinds -> AttentionTimeEncoded's ``fixed``
 _ATTENTION_TIME = {"attention-time": "next", "attention-replaces-binary": "replace", "attention-gated-time": "gated"}
 # CNN inputs beyond the C channels (see the module docstring)
@@ -103,6 +104,8 @@ for _arch, _label in (("resnet18", "ResNet18"), ("resnet50", "ResNet50")):
                                                           "next to the time-encoded image (not in the paper)"))
     register(f"r2cnn-stroke-{_arch}", ModelSpec("r2cnn-stroke", _arch, f"Sketch-R2CNN ({_label}) with stroke-level "
                                                 "attention: one value per stroke (not in the paper)"))
+    register(f"r2cnn-contrast-{_arch}", ModelSpec("r2cnn-contrast", _arch, f"Sketch-R2CNN ({_label}) with its "
+                                                  "attention standardised within each sketch (not in the paper)"))
     register(f"attention-replaces-binary-{_arch}", ModelSpec(
         "attention-replaces-binary", _arch, f"{_label} on the time-encoded image whose binary channel is R2CNN's "
         "attention (not in the paper)"))
@@ -213,6 +216,8 @@ def create(name: str, num_classes: int, in_channels: int = 1, **options) -> Sket
         model = R2CNN(AttentionEncoder(*rnn, in_channels), backbone, num_classes, **raster)
     elif spec.kind == "r2cnn-stroke":
         model = R2CNN(StrokeAttentionEncoder(*rnn, in_channels), backbone, num_classes, **raster)
+    elif spec.kind == "r2cnn-contrast":
+        model = R2CNN(ContrastAttentionEncoder(*rnn, in_channels), backbone, num_classes, **raster)
     elif spec.kind in _ATTENTION_TIME:
         model = AttentionTimeEncoded(AttentionEncoder(*rnn, in_channels), backbone, num_classes,
                                      _ATTENTION_TIME[spec.kind], **raster)
@@ -228,7 +233,7 @@ def create(name: str, num_classes: int, in_channels: int = 1, **options) -> Sket
     return model
 
 
-__all__ = ["AttentionEncoder", "AttentionTimeEncoded", "AttentiveCNN", "BiLSTM", "CNNOnly", "DEFAULT_OPTIONS",
+__all__ = ["AttentionEncoder", "AttentionTimeEncoded", "AttentiveCNN", "BiLSTM", "CNNOnly", "ContrastAttentionEncoder", "DEFAULT_OPTIONS",
            "EarlyFusion", "LateFusion", "LeNet", "ModelSpec", "PackedLayout", "R2CNN", "ResNetBackbone",
            "SequenceEncoder", "SketchANet", "SketchClassifier", "StrokeAttentionEncoder", "StrokeThirdsCNN",
            "create", "create_backbone", "get_spec", "list_models", "point_offsets", "register",

@@ -407,3 +407,42 @@ class StrokeAttentionEncoder(AttentionEncoder):
         sums = logits.new_zeros(n, logits.shape[1]).index_add_(0, stroke, logits)
         counts = torch.bincount(stroke, minlength=n).to(logits.dtype)
         return torch.sigmoid((sums / counts[:, None])[stroke])
+
+
+class ContrastAttentionEncoder(AttentionEncoder):
+    """Sketch-level contrast (beyond the paper; issue 16): the head's per-point logits are standardised within each
+    sketch (and channel) before a learned gain and bias and the sigmoid, ``a = sigmoid(g * z + b)``.
+
+    Why: trained as in the paper, the cpu-r2cnn attention on qd340-mini stayed within 0.70-0.86 for 90% of the points
+    (std 0.041 within a sketch): the CNN saw an almost binary image, while the time-encoded image's order channels
+    span 0 to 1. Standardising makes every sketch's attention use the range from the first step (g = 2, b = 1: about
+    0.05-0.99), and the gain, learned, sets how much contrast the CNN gets. A sketch whose points all have the same
+    logit gets ``sigmoid(b)`` everywhere.
+
+    ``forward(batch)`` -> attention ``(P, C)`` in ``(0, 1)``."""
+
+    def __init__(self, hidden_size: int = 512, num_layers: int = 2, dropout: float = 0.5, channels: int = 1):
+        super().__init__(hidden_size, num_layers, dropout, channels)
+        self.gain = nn.Parameter(torch.full((channels,), 2.0))
+        self.bias = nn.Parameter(torch.ones(channels))
+
+    def _contrast(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.gain * z + self.bias)
+
+    @fp32_on_cpu
+    def forward(self, batch: SketchBatch) -> torch.Tensor:
+        features, _ = self.sequence(batch)
+        logits = self.head(features)
+        lengths = batch.offsets[1:] - batch.offsets[:-1]
+        sketch = torch.repeat_interleave(torch.arange(lengths.numel(), device=logits.device), lengths,
+                                         output_size=logits.shape[0])
+        n = lengths.clamp(min=1).to(logits.dtype)[:, None]
+        mean = logits.new_zeros(lengths.numel(), logits.shape[1]).index_add_(0, sketch, logits) / n
+        centred = logits - mean[sketch]
+        var = logits.new_zeros(lengths.numel(), logits.shape[1]).index_add_(0, sketch, centred * centred) / n
+        return self._contrast(centred / torch.sqrt(var[sketch] + 1e-4))
+
+    def attention_one(self, points: torch.Tensor) -> torch.Tensor:
+        logits = self.head(self.sequence.rnn.forward_one(sketch_offsets(points)))
+        centred = logits - logits.mean(0, keepdim=True)
+        return self._contrast(centred / torch.sqrt((centred * centred).mean(0, keepdim=True) + 1e-4))
