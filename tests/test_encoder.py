@@ -66,14 +66,20 @@ def test_layout_pad_unpad_roundtrip_and_reverse():
     assert torch.equal(layout.unpad(rev, reverse=True), x)
 
 
-@pytest.mark.parametrize("lengths", [[5, 1, 17, 9, 17, 2], [1], [40, 3]])
-def test_bilstm_equals_packed_bidirectional_lstm(lengths):
+def _twin_lstms(lengths, hidden):
+    """A batch of ``lengths``, its RNN input, and an nn.LSTM with a BiLSTM holding the same weights."""
     torch.manual_seed(0)
     batch = _batch(lengths)
     x = point_offsets(batch.points, batch.offsets)
-    ref = nn.LSTM(3, 24, num_layers=2, bidirectional=True, batch_first=True)
-    mine = BiLSTM(3, 24, num_layers=2)
+    ref = nn.LSTM(3, hidden, num_layers=2, bidirectional=True, batch_first=True)
+    mine = BiLSTM(3, hidden, num_layers=2)
     mine.load_lstm_state_dict(ref.state_dict())
+    return batch, x, ref, mine
+
+
+@pytest.mark.parametrize("lengths", [[5, 1, 17, 9, 17, 2], [1], [40, 3]])
+def test_bilstm_equals_packed_bidirectional_lstm(lengths):
+    batch, x, ref, mine = _twin_lstms(lengths, 24)
     x_ref, x_mine = x.clone().requires_grad_(), x.clone().requires_grad_()
     out_ref, final_ref = _packed_reference(ref, x_ref, batch.offsets)
     out, final = mine(x_mine, PackedLayout.from_offsets(batch.offsets))
@@ -111,12 +117,7 @@ def test_bucketed_bilstm_equals_packed_bidirectional_lstm(lengths):
     """Length buckets (several padded blocks, sketches sorted longest first) change only the GEMMs' blocking: the
     outputs, final states and gradients are still those of the packed nn.LSTM, in batch order, empty sketches
     included."""
-    torch.manual_seed(0)
-    batch = _batch(lengths)
-    x = point_offsets(batch.points, batch.offsets)
-    ref = nn.LSTM(3, 16, num_layers=2, bidirectional=True, batch_first=True)
-    mine = BiLSTM(3, 16, num_layers=2)
-    mine.load_lstm_state_dict(ref.state_dict())
+    batch, x, ref, mine = _twin_lstms(lengths, 16)
     layout = PackedLayout.from_offsets(batch.offsets, buckets=True)
     if len(lengths) == 40:
         assert len(layout.groups) > 1  # the long batch really is cut into blocks
