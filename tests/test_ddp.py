@@ -28,7 +28,7 @@ def _train_args(store, out, batch_size):
     return ["train", "--preset", "cpu-r2cnn", "--data", str(store), "--out", str(out), "--steps", "3",
             "--batch-size", str(batch_size), "--workers", "0", "--seed", "2", "--log-every", "1", "--lr", "0.01",
             "--set", f"model_options={TINY}", "--set", "optimizer=sgd", "--set", "lr_schedule=constant",
-            "--set", "encoder_lr_scale=3"]
+            "--set", "encoder_lr_scale=3", "--set", 'amp="none"']  # fp32: bf16 rounds differently per batch split
 
 
 def _records(out, kind):
@@ -61,3 +61,23 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     assert loss1 == pytest.approx(loss2, rel=1e-4)
     v1, v2 = _records(tmp_path / "one", "valid")[-1], _records(tmp_path / "two", "valid")[-1]
     assert v1["count"] == v2["count"] == 24 and v1["top1"] == pytest.approx(v2["top1"])
+
+
+def test_gloo_sync_batchnorm_takes_bf16_input_and_keeps_fp32_statistics():
+    """Under CPU bf16 autocast the CNN's batch norms get bf16 input: the synchronised one computes its statistics in
+    fp32 (its running buffers are fp32) and returns bf16, close to an ordinary batch norm (one process here)."""
+    import torch.distributed as dist
+
+    from r2cnn.engine.distributed import GlooSyncBatchNorm
+
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        torch.manual_seed(0)
+        x = torch.randn(4, 3, 5, 5) * 2 + 1
+        sync, plain = GlooSyncBatchNorm(3).train(), torch.nn.BatchNorm2d(3).train()
+        y = sync(x.bfloat16())
+        assert y.dtype == torch.bfloat16 and sync.running_mean.dtype == torch.float32
+        assert torch.allclose(y.float(), plain(x), atol=0.05)
+        assert torch.allclose(sync.running_mean, plain.running_mean, atol=0.02)
+    finally:
+        dist.destroy_process_group()
