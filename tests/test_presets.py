@@ -64,6 +64,9 @@ def test_paper_settings():
 def test_cpu_pair_differs_only_in_the_model():
     r2cnn, cnn = get_preset("cpu-r2cnn"), get_preset("cpu-cnn")
     assert cnn_twin("cpu-r2cnn") == "cpu-cnn" and cnn_twin("qd-r2cnn-resnet50") == "qd-cnn-resnet50"
+    for design in ("cpu-attention-replaces-binary", "cpu-attention-gated-time", "cpu-r2cnn-contrast", "cpu-r2cnn-c3"):
+        assert cnn_twin(design) == "cpu-cnn", design
+    assert cnn_twin("cpu-time-encoded") is None
     assert r2cnn["model_options"] == cnn["model_options"]
     assert {k: v for k, v in r2cnn.items() if k not in ("model", "description")} == \
            {k: v for k, v in cnn.items() if k not in ("model", "description")}

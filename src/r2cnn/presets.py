@@ -159,4 +159,6 @@ def cnn_twin(name: str) -> str | None:
     """The CNN-only preset with the same backbone and canvas as R2CNN preset ``name`` (for benchmarks and
     side-by-side comparisons), or None."""
     twin = name.replace("r2cnn", "cnn", 1) if "r2cnn" in name else None
+    if twin not in PRESETS and name in PRESETS and name.startswith(("cpu-r2cnn-", "cpu-attention-")):
+        twin = "cpu-cnn"  # issue 16's attention designs: cpu-cnn's backbone, canvas and options
     return twin if twin in PRESETS else None
