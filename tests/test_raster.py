@@ -289,6 +289,7 @@ def test_bit_identical_on_any_number_of_threads(backend, overlap, monkeypatch):
     from r2cnn.raster import cpu
     monkeypatch.setattr(cpu, "PARALLEL_MIN_POINTS", 0)  # use the multi-threaded drivers even for small jobs
     monkeypatch.setattr(cpu, "PARALLEL_MIN_ENTRIES", 0)
+    monkeypatch.setattr(cpu, "PARALLEL_MIN_BACKWARD", 0)
     batch = batch_of(random_sketches(64, seed=7, max_points=60))
     a = torch.rand(batch.points.shape[0], 8, generator=torch.Generator().manual_seed(0))
     up = torch.randn(64, 8, 64, 64, generator=torch.Generator().manual_seed(1))
@@ -320,6 +321,7 @@ def test_geometry_in_forked_workers_after_parallel_use(monkeypatch):
     from r2cnn.raster import cpu
     monkeypatch.setattr(cpu, "PARALLEL_MIN_POINTS", 0)
     monkeypatch.setattr(cpu, "PARALLEL_MIN_ENTRIES", 0)
+    monkeypatch.setattr(cpu, "PARALLEL_MIN_BACKWARD", 0)
     batch = batch_of(random_sketches(16, seed=8))
     expect = _entries_in_worker(batch)  # starts the thread pool here, in the parent
     R.render(R.geometry(batch.points, batch.offsets, 64), torch.rand(batch.points.shape[0], 8))
