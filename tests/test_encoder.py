@@ -171,6 +171,18 @@ def test_sequence_encoder_on_one_thread_gives_the_same_outputs_and_gradients():
     assert torch.allclose(out1, out2, atol=1e-6) and torch.allclose(fin1, fin2, atol=1e-6)
     for n, p in enc.named_parameters():
         assert torch.allclose(p.grad, plain[n], atol=1e-5), n
+    enc.zero_grad()  # an outer graph kept with retain_graph can be differentiated twice, as without the node
+    torch.set_num_threads(2)
+    try:
+        out3, _ = enc(batch)
+        loss = (out3 ** 2).sum()
+        loss.backward(retain_graph=True)
+        once = {n: p.grad.clone() for n, p in enc.named_parameters()}
+        loss.backward()
+    finally:
+        torch.set_num_threads(1)
+    for n, p in enc.named_parameters():
+        assert torch.allclose(p.grad, 2 * once[n], atol=1e-5), n
 
 
 def test_encoder_stays_fp32_under_cpu_autocast():

@@ -333,9 +333,9 @@ class _OneThread(torch.autograd.Function):
     def backward(ctx, *grads):
         x_grad = ctx.inner.requires_grad
         wrt = ([ctx.inner] if x_grad else []) + [p for p in ctx.params if p.requires_grad]
-        with one_thread():
-            got = list(torch.autograd.grad(ctx.outs, wrt, grads, allow_unused=True))
-        ctx.inner = ctx.outs = None
+        with one_thread():  # retain_graph: the outer graph may be differentiated again (backward(retain_graph=True));
+            # the inner graph is freed with this node
+            got = list(torch.autograd.grad(ctx.outs, wrt, grads, allow_unused=True, retain_graph=True))
         gx = got.pop(0) if x_grad else None
         rest = iter(got)
         return (None, gx, *(next(rest) if p.requires_grad else None for p in ctx.params))
