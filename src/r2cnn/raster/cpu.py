@@ -167,8 +167,9 @@ def _clear_sketch(b, pixel, ptr, offsets, out):
 def _forward_last(b0, b1, pixel, segment, alpha, ptr, offsets, a, out, zero, old_pixel, old_ptr, old_offsets):
     """Eq. (1) into ``out`` (B*H*W, C) for sketches [b0, b1): when ``zero`` (``out`` uninitialised), zero the images
     (per sketch or all at once, :data:`HOT_IMAGE_BYTES`), else clear each sketch's pixels of the render ``out`` holds
-    (``old_*``: that render's geometry); then write the entries ("last" has one entry per pixel: no write conflicts). The C values of a pixel are adjacent, so C channels cost C times the value writes, not C walks
-    over the entries."""
+    (``old_*``: that render's geometry); then write the entries ("last" has one entry per pixel: no write
+    conflicts). The C values of a pixel are adjacent, so C channels cost C times the value writes, not C walks over
+    the entries."""
     c = a.shape[1]
     last_point = a.shape[0] - 1
     one = a.dtype.type(1)
