@@ -6,7 +6,8 @@ A preset is a plain dict (JSON types only; it is stored in checkpoints as the ru
 - ``batch_size``, ``optimizer`` ("adam"), ``lr``, ``weight_decay``, ``epochs``, ``lr_schedule`` ("constant",
   "cosine" or ``{"name": ..., "warmup": steps or fraction}``), ``grad_clip`` (max gradient norm or None);
 - ``transform`` / ``eval_transform``: keyword arguments of ``make_transform(train=True / False, ...)``;
-- ``num_workers`` (data-loader processes), ``amp`` ("bf16", "fp16" or "none"; on CUDA as named; on a CPU bf16 only where it is native and only for the CNN, fp32 otherwise: :mod:`r2cnn.engine.precision`).
+- ``num_workers`` (data-loader processes), ``amp`` ("bf16", "fp16" or "none"; on CUDA as named; on a CPU bf16 only
+  where it is native and only for the CNN, fp32 otherwise: :mod:`r2cnn.engine.precision`).
 
 Paper settings (Sec. 4.1): Adam, batch 48, lr 1e-4 on QuickDraw and 5e-5 on TU-Berlin; TU-Berlin sketches
 RDP-simplified to at most 448 points and augmented by horizontal reflection, stroke removal and deformation

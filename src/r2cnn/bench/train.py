@@ -312,12 +312,14 @@ def _run(args) -> int:
                  f"{1000 * med[k]:.1f}",
                  f"{batch_size / med[k]:.0f}", f"{med[k] / med['CNN-only']:.2f}x", f"{med[k] / med['ResNet18']:.2f}x")
                 for k in models]
-        rows.append((f"loader ({workers} workers)", "", "", "", f"{1000 * loader_s:.1f}", f"{batch_size / loader_s:.0f}",
+        rows.append((f"loader ({workers} workers)", "", "", "", f"{1000 * loader_s:.1f}",
+                     f"{batch_size / loader_s:.0f}",
                      f"{loader_s / med['CNN-only']:.2f}x", f"{loader_s / med['ResNet18']:.2f}x"))
         print(f"bench train: {args.preset} vs {twin}, anchor torchvision's ResNet18 ({ANCHOR_SIZE}x{ANCHOR_SIZE}, "
               f"1 channel), batch {batch_size}, {args.steps} steps each (median), {device}, "
               f"{torch.get_num_threads()} threads")
-        print(table(rows, ["", "model", "precision", "params", "ms / batch", "sketches/s", "vs CNN-only step", "vs ResNet18 step"]))
+        print(table(rows, ["", "model", "precision", "params", "ms / batch",
+                           "sketches/s", "vs CNN-only step", "vs ResNet18 step"]))
         if device.type == "cpu":
             step_ok, rate_ok = ratio <= STEP_RATIO_GOAL, rate_over_anchor >= ANCHOR_RATE_GOAL
             results["goals"] = {f"R2CNN step <= {STEP_RATIO_GOAL}x the CNN-only step": step_ok,
