@@ -62,6 +62,9 @@ def test_bench_train_reports_both_models_and_the_loader(tmp_path):
     assert result["r2cnn_over_cnn_step_time"] == pytest.approx(
         result["models"]["R2CNN"]["step_ms_median"] / result["models"]["CNN-only"]["step_ms_median"])
     assert result["loader"]["sketches_per_s"] > 0
+    # the anchor is a fixed fp32 workload on the CPU; where the presets train in bf16 it is timed in bf16 too
+    assert result["precision"]["ResNet18"] == "float32"
+    assert ("anchor_bf16" in result) == (result["precision"]["R2CNN"] == "bfloat16")
 
 
 @pytest.mark.slow
