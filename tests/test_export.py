@@ -134,7 +134,7 @@ def test_required_models_export_in_both_formats(preset, tmp_path):
                 assert (attention == 1).all()
 
 
-def test_every_registered_model_exports_or_says_why_in_one_line():
+def test_every_registered_model_exports_or_says_why_in_one_line(tmp_path):
     """Supported kinds run the tensor-only path equal to the model; the others raise a one-line reason."""
     sketch = normalised_builtin(1, seed=4)[0]
     for name in models.list_models():
@@ -145,7 +145,7 @@ def test_every_registered_model_exports_or_says_why_in_one_line():
             assert "\n" not in reason
             model, _ = random_model(name, **options)
             with pytest.raises(R2CNNError, match=re.escape(reason)):
-                export_model(model, list(builtin.CLASSES), {"model": name}, "onnx", "unused.onnx")
+                export_model(model, list(builtin.CLASSES), {"model": name}, "onnx", tmp_path / "unused.onnx")
         elif small:
             model, _ = random_model(name, **options)
             with torch.no_grad():

@@ -189,8 +189,6 @@ class PackedLayout:
         row_sorted = torch.cumsum(steps_of, 0) - steps_of
         row_start = torch.empty_like(row_sorted)
         row_start[order] = row_sorted
-        group_steps = torch.empty_like(steps_of)
-        group_steps[order] = steps_of
         # flat slot -> (sketch, step)
         total = int(steps_of.sum())
         slot_sketch = torch.repeat_interleave(order, steps_of, output_size=total)
