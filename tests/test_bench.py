@@ -88,8 +88,9 @@ def test_bench_raster_prints_each_goal_with_its_figure(tmp_path, capsys):
     times, figures = result["times_ms"], result["goal_figures"]
     assert figures["cpu forward+backward C=1 vs cv2.polylines 2px"] == pytest.approx(
         times["cpu forward+backward C=1"] / times["cv2.polylines 2px"])
+    # C=8 against the C=1 run that took turns with it (each goal's ratio is between two runs timed together)
     assert figures["cpu forward+backward C=8 vs C=1"] == pytest.approx(
-        times["cpu forward+backward C=8"] / times["cpu forward+backward C=1"])
+        times["cpu forward+backward C=8"] / times["cpu forward+backward C=1, turns with C=8"])
     assert set(result["goals"]) == {f"{k} <= {b}" for k, b in zip(figures, ("1", "3", "0.1"))}
 
 
