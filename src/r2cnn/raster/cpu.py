@@ -333,9 +333,11 @@ def _backward_parallel(bounds, row, alpha, offsets, ptr, grad, out):
 # Below these sizes one thread is faster than waking others (tests lower them to exercise the drivers).
 PARALLEL_MIN_POINTS = 20_000  # geometry
 PARALLEL_MIN_ENTRIES = 1 << 16  # render forward: entries x channels
-# The backward reads the image gradient at scattered pixels; 2 threads measured no faster than one at 48 x 224^2
-# (0.75-0.79 ms forward+backward either way), so it keeps the old, higher bar.
-PARALLEL_MIN_BACKWARD = 1 << 20  # render backward: entries x channels
+# The backward reads the image gradient at scattered pixels: with that gradient in cache 2 threads were no faster than
+# one at 48 x 224^2 (0.75-0.79 ms forward+backward either way), but with it evicted (as in training, where the CNN's
+# activations pass through the cache between the render and its backward) they wait on memory side by side: C=1
+# forward+backward 1.0-1.8 ms on one thread, 0.7-0.9 ms on two (`r2cnn bench raster`, "C=1, turns with C=8").
+PARALLEL_MIN_BACKWARD = 1 << 16  # render backward: entries x channels
 
 
 def _run(serial, parallel, n: int, big: bool, *args) -> None:
