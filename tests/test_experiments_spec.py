@@ -34,7 +34,7 @@ def test_table2_cpu_seeds_and_reference():
     assert seeds["r2cnn"] == seeds["cnn"] == seeds["time-encoded"] == (0, 1, 2)
     assert all(len(s) == 1 for k, s in seeds.items() if k not in ("r2cnn", "cnn", "time-encoded"))
     assert spec.reference == "r2cnn"
-    assert {r.preset for r in spec.rows} >= {"cpu-r2cnn", "cpu-cnn", "cpu-attentive", "cpu-random-stroke-order",
+    assert {r.preset for r in spec.rows} >= {"cpu-r2cnn-paper", "cpu-cnn", "cpu-attentive", "cpu-random-stroke-order",
                                               "cpu-sketching-order", "cpu-late-fusion", "cpu-early-fusion",
                                               "cpu-time-encoded"}
 
@@ -129,4 +129,4 @@ def test_list_shows_every_builtin_spec_and_its_rows(capsys):
     text = capsys.readouterr().out
     for name in BUILTIN:
         assert f"{name}: " in text
-    assert "hog-svm (cpu-hog-svm)" in text and "r2cnn (cpu-r2cnn)" in text
+    assert "hog-svm (cpu-hog-svm)" in text and "r2cnn (cpu-r2cnn-paper)" in text

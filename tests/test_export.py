@@ -91,10 +91,11 @@ def test_single_sketch_encoder_equals_the_training_encoder(layers, channels):
 
 # --- parity (item 3) -------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["r2cnn-resnet18", "cnn-resnet18"])
+@pytest.mark.parametrize("name", ["r2cnn-resnet18", "cnn-resnet18", "attention-time-encoded-resnet18",
+                                  "time-encoded-resnet18"])
 def test_onnx_and_torchscript_equal_pytorch_on_200_sketches(name, tmp_path):
-    """A narrow cpu-r2cnn / cpu-cnn (64 pixels, 2-layer BiLSTM) keeps this quick; the presets themselves are
-    exported in test_required_models_export_in_both_formats."""
+    """A narrow cpu-r2cnn / cpu-cnn / cpu-attention-time-encoded / cpu-time-encoded (64 pixels, 2-layer BiLSTM)
+    keeps this quick; the presets themselves are exported in test_required_models_export_in_both_formats."""
     model, config = random_model(name, **SMALL)
     ort, ts = exported_runners(model, config, tmp_path)
     worst = {"onnx": 0.0, "torchscript": 0.0}
@@ -108,6 +109,32 @@ def test_onnx_and_torchscript_equal_pytorch_on_200_sketches(name, tmp_path):
     assert max(worst.values()) <= 1e-4, worst
 
 
+@pytest.mark.parametrize("strokes", [
+    [[(0.1, 0.2), (0.3, 0.4), (0.5, 0.1)]],                                 # one stroke
+    [[(0.1, 0.2)]],                                                         # a dot
+    [[(0.1, 0.2), (0.3, 0.4)], [(0.5, 0.5)], [(0.2, 0.9), (0.8, 0.8), (0.6, 0.1), (0.0, 0.0)]],
+], ids=["one-stroke", "dot", "three-strokes"])
+def test_time_encoding_of_one_sketch_equals_the_batched_one(strokes):
+    """The export path's stroke- and point-order channels are the training path's, also at the edge cases."""
+    from r2cnn.export.inference import TimeEncoding
+
+    rows = [(x, y, float(i == len(stroke) - 1)) for stroke in strokes for i, (x, y) in enumerate(stroke)]
+    points = torch.tensor(rows, dtype=torch.float32)
+    expected = models.time_encoding_intensities(points, torch.tensor([0, len(rows)]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script's deprecation notice
+        scripted = torch.jit.script(TimeEncoding())
+    for module in (TimeEncoding(), scripted):
+        assert torch.equal(module(points), expected)
+    missing_last_pen_end = points.clone()
+    missing_last_pen_end[-1, 2] = 0.0
+    assert torch.equal(TimeEncoding()(missing_last_pen_end),
+                       models.time_encoding_intensities(missing_last_pen_end, torch.tensor([0, len(rows)])))
+    for s in normalised_builtin(20, seed=5):
+        pts = torch.from_numpy(s.points)
+        assert torch.equal(TimeEncoding()(pts), models.time_encoding_intensities(pts, torch.tensor([0, len(pts)])))
+
+
 def test_attention_output_is_the_mean_of_the_models_attention_channels():
     torch.manual_seed(0)
     model = models.create("r2cnn-resnet18", len(builtin.CLASSES), in_channels=3, **SMALL).eval()
@@ -118,7 +145,7 @@ def test_attention_output_is_the_mean_of_the_models_attention_channels():
     np.testing.assert_allclose(attention.numpy(), expected, atol=1e-6)
 
 
-@pytest.mark.parametrize("preset", ["cpu-r2cnn", "cpu-cnn", "qd-r2cnn-resnet50"])
+@pytest.mark.parametrize("preset", ["cpu-r2cnn", "cpu-cnn", "qd-r2cnn-resnet50", "cpu-attention-time-encoded"])
 def test_required_models_export_in_both_formats(preset, tmp_path):
     model, config = random_model(preset)
     ort, ts = exported_runners(model, config, tmp_path)

@@ -14,7 +14,7 @@ KEYS = {"description", "model", "model_options", "batch_size", "optimizer", "lr"
         "lr_schedule", "grad_clip", "transform", "eval_transform", "num_workers", "amp"}
 
 
-CPU_FAMILY = {"cpu-r2cnn", "cpu-cnn", "cpu-attentive", "cpu-random-stroke-order", "cpu-sketching-order",
+CPU_FAMILY = {"cpu-r2cnn", "cpu-r2cnn-paper", "cpu-cnn", "cpu-attentive", "cpu-random-stroke-order", "cpu-sketching-order",
               "cpu-late-fusion", "cpu-early-fusion", "cpu-time-encoded", "cpu-attention-time-encoded",
               "cpu-r2cnn-stroke", "cpu-attention-replaces-binary", "cpu-attention-gated-time", "cpu-r2cnn-c3",
               "cpu-r2cnn-contrast"}
@@ -67,10 +67,18 @@ def test_cpu_pair_differs_only_in_the_model():
     for design in ("cpu-attention-replaces-binary", "cpu-attention-gated-time", "cpu-r2cnn-contrast", "cpu-r2cnn-c3"):
         assert cnn_twin(design) == "cpu-cnn", design
     assert cnn_twin("cpu-time-encoded") is None
-    assert r2cnn["model_options"] == cnn["model_options"]
-    assert {k: v for k, v in r2cnn.items() if k not in ("model", "description")} == \
-           {k: v for k, v in cnn.items() if k not in ("model", "description")}
-    assert models.get_spec(r2cnn["model"]).kind == "r2cnn" and models.get_spec(cnn["model"]).kind == "cnn"
+    assert cnn_twin("cpu-r2cnn-paper") == "cpu-cnn"
+    paper = get_preset("cpu-r2cnn-paper")
+    for preset in (r2cnn, paper):
+        assert preset["model_options"] == cnn["model_options"]
+        assert {k: v for k, v in preset.items() if k not in ("model", "description")} == \
+               {k: v for k, v in cnn.items() if k not in ("model", "description")}
+    assert models.get_spec(cnn["model"]).kind == "cnn"
+    # the CPU preset is the design kept on validation (issue 16): still RNN -> NLR -> CNN, the attention drawn
+    # next to the time-encoded channels; the paper's design (attention as the only channel) is cpu-r2cnn-paper
+    assert r2cnn["model"] == get_preset("cpu-attention-time-encoded")["model"] == "attention-time-encoded-resnet18"
+    assert models.get_spec(r2cnn["model"]).kind == "attention-time"
+    assert models.get_spec(paper["model"]).kind == "r2cnn"
 
 
 def test_get_preset_returns_a_copy_and_rejects_unknown_names():

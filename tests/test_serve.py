@@ -15,6 +15,7 @@ import pytest
 pytest.importorskip("fastapi", reason="fastapi is not installed (pip install 'sketch-r2cnn')")
 from fastapi.testclient import TestClient  # noqa: E402
 
+from r2cnn.presets import get_preset  # noqa: E402
 from r2cnn.serve.app import MAX_POINTS, MAX_STROKES, STATIC  # noqa: E402
 
 # Two strokes in screen-like coordinates: a "V" and a bar.
@@ -78,7 +79,8 @@ def test_a_whole_quickdraw_record_is_accepted_and_top_k_is_capped(client):
 
 
 def test_classes_health_docs_and_page(client, predictor):
-    assert client.get("/api/classes").json() == {"classes": predictor.classes, "model": "r2cnn-resnet18",
+    model = get_preset("cpu-r2cnn")["model"]  # the tiny checkpoint's preset
+    assert client.get("/api/classes").json() == {"classes": predictor.classes, "model": model,
                                                  "has_attention": True, "browser_model": None, "browser_note": None}
     health = client.get("/health").json()
     assert health["status"] == "ok" and health["classes"] == len(predictor.classes)
