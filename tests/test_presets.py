@@ -14,7 +14,8 @@ KEYS = {"description", "model", "model_options", "batch_size", "optimizer", "lr"
         "lr_schedule", "grad_clip", "transform", "eval_transform", "num_workers", "amp"}
 
 
-CPU_FAMILY = {"cpu-r2cnn", "cpu-r2cnn-paper", "cpu-cnn", "cpu-attentive", "cpu-random-stroke-order", "cpu-sketching-order",
+CPU_FAMILY = {"cpu-r2cnn", "cpu-r2cnn-paper", "cpu-cnn",
+              "cpu-attentive", "cpu-random-stroke-order", "cpu-sketching-order",
               "cpu-late-fusion", "cpu-early-fusion", "cpu-time-encoded", "cpu-attention-time-encoded",
               "cpu-r2cnn-stroke", "cpu-attention-replaces-binary", "cpu-attention-gated-time", "cpu-r2cnn-c3",
               "cpu-r2cnn-contrast"}

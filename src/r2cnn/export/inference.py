@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from r2cnn.models import (AttentionEncoder, AttentionTimeEncoded, AttentiveCNN, CNNOnly, ContrastAttentionEncoder, R2CNN,
-                          SketchClassifier, get_spec)
+from r2cnn.models import (AttentionEncoder, AttentionTimeEncoded, AttentiveCNN, CNNOnly, ContrastAttentionEncoder,
+                          R2CNN, SketchClassifier, get_spec)
 from r2cnn.raster.dense import DenseRasterizer
 
 # model kind (r2cnn.models.KINDS) -> why it has no tensor-only inference path here
@@ -79,7 +79,8 @@ class TimeEncoding(nn.Module):
     """The time-encoded channels of one sketch: ``(N, 3)`` -> ``(N, 2)`` (stroke order, point order), the values of
     :func:`r2cnn.models.time_encoding_intensities` for a batch of one (same float32 maths): a stroke starts at the
     first point and after every pen_end; stroke order falls linearly from 1 on the first stroke to 0 on the last,
-    point order from 1 at a stroke's first point to 0 at its last (one stroke, or a dot: 1)."""
+    point order from 1 at a stroke's first point to 0 at its last (one stroke, or a dot: 1). Written for one sketch
+    because the exporter refuses the batched function's ``torch.diff`` at opset 17."""
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
         n = points.shape[0]
