@@ -113,12 +113,12 @@ def _build() -> dict[str, dict]:
         preset["transform"] = {**preset["transform"], **needs}
         preset["eval_transform"] = {**preset["eval_transform"], **needs}
         presets[name] = preset
-    # The CPU preset of Sketch-R2CNN is the design kept on validation (issue 16, docs/experiments.md "Making the
-    # attention earn its place"): still RNN -> NLR -> CNN end to end, its NLR drawing the learned attention next to
+    # The CPU preset of Sketch-R2CNN is the design kept on validation (issue 16, docs/experiments.md "Issue 16:
+    # attention designs, chosen on carved validation splits"): still RNN -> NLR -> CNN end to end, its NLR drawing the learned attention next to
     # the binary, stroke-order and point-order channels. On the carved validation splits it led every design tried
     # (mean top-1 over qd340-mini and qd5 61.43 against 58.58 for the paper's design, cpu-r2cnn-paper); on the test
-    # splits it beat the CNN-only twin and the time-encoded image on qd340-mini (5 seeds). Its step is ~1.36x
-    # cpu-cnn's. The tables' CPU specs use cpu-r2cnn-paper, the paper's system.
+    # splits it beat the CNN-only twin and the time-encoded image on qd340-mini (5 seeds). Its step is 1.35x
+    # cpu-cnn's (`r2cnn bench train`). The tables' CPU specs use cpu-r2cnn-paper, the paper's system.
     presets["cpu-r2cnn"] = dict(copy.deepcopy(presets["cpu-attention-time-encoded"]),
                                 description="fast CPU: Sketch-R2CNN, its attention (BiLSTM 2x64, 10x lr) drawn next "
                                             "to the time-encoded image + half-width ResNet18 at 64x64")
