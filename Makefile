@@ -11,7 +11,7 @@ export MALLOC_TRIM_THRESHOLD_ := 1000000000
 # constraints.txt: the tested torch/torchvision (pyproject.toml only gives ranges).
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	$(PY) -m pip install -q --no-cache-dir -c constraints.txt -e '.[test]'
 	touch $@
 
 setup: $(VENV)/.installed
