@@ -205,6 +205,7 @@ def test_any_torchvision_model_by_name(batch):
     ("cnn-resnet18", {"pretrained": "/nonexistent/weights.pth"}, "not found"),
     ("cnn-sketchanet", {"pretrained": True}, "no ImageNet weights"),
     ("cnn-mobilenet_v3_small", {"width": 16}, "ResNets only"),
+    ("attention-time-encoded-resnet18", {"fixed_dropout": 1.0}, "fixed_dropout must be a probability"),
 ])
 def test_bad_requests_are_user_errors(name, options, message):
     with pytest.raises(R2CNNError, match=message):
@@ -298,3 +299,32 @@ def test_attention_with_the_time_encoded_channels(batch):
                  "attention-gated-time-resnet18": order * a}[name]
         expected = model.render(batch, torch.cat([a, fixed], 1))
         assert out["image"].shape[1] == 1 + extra and torch.allclose(out["image"], expected)
+
+
+def test_fixed_dropout_draws_a_sketchs_fixed_channels_as_zeros_in_training_only():
+    """fixed_dropout: in training each sketch's binary and order channels are either all drawn or all zero, both
+    happen in a batch, and the attention channel is always drawn; in evaluation the model is the one without it."""
+    sketches = _sketches() * 8  # 24 sketches
+    batch = SketchBatch.from_sketches(sketches)
+    torch.manual_seed(0)
+    model = models.create("attention-time-encoded-resnet18", 4, canvas=32, width=8, hidden=8, fixed_dropout=0.5)
+    plain = models.create("attention-time-encoded-resnet18", 4, canvas=32, width=8, hidden=8)
+    plain.load_state_dict(model.state_dict())
+    model.eval(), plain.eval()
+    evaluated = model.forward_with_attention(batch)
+    assert torch.equal(evaluated["logits"], plain.forward_with_attention(batch)["logits"])
+    drawn = evaluated["image"][:, 1:]
+
+    model.train()
+    torch.manual_seed(1)
+    trained = model.forward_with_attention(batch)
+    fixed = trained["image"][:, 1:]
+    dropped = [bool((fixed[b] == 0).all()) for b in range(len(sketches))]
+    for b in range(len(sketches)):
+        assert dropped[b] or torch.allclose(fixed[b], drawn[b])
+    assert 0 < sum(dropped) < len(sketches)
+    assert all(bool(trained["image"][b, 0].amax() > 0) for b in range(len(sketches)))
+    # the loss reaches the RNN through the attention channel alone on the dropped sketches
+    loss = trained["logits"][torch.tensor(dropped)].sum()
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder.parameters())

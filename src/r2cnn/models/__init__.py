@@ -33,7 +33,10 @@ R2CNN and its CNN-only twin):
   to torchvision-format weights, or torchvision weights by name from torch's hub cache: "IMAGENET1K_V1",
   "IMAGENET1K_V2", ``True``/"imagenet" for torchvision's default; never downloaded),
   ``cnn_dropout`` (Sketch-a-Net L6/L7 dropout, 0.5);
-- early fusion: ``fusion_eps`` (0.5).
+- early fusion: ``fusion_eps`` (0.5);
+- attention with the time-encoded channels: ``fixed_dropout`` (0.0), the probability that a training sketch's
+  fixed channels are drawn as zeros, so that the CNN must classify it from the attention alone (modality dropout;
+  evaluation always draws them).
 
 ``in_channels`` is C, the number of attention channels of the RNN and input channels of the CNN (paper: 1).
 Every model has ``raster_size``, ``raster_eps``, ``forward(batch) -> logits`` and
@@ -56,7 +59,8 @@ from r2cnn.models.r2cnn import (AttentionTimeEncoded, AttentiveCNN, CNNOnly, Ear
                                 SketchClassifier, sketching_order_intensities, time_encoding_intensities)
 
 DEFAULT_OPTIONS = dict(canvas=224, eps=1.0, overlap="last", hidden=512, layers=2, dropout=0.5, width=64,
-                       stem="imagenet", pretrained=None, cnn_dropout=0.5, fusion_eps=0.5)
+                       stem="imagenet", pretrained=None, cnn_dropout=0.5, fusion_eps=0.5,
+                       fixed_dropout=0.0)
 
 KINDS = ("cnn", "stroke-thirds", "order", "r2cnn", "attentive", "late-fusion", "early-fusion", "time", "attention-time",
          "r2cnn-stroke", "attention-replaces-binary", "attention-gated-time", "r2cnn-contrast")
@@ -169,6 +173,7 @@ _OPTION_RULES = {
     "pretrained": ((lambda v: v is None or isinstance(v, (bool, str))), "null, true, a weights name or a path"),
     "cnn_dropout": _number(lambda v: 0 <= v < 1, "a probability in [0, 1)"),
     "fusion_eps": _number(lambda v: 0 < v <= 64, "a number in (0, 64] (pixels)"),
+    "fixed_dropout": _number(lambda v: 0 <= v < 1, "a probability in [0, 1)"),
 }
 
 
@@ -220,7 +225,7 @@ def create(name: str, num_classes: int, in_channels: int = 1, **options) -> Sket
         model = R2CNN(ContrastAttentionEncoder(*rnn, in_channels), backbone, num_classes, **raster)
     elif spec.kind in _ATTENTION_TIME:
         model = AttentionTimeEncoded(AttentionEncoder(*rnn, in_channels), backbone, num_classes,
-                                     _ATTENTION_TIME[spec.kind], **raster)
+                                     _ATTENTION_TIME[spec.kind], fixed_dropout=float(o["fixed_dropout"]), **raster)
     elif spec.kind == "attentive":
         model = AttentiveCNN(backbone, num_classes, in_channels, **raster)
     elif spec.kind == "late-fusion":

@@ -163,26 +163,43 @@ class AttentionTimeEncoded(R2CNN):
       is that image) and the CNN cannot fall back on a binary copy of the strokes;
     - ``"gated"``: the two order channels are multiplied by the attention (its mean over the C channels; C + 2
       inputs), so every input pixel passes through the RNN and its gradient reaches the RNN from all channels.
+
+    ``fixed_dropout``: in training, each sketch's fixed channels (binary and order) are drawn as zeros with this
+    probability, so that for those sketches the CNN sees the attention alone and its loss reaches the RNN (modality
+    dropout; no rescaling, since the channels are intensities). In evaluation every channel is drawn.
     """
 
     EXTRA_CHANNELS = {"next": 3, "replace": 2, "gated": 2}
 
     def __init__(self, encoder: AttentionEncoder, backbone: nn.Module, num_classes: int, fixed: str = "next",
-                 **raster):
+                 fixed_dropout: float = 0.0, **raster):
         super().__init__(encoder, backbone, num_classes, **raster)
         if fixed not in self.EXTRA_CHANNELS:
             raise ValueError(f"fixed must be one of {', '.join(self.EXTRA_CHANNELS)}, not {fixed!r}")
+        if not 0.0 <= fixed_dropout < 1.0:
+            raise ValueError(f"fixed_dropout must be a probability in [0, 1), not {fixed_dropout!r}")
         self.fixed = fixed
+        self.fixed_dropout = fixed_dropout
+
+    def _fixed_keep(self, batch: SketchBatch, like: torch.Tensor) -> torch.Tensor | None:
+        """``(P, 1)``: 0 on every point of a sketch whose fixed channels are dropped in this step, else 1; None
+        when nothing is dropped (evaluation, or ``fixed_dropout`` 0)."""
+        if not self.training or self.fixed_dropout == 0.0:
+            return None
+        keep = (torch.rand(batch.batch_size, device=like.device) >= self.fixed_dropout).to(like.dtype)
+        return keep.repeat_interleave(batch.lengths.to(like.device), output_size=like.shape[0]).unsqueeze(1)
 
     def forward_with_attention(self, batch: SketchBatch) -> dict:
         attention = self.encoder(batch)
         order = time_encoding_intensities(batch.points, batch.offsets).to(attention.dtype)
+        keep = self._fixed_keep(batch, attention)
         if self.fixed == "next":
-            channels = [attention, attention.new_ones(order.shape[0], 1), order]
+            fixed = torch.cat([attention.new_ones(order.shape[0], 1), order], 1)
         elif self.fixed == "replace":
-            channels = [attention, order]
+            fixed = order
         else:
-            channels = [attention, order * attention.mean(dim=1, keepdim=True)]
+            fixed = order * attention.mean(dim=1, keepdim=True)
+        channels = [attention, fixed if keep is None else fixed * keep]
         image = self.render(batch, torch.cat(channels, 1))
         return dict(logits=self.classifier(self.backbone(image)), attention=attention, image=image)
 
