@@ -34,9 +34,10 @@ R2CNN and its CNN-only twin):
   "IMAGENET1K_V2", ``True``/"imagenet" for torchvision's default; never downloaded),
   ``cnn_dropout`` (Sketch-a-Net L6/L7 dropout, 0.5);
 - early fusion: ``fusion_eps`` (0.5);
-- attention with the time-encoded channels: ``fixed_dropout`` (0.0), the probability that a training sketch's
-  fixed channels are drawn as zeros, so that the CNN must classify it from the attention alone (modality dropout;
-  evaluation always draws them).
+- the time-encoded kinds: ``fixed_dropout`` (0.0), the probability that a training sketch's fixed channels are
+  drawn as zeros (modality dropout; evaluation always draws them): with the attention, the binary and order
+  channels, so that the CNN must classify the sketch from the attention alone; on the time-encoded image, its two
+  order channels (the control: the sketch is then the binary image); ignored by the other models.
 
 ``in_channels`` is C, the number of attention channels of the RNN and input channels of the CNN (paper: 1).
 Every model has ``raster_size``, ``raster_eps``, ``forward(batch) -> logits`` and
@@ -216,7 +217,7 @@ def create(name: str, num_classes: int, in_channels: int = 1, **options) -> Sket
     elif spec.kind == "order":
         model = CNNOnly(backbone, num_classes, in_channels, "order", **raster)
     elif spec.kind == "time":
-        model = CNNOnly(backbone, num_classes, in_channels, "time", **raster)
+        model = CNNOnly(backbone, num_classes, in_channels, "time", float(o["fixed_dropout"]), **raster)
     elif spec.kind == "r2cnn":
         model = R2CNN(AttentionEncoder(*rnn, in_channels), backbone, num_classes, **raster)
     elif spec.kind == "r2cnn-stroke":

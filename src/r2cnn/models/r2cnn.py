@@ -103,6 +103,18 @@ def time_encoding_intensities(points: torch.Tensor, offsets: torch.Tensor) -> to
     return torch.stack([stroke_order, point_order], dim=1)
 
 
+def sketch_dropout_mask(batch: SketchBatch, p: float, like: torch.Tensor) -> torch.Tensor:
+    """``(P, 1)`` in ``like``'s dtype: 0 on every point of a sketch dropped with probability ``p``, else 1 (one
+    draw per sketch, from torch's generator)."""
+    keep = (torch.rand(batch.batch_size, device=like.device) >= p).to(like.dtype)
+    return keep.repeat_interleave(batch.lengths.to(like.device), output_size=like.shape[0]).unsqueeze(1)
+
+
+def _check_probability(name: str, p: float) -> None:
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"{name} must be a probability in [0, 1), not {p!r}")
+
+
 class CNNOnly(SketchClassifier):
     """A CNN on rasterised sketches (Tables 1, 3: "Sketch-a-Net v2", "ResNet50").
 
@@ -110,15 +122,21 @@ class CNNOnly(SketchClassifier):
     ``intensity="order"``: Table 2's Attention-using-Sketching-Order (:func:`sketching_order_intensities`);
     ``intensity="time"``: the binary image plus the two :func:`time_encoding_intensities` channels (the CNN
     then has ``in_channels + 2`` inputs).
-    The value (binary or order) is repeated over the ``in_channels`` channels."""
+    The value (binary or order) is repeated over the ``in_channels`` channels.
+    ``fixed_dropout`` (``"time"`` only): in training, each sketch's two order channels are drawn as zeros with this
+    probability (the control of :class:`AttentionTimeEncoded`'s option: a dropped sketch is the binary image)."""
 
     def __init__(self, backbone: nn.Module, num_classes: int, in_channels: int = 1, intensity: str = "constant",
-                 **raster):
+                 fixed_dropout: float = 0.0, **raster):
         super().__init__(**raster)
         self.backbone = backbone
         self.classifier = nn.Linear(backbone.out_features, num_classes)
         self.in_channels = in_channels
         self.intensity = intensity
+        _check_probability("fixed_dropout", fixed_dropout)
+        if fixed_dropout and intensity != "time":
+            raise ValueError("fixed_dropout needs the time-encoded channels (intensity='time')")
+        self.fixed_dropout = fixed_dropout
 
     def intensities(self, batch: SketchBatch) -> torch.Tensor:
         p = batch.points.shape[0]
@@ -128,7 +146,10 @@ class CNNOnly(SketchClassifier):
             value = batch.points.new_ones(p)
         value = value[:, None].expand(p, self.in_channels)
         if self.intensity == "time":
-            value = torch.cat([value, time_encoding_intensities(batch.points, batch.offsets).to(value.dtype)], 1)
+            order = time_encoding_intensities(batch.points, batch.offsets).to(value.dtype)
+            if self.training and self.fixed_dropout:
+                order = order * sketch_dropout_mask(batch, self.fixed_dropout, order)
+            value = torch.cat([value, order], 1)
         return value
 
     def forward_with_attention(self, batch: SketchBatch) -> dict:
@@ -176,30 +197,23 @@ class AttentionTimeEncoded(R2CNN):
         super().__init__(encoder, backbone, num_classes, **raster)
         if fixed not in self.EXTRA_CHANNELS:
             raise ValueError(f"fixed must be one of {', '.join(self.EXTRA_CHANNELS)}, not {fixed!r}")
-        if not 0.0 <= fixed_dropout < 1.0:
-            raise ValueError(f"fixed_dropout must be a probability in [0, 1), not {fixed_dropout!r}")
+        _check_probability("fixed_dropout", fixed_dropout)
         self.fixed = fixed
         self.fixed_dropout = fixed_dropout
 
-    def _fixed_keep(self, batch: SketchBatch, like: torch.Tensor) -> torch.Tensor | None:
-        """``(P, 1)``: 0 on every point of a sketch whose fixed channels are dropped in this step, else 1; None
-        when nothing is dropped (evaluation, or ``fixed_dropout`` 0)."""
-        if not self.training or self.fixed_dropout == 0.0:
-            return None
-        keep = (torch.rand(batch.batch_size, device=like.device) >= self.fixed_dropout).to(like.dtype)
-        return keep.repeat_interleave(batch.lengths.to(like.device), output_size=like.shape[0]).unsqueeze(1)
 
     def forward_with_attention(self, batch: SketchBatch) -> dict:
         attention = self.encoder(batch)
         order = time_encoding_intensities(batch.points, batch.offsets).to(attention.dtype)
-        keep = self._fixed_keep(batch, attention)
         if self.fixed == "next":
             fixed = torch.cat([attention.new_ones(order.shape[0], 1), order], 1)
         elif self.fixed == "replace":
             fixed = order
         else:
             fixed = order * attention.mean(dim=1, keepdim=True)
-        channels = [attention, fixed if keep is None else fixed * keep]
+        if self.training and self.fixed_dropout:
+            fixed = fixed * sketch_dropout_mask(batch, self.fixed_dropout, fixed)
+        channels = [attention, fixed]
         image = self.render(batch, torch.cat(channels, 1))
         return dict(logits=self.classifier(self.backbone(image)), attention=attention, image=image)
 
