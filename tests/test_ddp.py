@@ -1,12 +1,12 @@
 """DDP: two gloo processes under torchrun train the same model as one process with the same global batch.
 
 Batch norm is synchronised under DDP (``GlooSyncBatchNorm`` on CPU, ``nn.SyncBatchNorm`` on CUDA), so the only
-differences left are floating-point summation orders; dropout is switched off because each rank draws its own
-dropout masks. Plain SGD keeps updates linear in the gradients (Adam divides by sqrt(v), which turns last-bit
-gradient differences on near-zero gradients into visible weight differences). The RNN learns at 3x the CNN's
-rate in its own optimiser group: with cpu-r2cnn's 10x on top of this test's large SGD step (an RNN step of 0.1),
-three steps already turn last-bit differences into 4e-4 in the first convolution's weights; at 1-3x they stay
-within 2e-6.
+differences left are floating-point summation orders; dropout (the RNN's, and fixed_dropout) is switched off
+because each rank draws its own dropout masks. Plain SGD keeps updates linear in the gradients (Adam divides by
+sqrt(v), which turns last-bit gradient differences on near-zero gradients into visible weight differences). The
+RNN learns at 3x the CNN's rate in its own optimiser group: with cpu-r2cnn's 10x on top of this test's large SGD
+step (an RNN step of 0.1), three steps already turn last-bit differences into 4e-4 in the first convolution's
+weights; at 1-3x they stay within 2e-6.
 """
 
 import json
@@ -19,7 +19,7 @@ import torch
 
 from r2cnn.engine.checkpoint import load_checkpoint
 
-TINY = '{"canvas": 32, "width": 8, "stem": "small", "hidden": 16, "layers": 1, "dropout": 0.0}'
+TINY = '{"canvas": 32, "width": 8, "stem": "small", "hidden": 16, "layers": 1, "dropout": 0.0, "fixed_dropout": 0.0}'
 ENV = dict(os.environ, MALLOC_MMAP_THRESHOLD_="1000000000", MALLOC_TRIM_THRESHOLD_="1000000000",
            R2CNN_NO_REEXEC="1", OMP_NUM_THREADS="1")
 

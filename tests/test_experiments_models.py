@@ -34,7 +34,8 @@ def test_time_encoding_by_hand():
 @pytest.mark.parametrize("name", CPU_TWINS)
 def test_cpu_twins_share_cpu_r2cnn_backbone_canvas_and_budget(name):
     twin, base = get_preset(name), get_preset("cpu-r2cnn")
-    assert twin["model_options"] == base["model_options"]
+    # all but cpu-r2cnn's fixed_dropout, which acts on channels the twins do not draw
+    assert twin["model_options"] == {k: v for k, v in base["model_options"].items() if k != "fixed_dropout"}
     for key in ("batch_size", "lr", "epochs", "lr_schedule", "grad_clip", "optimizer"):
         assert twin[key] == base[key], key
     assert twin["model"].endswith("resnet18")

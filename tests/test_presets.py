@@ -62,7 +62,7 @@ def test_paper_settings():
     assert models.create("r2cnn-sketchanet", 3, hidden=8).raster_size == 225
 
 
-def test_cpu_pair_differs_only_in_the_model():
+def test_cpu_pair_differs_only_in_the_model_and_what_acts_on_its_fixed_channels():
     r2cnn, cnn = get_preset("cpu-r2cnn"), get_preset("cpu-cnn")
     assert cnn_twin("cpu-r2cnn") == "cpu-cnn" and cnn_twin("qd-r2cnn-resnet50") == "qd-cnn-resnet50"
     for design in ("cpu-attention-replaces-binary", "cpu-attention-gated-time", "cpu-r2cnn-contrast", "cpu-r2cnn-c3"):
@@ -70,14 +70,21 @@ def test_cpu_pair_differs_only_in_the_model():
     assert cnn_twin("cpu-time-encoded") is None
     assert cnn_twin("cpu-r2cnn-paper") == "cpu-cnn"
     paper = get_preset("cpu-r2cnn-paper")
+    # the model, and the one model option that acts only on the fixed channels the twin does not have
     for preset in (r2cnn, paper):
-        assert preset["model_options"] == cnn["model_options"]
-        assert {k: v for k, v in preset.items() if k not in ("model", "description")} == \
-               {k: v for k, v in cnn.items() if k not in ("model", "description")}
+        options = {k: v for k, v in preset["model_options"].items() if k != "fixed_dropout"}
+        assert options == cnn["model_options"]
+        assert {k: v for k, v in preset.items() if k not in ("model", "model_options", "description")} == \
+               {k: v for k, v in cnn.items() if k not in ("model", "model_options", "description")}
     assert models.get_spec(cnn["model"]).kind == "cnn"
     # the CPU preset is the design kept on validation (issue 16): still RNN -> NLR -> CNN, the attention drawn
-    # next to the time-encoded channels; the paper's design (attention as the only channel) is cpu-r2cnn-paper
+    # next to the time-encoded channels, which half the training sketches get as zeros; the paper's design
+    # (attention as the only channel) is cpu-r2cnn-paper
     assert r2cnn["model"] == get_preset("cpu-attention-time-encoded")["model"] == "attention-time-encoded-resnet18"
+    assert r2cnn["model_options"]["fixed_dropout"] == 0.5
+    kept_in_session_9 = get_preset("cpu-attention-time-encoded")
+    assert {k: v for k, v in r2cnn.items() if k not in ("model_options", "description")} == \
+           {k: v for k, v in kept_in_session_9.items() if k not in ("model_options", "description")}
     assert models.get_spec(r2cnn["model"]).kind == "attention-time"
     assert models.get_spec(paper["model"]).kind == "r2cnn"
 
