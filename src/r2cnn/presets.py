@@ -120,7 +120,7 @@ def _build() -> dict[str, dict]:
     # them from the attention alone. Session 9 kept the design without the dropout (cpu-attention-time-encoded:
     # mean top-1 over qd340-mini and qd5 validation 61.43 against 58.58 for the paper's design, cpu-r2cnn-paper);
     # with it, validation top-1 went from 83.88 to 89.49 on qd5 at 320 sketches a class (3 seeds) and from 27.70 to
-    # 31.29 on qd340-mini (docs/experiments/qd5-low-attention-tuning.toml). Its step is ~1.35x cpu-cnn's
+    # 31.29 on qd340-mini (docs/experiments/qd5-low-attention-tuning.toml). Its step is 1.36x cpu-cnn's
     # (`r2cnn bench train`). The tables' CPU specs use cpu-r2cnn-paper, the paper's system.
     presets["cpu-r2cnn"] = dict(copy.deepcopy(presets["cpu-attention-time-encoded"]),
                                 model_options=dict(_CPU_MODEL_OPTIONS, fixed_dropout=0.5),
