@@ -185,9 +185,10 @@ class AttentionTimeEncoded(R2CNN):
     - ``"gated"``: the two order channels are multiplied by the attention (its mean over the C channels; C + 2
       inputs), so every input pixel passes through the RNN and its gradient reaches the RNN from all channels.
 
-    ``fixed_dropout``: in training, each sketch's fixed channels (binary and order) are drawn as zeros with this
-    probability, so that for those sketches the CNN sees the attention alone and its loss reaches the RNN (modality
-    dropout; no rescaling, since the channels are intensities). In evaluation every channel is drawn.
+    ``fixed_dropout``: in training, each sketch's fixed channels (all but the attention: binary and order, or the
+    order channels alone) are drawn as zeros with this probability, so that for those sketches the CNN sees the
+    attention alone and its loss reaches the RNN (modality dropout; no rescaling, since the channels are
+    intensities). In evaluation every channel is drawn.
     """
 
     EXTRA_CHANNELS = {"next": 3, "replace": 2, "gated": 2}
@@ -200,7 +201,6 @@ class AttentionTimeEncoded(R2CNN):
         _check_probability("fixed_dropout", fixed_dropout)
         self.fixed = fixed
         self.fixed_dropout = fixed_dropout
-
 
     def forward_with_attention(self, batch: SketchBatch) -> dict:
         attention = self.encoder(batch)
