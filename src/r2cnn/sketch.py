@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from r2cnn.errors import R2CNNError
+from r2cnn.strokes import drawing_points, sketch_points
 
 if TYPE_CHECKING:
     import torch
@@ -58,20 +59,24 @@ class Sketch:
                        source: str = "drawing") -> "Sketch":
         """Build from a Quick, Draw! drawing as in its ndjson files and ``r2cnn serve``'s API: strokes ``[xs, ys]``
         (simplified) or ``[xs, ys, ts]`` (raw; the times go to ``meta["t"]``), lists or arrays. A malformed
-        drawing raises :class:`r2cnn.errors.SketchFormatError` naming ``source`` and the field."""
-        from r2cnn.data.formats.common import points_from_strokes
-        from r2cnn.data.formats.ndjson import _checked_drawing
-
-        def plain(value):
-            if isinstance(value, np.ndarray):
-                return value.tolist()
-            return [plain(v) for v in value] if isinstance(value, (list, tuple)) else value
-
-        xy, lengths, t = _checked_drawing(plain(drawing), source, None)
+        drawing raises :class:`r2cnn.errors.SketchFormatError` naming ``source`` and the field (the checks of
+        :mod:`r2cnn.strokes`, the input contract every entry point shares)."""
+        points, t = drawing_points(drawing, source)
         meta = dict(meta or {})
         if t is not None:
             meta["t"] = t
-        return cls(points_from_strokes(xy, lengths, source), label, meta)
+        return cls(points, label, meta)
+
+    @classmethod
+    def checked(cls, value) -> "Sketch":
+        """A sketch from any form of the input contract (:func:`r2cnn.strokes.sketch_points`: strokes ``[[xs, ys],
+        ...]`` or ``[[xs, ys, ts], ...]``, an ``(N, 3)`` array, or a Sketch, whose label and meta are kept), checked
+        as every predict entry point checks it; malformed input is a one-line
+        :class:`~r2cnn.errors.SketchFormatError`."""
+        points = sketch_points(value)
+        if isinstance(value, Sketch):
+            return cls(points, value.label, value.meta)
+        return cls(points)
 
     @property
     def num_points(self) -> int:

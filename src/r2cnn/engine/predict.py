@@ -1,7 +1,9 @@
 """Classify sketches with a trained checkpoint: :class:`Predictor` (Python) behind ``r2cnn predict``.
 
-The sketch goes through the checkpoint config's evaluation transform (normalisation, and the stroke-order
-change of an ablation preset), exactly what the model saw at validation time.
+A sketch is any form of the input contract (:mod:`r2cnn.strokes`: a :class:`~r2cnn.sketch.Sketch`, strokes
+``[[xs, ys], ...]`` or ``[[xs, ys, ts], ...]``, an ``(N, 3)`` array), checked as every entry point checks it. It
+goes through the checkpoint config's evaluation transform (normalisation, and the stroke-order change of an
+ablation preset), exactly what the model saw at validation time.
 """
 
 from __future__ import annotations
@@ -12,13 +14,16 @@ import numpy as np
 import torch
 
 from r2cnn.sketch import Sketch, SketchBatch
+from r2cnn.strokes import check_top_k
 
 
 class Predictor:
     """``Predictor("run/best.pt").predict(sketch) -> [(class, probability), ...]`` best first.
 
     ``sketch`` is a :class:`r2cnn.Sketch` in any coordinates (as read by :func:`r2cnn.data.formats.read_sketches`),
-    or an ``(N, 3)`` array of x, y, pen_end.
+    Quick, Draw! strokes ``[[xs, ys], ...]`` or raw ``[[xs, ys, ts], ...]``, or an ``(N, 3)`` array of x, y,
+    pen_end; malformed input (:mod:`r2cnn.strokes`) and a ``top_k`` that is not a whole number >= 1 are one-line
+    :class:`~r2cnn.errors.R2CNNError` s.
     """
 
     def __init__(self, checkpoint: str, device: str | torch.device = "cpu"):
@@ -35,7 +40,7 @@ class Predictor:
         # A fixed generator: the evaluation transform is deterministic except for an ablation's random stroke
         # order, which then stays the same from call to call.
         rng = np.random.default_rng(0)
-        prepared = [self.transform(s if isinstance(s, Sketch) else Sketch(s), rng) for s in sketches]
+        prepared = [self.transform(Sketch.checked(s), rng) for s in sketches]
         return prepared, SketchBatch.from_sketches(prepared, labels=[-1] * len(prepared)).to(self.device)
 
     @torch.no_grad()
@@ -59,6 +64,7 @@ class Predictor:
         """
         from r2cnn.engine.precision import denormals_flushed
 
+        top_k = check_top_k(top_k)
         prepared, batch = self._batch([sketch])
         with denormals_flushed():
             out = self.model.forward_with_attention(batch)
@@ -77,7 +83,7 @@ class Predictor:
         """Top-k lists for many sketches, batched."""
         sketches = list(sketches)
         results = []
-        k = min(top_k, len(self.classes))
+        k = min(check_top_k(top_k), len(self.classes))
         for start in range(0, len(sketches), batch_size):
             probs = self.probabilities(sketches[start:start + batch_size])
             values, indices = probs.topk(k, dim=1)

@@ -47,27 +47,6 @@ class Prediction:
         return self.labels[0]
 
 
-def sketch_from_strokes(strokes) -> Sketch:
-    """A :class:`Sketch` from QuickDraw-style strokes ``[[xs, ys], ...]`` (any coordinate range, y down), a
-    :class:`Sketch`, or an ``(N, 3)`` array of x, y, pen_end. Malformed input is a one-line :class:`R2CNNError`."""
-    from r2cnn.data.formats.common import points_from_strokes
-
-    if isinstance(strokes, Sketch):
-        return strokes
-    if isinstance(strokes, np.ndarray) and strokes.ndim == 2 and strokes.shape[1] == 3:
-        return Sketch(strokes.astype(np.float32))
-    arrays = []
-    for k, stroke in enumerate(strokes):
-        try:
-            xs, ys = stroke
-            xy = np.stack([np.asarray(xs, np.float64), np.asarray(ys, np.float64)], axis=1)
-        except (TypeError, ValueError) as e:
-            raise R2CNNError(f"predict: stroke {k} is not a pair (xs, ys) of equally long number lists") from e
-        arrays.append(xy)
-    lengths = np.array([len(a) for a in arrays], np.int64)
-    return Sketch(points_from_strokes(np.concatenate(arrays) if arrays else np.zeros((0, 2)), lengths, "strokes"))
-
-
 class LoadedModel:
     """A model ready to classify sketches; made by :func:`load`. ``classes`` the class names, ``metadata`` the
     export metadata (:func:`r2cnn.export.exporters.describe`; for a checkpoint its classes, model, preset and
@@ -84,10 +63,17 @@ class LoadedModel:
         self.transform = make_transform(False, **metadata["input"]["preprocess"])
 
     def predict(self, strokes, top_k: int = 5) -> Prediction:
-        """Classify one sketch: ``strokes`` as QuickDraw's ``[[xs, ys], ...]`` in any coordinate range (y down),
-        a :class:`Sketch` or an ``(N, 3)`` array (x, y, pen_end)."""
+        """Classify one sketch: ``strokes`` as Quick, Draw!'s ``[[xs, ys], ...]`` or raw ``[[xs, ys, ts], ...]``
+        in any coordinate range (y down), a :class:`Sketch` or an ``(N, 3)`` array (x, y, pen_end). The input
+        contract of :mod:`r2cnn.strokes` (the one the server's ``/api/predict`` applies): malformed input, more
+        than 65,535 points or strokes, and a ``top_k`` that is not a whole number >= 1 are one-line
+        :class:`R2CNNError` s, before any model work."""
+        from r2cnn.strokes import check_top_k
+
+        top_k = check_top_k(top_k)
+        sketch = Sketch.checked(strokes)
         # the evaluation transform is deterministic but for an ablation's random stroke order, kept fixed here
-        sketch = self.transform(sketch_from_strokes(strokes), np.random.default_rng(0))
+        sketch = self.transform(sketch, np.random.default_rng(0))
         logits, attention = self._run(sketch.points)
         z = logits.astype(np.float64) - logits.max()
         probs = np.exp(z) / np.exp(z).sum()

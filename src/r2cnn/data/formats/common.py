@@ -1,8 +1,9 @@
 """What every format shares: size limits, point validation, labels from paths, atomic output files.
 
-Readers build a :class:`~r2cnn.sketch.Sketch` through :func:`points_from_strokes` (the ndjson fast path through
-an equivalent check, compared with it by the fuzz tests), so one set of rules (non-empty, finite, at most
-:data:`MAX_POINTS`) holds for every format.
+Readers build a :class:`~r2cnn.sketch.Sketch` through :func:`r2cnn.strokes.points_from_strokes` (the ndjson fast
+path through an equivalent check, compared with it by the fuzz tests), so one set of rules, the input contract of
+:mod:`r2cnn.strokes` (non-empty, finite, at most :data:`MAX_POINTS` points), holds for every format and for the
+predict entry points.
 """
 
 from __future__ import annotations
@@ -20,43 +21,10 @@ import numpy as np
 
 from r2cnn.errors import ErrorPolicy, R2CNNError, SketchFormatError
 from r2cnn.sketch import Sketch
-
-# QuickDraw's .bin stores point and stroke counts as u16; anything larger is not a sketch but a broken file.
-MAX_POINTS = 65535
-MAX_STROKES = 65535
-FLOAT32_MAX = float(np.finfo(np.float32).max)
+from r2cnn.strokes import FLOAT32_MAX, MAX_POINTS, MAX_STROKES, points_from_strokes  # noqa: F401 (the readers' names)
 
 # Keys the readers add to ``meta`` to say where a record came from; writers never copy them into a record.
 ORIGIN_KEYS = ("source", "line", "record")
-
-
-def points_from_strokes(xy: np.ndarray, lengths: np.ndarray, source: str, *, line: int | None = None,
-                        record: int | None = None) -> np.ndarray:
-    """Points ``(N, 3)`` float32 (x, y, pen_end) from concatenated stroke coordinates.
-
-    ``xy``: ``(N, 2)`` any real dtype, strokes concatenated in drawing order; ``lengths``: ``(S,)`` points per
-    stroke. Raises :class:`SketchFormatError` for an empty drawing, an empty stroke, too many points or
-    strokes, and coordinates that are not finite once in float32.
-    """
-    where = dict(line=line, record=record)
-    if len(lengths) == 0:
-        raise SketchFormatError(source, "empty drawing", field="drawing", **where)
-    if len(lengths) > MAX_STROKES:
-        raise SketchFormatError(source, "too many strokes", field="drawing", detail=f"{len(lengths)} > {MAX_STROKES}", **where)
-    if lengths.min() <= 0:
-        raise SketchFormatError(source, "empty stroke", field=f"drawing[{int(np.argmin(lengths))}]", **where)
-    n = len(xy)
-    if n > MAX_POINTS:
-        raise SketchFormatError(source, "too many points", field="drawing", detail=f"{n} > {MAX_POINTS}", **where)
-    if xy.dtype.kind == "f":  # integer inputs are always finite in float32; floats may be NaN, inf or too big
-        finite = (np.abs(xy) <= FLOAT32_MAX).all(axis=1)  # False for NaN too
-        if not finite.all():
-            bad = int(np.flatnonzero(~finite)[0])
-            raise SketchFormatError(source, "non-finite coordinate", field="drawing", detail=f"point {bad}", **where)
-    points = np.zeros((n, 3), np.float32)
-    points[:, :2] = xy
-    points[np.cumsum(lengths) - 1, 2] = 1.0
-    return points
 
 
 def origin(sketch: Sketch, index: int, fallback: str) -> dict:
