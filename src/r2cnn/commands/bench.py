@@ -13,6 +13,7 @@ TARGETS = {
     "serve": "r2cnn.bench.serve",
     "classic": "r2cnn.bench.classic",
     "export": "r2cnn.bench.export",
+    "mirror": "r2cnn.bench.mirror",
 }
 
 
