@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from r2cnn.cli import main
-from r2cnn.data import store as store_mod
+from r2cnn.data.store import reader, splits, writer
 from r2cnn.data.store import SketchStore, build_store, prepare
 from r2cnn.errors import ErrorPolicy, R2CNNError
 from r2cnn.sketch import Sketch
@@ -63,7 +63,7 @@ def test_points_labels_and_key_ids_are_exact(tmp_path):
 @pytest.mark.parametrize("kwargs, dtype", [(dict(lo=-300, hi=300), np.int16), (dict(floats=True), np.float32),
                                            (dict(lo=0, hi=70000), np.float32)])
 def test_points_dtype_follows_content(tmp_path, monkeypatch, kwargs, dtype):
-    monkeypatch.setattr(store_mod, "_FLUSH_POINTS", 16)  # many flushes: the first chunks may fit uint8
+    monkeypatch.setattr(writer, "_FLUSH_POINTS", 16)  # many flushes: the first chunks may fit uint8
     sketches = _random_sketches(5, hi=200, key0=1) + _random_sketches(40, seed=1, **kwargs)
     st = build_store(sketches, tmp_path / "s")
     assert st.points.dtype == dtype
@@ -98,7 +98,7 @@ def test_hash_split_sizes_deterministic_disjoint(tmp_path):
 def test_small_class_is_scaled_down(tmp_path):
     st = build_store(_random_sketches(30, classes=1), tmp_path / "s")  # default 70K/2.5K/2.5K
     assert [len(st.indices(s)) for s in ("train", "valid", "test", "unused")] == [28, 1, 1, 0]
-    assert store_mod._scaled_sizes(7500, (70000, 2500, 2500)) == [7000, 250, 250]
+    assert splits.scaled_sizes(7500, (70000, 2500, 2500)) == [7000, 250, 250]
 
 
 def test_given_splits_are_kept(tmp_path):
@@ -153,7 +153,7 @@ def test_interrupted_build_leaves_no_store(ndjson_dir, tmp_path, monkeypatch):
     def boom(self, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(store_mod._Builder, "finish", boom)
+    monkeypatch.setattr(writer.Builder, "finish", boom)
     with pytest.raises(KeyboardInterrupt):
         prepare([src], out, progress=False)
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["nd"]
@@ -306,12 +306,12 @@ def test_store_without_validation_is_rebuilt_when_one_can_be_carved(tmp_path, mo
     sk = _random_sketches(20, classes=1)
     (tmp_path / "tr").mkdir()
     _write_ndjson(tmp_path / "tr" / "cat.ndjson", sk, "cat")
-    monkeypatch.setattr(store_mod, "_carve_valid", lambda *a: None)
+    monkeypatch.setattr(splits, "carve_valid", lambda *a: None)
     old = prepare([f"train={tmp_path / 'tr'}"], tmp_path / "s", split_sizes=(10, 2, 0), progress=False)
     assert len(old.indices("valid")) == 0
     monkeypatch.undo()
-    manifest = json.loads((tmp_path / "s" / store_mod.MANIFEST).read_text())
+    manifest = json.loads((tmp_path / "s" / reader.MANIFEST).read_text())
     del manifest["train_gives_up_valid"]  # as a store written before that rule has it
-    (tmp_path / "s" / store_mod.MANIFEST).write_text(json.dumps(manifest))
+    (tmp_path / "s" / reader.MANIFEST).write_text(json.dumps(manifest))
     new = prepare([f"train={tmp_path / 'tr'}"], tmp_path / "s", split_sizes=(10, 2, 0), progress=False)
     assert len(new.indices("valid")) == 2

@@ -9,7 +9,8 @@ import pytest
 
 from r2cnn.cli import main
 from r2cnn.data.builtin import CLASSES, generate
-from r2cnn.data.store import SPLIT_CODE, SketchStore, build_store
+from r2cnn.data.store import SketchStore, build_store
+from r2cnn.data.store.splits import SPLIT_CODE
 from r2cnn.errors import R2CNNError
 from r2cnn.experiments import protocols
 

@@ -48,7 +48,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from r2cnn.data.store import parse_split_sizes, prepare
+    from r2cnn.data.store import prepare
+    from r2cnn.data.store.splits import parse_split_sizes
     from r2cnn.errors import ErrorPolicy
 
     store = prepare(args.sources, args.out, builtin=args.builtin, split_sizes=parse_split_sizes(args.split_sizes),

@@ -40,7 +40,8 @@ from pathlib import Path
 import numpy as np
 
 from r2cnn.data.formats.common import AtomicWriter
-from r2cnn.data.store import MANIFEST, SketchStore
+from r2cnn.data.store import SketchStore
+from r2cnn.data.store.reader import MANIFEST
 from r2cnn.errors import MissingResource, R2CNNError
 from r2cnn.experiments import protocols
 from r2cnn.experiments.runners import (NeuralRunner, get_runner, read_json, runner_kind, takes_optional_entry,

@@ -33,7 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from r2cnn.data.formats.common import replace_durably
-from r2cnn.data.store import MANIFEST, SPLIT_CODE, SketchStore
+from r2cnn.data.store import SketchStore
+from r2cnn.data.store.reader import MANIFEST
+from r2cnn.data.store.splits import SPLIT_CODE
 from r2cnn.errors import R2CNNError
 
 # Paper Sec. 4.1 (TU-Berlin): at most 448 points after RDP; augmentation as in Sketch-a-Net (the probabilities are
