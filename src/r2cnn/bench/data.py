@@ -10,6 +10,15 @@
 
 Data: the data folder's ``quickdraw/qd5/train`` (found as :mod:`r2cnn.bench._paths` says) when present, else the
 built-in generator's sketches.
+
+With ``--store DIR`` (a prepared store, e.g. the full-size QuickDraw rehearsal of docs/architecture.md, "Scale")
+it times the loader instead, over ``--loader-sketches`` sketches drawn at random from the store's train split:
+
+- anchor: ``store[i]`` plus each preset's training transform in the main process;
+- per ``--presets`` entry (default the paper's QuickDraw preset and the CPU preset): ``make_loader`` with
+  ``--workers`` worker processes, that preset's training transform (augmentation) and its model's raster geometry
+  (canvas and stroke width: 224 for the paper's, 64 for the CPU preset), batches of the preset's size. Each row
+  also gives sketches/s per worker (the figure a GPU node's data-loading cores are planned with).
 """
 
 from __future__ import annotations
@@ -35,6 +44,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--raster-size", type=int, default=224, help="geometry size for the loader row (default 224)")
     p.add_argument("--work-dir", type=Path, help="where to write the sample file and store (default: a temp dir)")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--store", type=Path, help="time the loader over this prepared store's train split instead")
+    p.add_argument("--presets", default="qd-r2cnn-resnet50,cpu-r2cnn-paper",
+                   help="with --store: presets whose transform, canvas and batch size the loader rows use")
+    p.add_argument("--workers", type=int, default=1, help="with --store: loader worker processes (default 1)")
 
 
 def _sample_ndjson(args, path: Path) -> str:
@@ -73,6 +86,47 @@ def _timed(fn) -> tuple[int, float]:
     return n, time.perf_counter() - t
 
 
+def _store_rows(args) -> tuple[str, list]:
+    """The ``--store`` rows (module docstring): ``(description, [(group, what, sketches, seconds)])``."""
+    import numpy as np
+
+    from r2cnn.data.loader import make_loader
+    from r2cnn.data.store import SketchStore
+    from r2cnn.engine.factory import build_model, build_transform
+    from r2cnn.presets import get_preset
+
+    store = SketchStore(args.store)
+    train = store.indices("train")
+    idx = np.sort(np.random.default_rng(0).choice(train, min(args.loader_sketches, len(train)), replace=False))
+    idx = idx[np.random.default_rng(1).permutation(len(idx))]  # random access, as a shuffled epoch reads
+    setups = []
+    for name in [p.strip() for p in args.presets.split(",") if p.strip()]:
+        config = dict(get_preset(name), preset=name)
+        model = build_model(config, len(store.classes), pretrained=False)
+        setups.append((name, build_transform(config, train=True), model.raster_size, model.raster_eps,
+                       int(config["batch_size"])))
+        del model
+    rows = []
+    rng = np.random.default_rng(0)
+
+    def anchor(transform):
+        for i in idx:
+            transform(store[i], rng)
+        return len(idx)
+
+    rows.append(("loader", f"store[i] + {setups[0][0]} transform, main process (anchor)",
+                 *_timed(lambda: anchor(setups[0][1]))))
+    for name, transform, size, eps, batch in setups:
+        loader = make_loader(store, None, indices=idx, batch_size=batch, transform=transform,
+                             num_workers=args.workers, raster_size=size, raster_eps=eps)
+        it = iter(loader)
+        first = next(it)  # worker start-up is not part of the throughput
+        n, t = _timed(lambda: sum(b.batch_size for b in it))
+        rows.append(("loader", f"{name}: {args.workers} worker(s), geometry {size}, batch {batch}", n, t))
+        del it, loader, first
+    return f"{args.store} ({len(store)} sketches, train split {len(train)})", rows
+
+
 def run(args) -> int:
     import tempfile
 
@@ -84,6 +138,9 @@ def run(args) -> int:
     from r2cnn.data.store import prepare
     from r2cnn.data.transforms import make_transform
 
+    if args.store is not None:
+        source, rows = _store_rows(args)
+        return _print(args, source, rows)
     with tempfile.TemporaryDirectory(dir=args.work_dir) as tmp:
         tmp = Path(tmp)
         sample = tmp / "sample.ndjson"
@@ -133,7 +190,10 @@ def run(args) -> int:
         made_file.write_bytes(b"".join(_ndjson_line(sk, i) for i, sk in enumerate(made)))
         rows.append(("builtin", "json.loads loop, same sketches (anchor)", *_timed(lambda: json_loop(made_file))))
         rows.append(("builtin", "builtin.generate", *generated))
+    return _print(args, source, rows)
 
+
+def _print(args, source: str, rows: list) -> int:
     anchors = {}
     results = []
     for group, what, n, t in rows:
@@ -141,11 +201,14 @@ def run(args) -> int:
         anchors.setdefault(group, rate)
         results.append({"group": group, "what": what, "sketches": n, "seconds": round(t, 4),
                         "sketches_per_s": round(rate, 1), "ratio_to_anchor": round(rate / anchors[group], 3)})
+        if args.store is not None and "worker" in what:
+            results[-1]["sketches_per_s_per_worker"] = round(rate / max(args.workers, 1), 1)
     print(f"data: {source} (ratio: sketches/s over the anchor of the same group, same run)")
     print(f"{'group':<7} {'what':<46} {'sketches':>9} {'seconds':>8} {'sketches/s':>11} {'ratio':>6}")
     for r in results:
+        per_worker = f"  ({r['sketches_per_s_per_worker']:.0f} per worker)" if "sketches_per_s_per_worker" in r else ""
         print(f"{r['group']:<7} {r['what']:<46} {r['sketches']:>9} {r['seconds']:>8.3f} {r['sketches_per_s']:>11.0f} "
-              f"{r['ratio_to_anchor']:>6.2f}")
+              f"{r['ratio_to_anchor']:>6.2f}{per_worker}")
     if args.json:
         args.json.write_text(json.dumps({"data": source, "results": results}, indent=1))
     return 0
