@@ -114,7 +114,7 @@ def test_all_345_classes_download_prepare_ddp_evaluate(tmp_path):
     assert ddp.returncode == 0, ddp.stderr[-4000:]
     report = tmp_path / "eval.json"
     assert main(["evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(store), "--json", str(report),
-                 "--batch-size", "256"]) == 0
+                 "--batch-size", "256", "--partial", "1"]) == 0
     result = json.loads(report.read_text())
-    assert result["count"] == 345 * 3 and len(result["per_class"]) == 345
+    assert result["count"] == 345 * 3 and len(result["per_class"]) == 345 and list(result["partial"]) == ["1"]
     assert sorted(result["per_class"]) == sorted(QUICKDRAW_CLASSES)

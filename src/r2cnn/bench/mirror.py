@@ -318,6 +318,8 @@ def _handler_class():
             f, start, size = got
             with self.server.lock:
                 self.server.gets.append((str(f.relative_to(self.server.root)), start))
+            if self.server.log_requests:
+                print(f"GET {f.relative_to(self.server.root)} from byte {start}", flush=True)
             limit = size - start
             drop = self.server.drop_after
             if drop is not None:
@@ -345,7 +347,7 @@ class MirrorServer:
     """A threaded HTTP server for a mirror folder on 127.0.0.1 (module docstring); a context manager.
     ``base_url`` is the ``--base-url`` for ``r2cnn download``; ``gets`` lists every GET as (file, first byte)."""
 
-    def __init__(self, root: str | Path, port: int = 0, drop_after: int | None = None):
+    def __init__(self, root: str | Path, port: int = 0, drop_after: int | None = None, log_requests: bool = False):
         from http.server import ThreadingHTTPServer
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler_class())
@@ -353,6 +355,7 @@ class MirrorServer:
         self.httpd.root = Path(root).resolve()
         self.httpd.drop_after, self.httpd.dropped, self.httpd.lock = drop_after, set(), threading.Lock()
         self.httpd.gets = []  # (file relative to the root, first byte) of every GET, for tests and logs
+        self.httpd.log_requests = log_requests
         self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}{PREFIX}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
 
@@ -387,6 +390,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("root", type=Path)
     s.add_argument("--port", type=int, default=0, help="port (default: any free one; the URL is printed)")
     s.add_argument("--drop-after", type=int, help="close the first GET of each file after this many bytes")
+    s.add_argument("--log-requests", action="store_true", help="print a line for every GET (file, first byte)")
 
 
 def run(args) -> int:
@@ -406,7 +410,7 @@ def run(args) -> int:
         return 0
     if not args.root.is_dir():
         raise R2CNNError(f"{args.root}: not a folder (make one with `r2cnn bench mirror generate --out DIR`)")
-    with MirrorServer(args.root, args.port, args.drop_after) as srv:
+    with MirrorServer(args.root, args.port, args.drop_after, args.log_requests) as srv:
         print(f"serving {args.root} at {srv.base_url} (Ctrl-C to stop)", flush=True)
         try:
             while True:

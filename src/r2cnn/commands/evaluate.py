@@ -21,6 +21,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_device(p)
     p.add_argument("--workers", type=non_negative_int, default=0, help="data-loader worker processes")
     p.add_argument("--batch-size", type=positive_int, help="sketches per batch (default: the checkpoint's)")
+    p.add_argument("--partial", type=_fractions, default=None, metavar="F,F,...",
+                   help="stroke fractions of the partial-sketch passes, each a pass over the split (default "
+                        "0.25,0.5,0.75,1; '1': whole sketches only, one pass, e.g. for 862,500 QuickDraw tests)")
+
+
+def _fractions(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or not all(0.0 < v <= 1.0 for v in values):
+        raise argparse.ArgumentTypeError(f"--partial takes fractions in (0, 1] separated by commas, not {text!r}")
+    return values
 
 
 def format_report(report: dict) -> str:
@@ -50,9 +63,10 @@ def run(args) -> int:
         from r2cnn.classic.runner import ClassicRunner
         report = ClassicRunner().evaluate(Path(args.checkpoint), Path(args.data), args.split, args.fold)
     else:
+        from r2cnn.engine.evaluate import PARTIAL_FRACTIONS
         report = evaluate_checkpoint(args.checkpoint, args.data, split=args.split, fold=args.fold,
                                      device=resolve_device(args.device), workers=args.workers,
-                                     batch_size=args.batch_size)
+                                     batch_size=args.batch_size, partial=args.partial or PARTIAL_FRACTIONS)
     if args.out:
         out = Path(args.out)
         report["confusion_png"] = str(confusion_png(report["confusion"], report["classes"], out / "confusion.png"))
