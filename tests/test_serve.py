@@ -343,7 +343,7 @@ def test_loopback_server_accepts_only_its_own_host_names(predictor):
 
 def test_a_client_that_never_finishes_its_request_is_disconnected(predictor, monkeypatch):
     """A slow client (a request head trickled byte by byte, or nothing at all) loses its connection after
-    HEAD_TIMEOUT, while a normal request on another connection is answered."""
+    REQUEST_TIMEOUT, while a normal request on another connection is answered."""
     import socket
     import threading
     import time
@@ -351,7 +351,7 @@ def test_a_client_that_never_finishes_its_request_is_disconnected(predictor, mon
     from r2cnn.serve import Recognizer, create_app
     from r2cnn.serve import server as srv
 
-    monkeypatch.setattr(srv, "HEAD_TIMEOUT", 1.0)
+    monkeypatch.setattr(srv, "REQUEST_TIMEOUT", 1.0)
     sock = srv.listen("127.0.0.1", 0)
     port = sock.getsockname()[1]
     server = srv.make_server(create_app(Recognizer(predictor, source="tiny.pt")))

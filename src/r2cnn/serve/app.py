@@ -51,9 +51,23 @@ MAX_TOP_K = 100
 
 @dataclass(frozen=True)
 class Limits:
-    """Request limits that a server may change (the drawing's shape limits are fixed by the schema)."""
+    """Request limits that a server may change (the drawing's shape limits are fixed by the schema).
+
+    The work in flight is bounded (:class:`BodyLimit`, :class:`WorkLimit`): a request beyond a bound gets 503 with
+    ``Retry-After: retry_after`` and a JSON ``message`` at once, before anything parses it."""
 
     max_body_bytes: int = 2_000_000  # MAX_POINTS points as JSON fit with room to spare
+    max_buffered_bytes: int = 64_000_000  # request bodies being received or worked on, all requests together
+    max_predicts: int = 8  # /api/predict requests at once: one predicts, the others wait for the model
+    max_parses: int = 2  # /api/parse requests at once (an SVG parse takes a core for seconds)
+    retry_after: int = 1  # seconds
+
+    def __post_init__(self):
+        if min(self.max_predicts, self.max_parses, self.retry_after) < 1:
+            raise R2CNNError("max_predicts, max_parses and retry_after must be at least 1")
+        if self.max_buffered_bytes < self.max_body_bytes:
+            raise R2CNNError(f"max_buffered_bytes ({self.max_buffered_bytes}) must be at least max_body_bytes "
+                             f"({self.max_body_bytes})")
 
 
 # A coordinate: a JSON number (an integer is fine), never a string, bool or null; NaN and +-inf are refused here
@@ -120,15 +134,28 @@ class ParseResponse(BaseModel):
     label: str | None = Field(description="the record's word (ndjson); null for SVG")
 
 
+def busy(message: str, retry_after: int, close: bool = False) -> JSONResponse:
+    """The 503 of a request beyond a bound on the work in flight; ``close``: the connection closes after it (its
+    body was not read)."""
+    headers = {"Retry-After": str(retry_after), **({"Connection": "close"} if close else {})}
+    return JSONResponse({"detail": message, "message": f"{message}; retry in {retry_after} s"}, status_code=503,
+                        headers=headers)
+
+
 class BodyLimit:
-    """ASGI middleware: answer 413 once a request body exceeds ``max_bytes``, before anything parses it.
+    """ASGI middleware: answer 413 once a request body exceeds ``max_bytes``, before anything parses it, and 503
+    while the bodies of the requests in flight (being received or worked on) hold ``max_buffered`` bytes.
 
     A declared ``Content-Length`` over the limit is refused without reading; otherwise the body is read up to the
-    limit (chunked uploads included) and handed on."""
+    limit (chunked uploads included) and handed on. A refusal before the whole body is read closes the connection
+    (the rest of the body is never read)."""
 
-    def __init__(self, app, max_bytes: int):
+    def __init__(self, app, max_bytes: int, max_buffered: int | None = None, retry_after: int = 1):
         self.app = app
         self.max_bytes = max_bytes
+        self.max_buffered = max_buffered if max_buffered is not None else 32 * max_bytes
+        self.retry_after = retry_after
+        self.buffered = 0  # bytes counted against max_buffered (the event loop's only: no lock)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
@@ -136,29 +163,76 @@ class BodyLimit:
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
             return await self._refuse(scope, receive, send)
-        body, more = bytearray(), True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-            if len(body) > self.max_bytes:
-                return await self._refuse(scope, receive, send)
-        replayed = False
+        held = int(declared or 0)  # this request's bytes counted in self.buffered
+        if not self._take(held):
+            return await self._busy(scope, receive, send)
+        try:
+            body, more = bytearray(), True
+            while more:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                body += message.get("body", b"")
+                more = message.get("more_body", False)
+                if len(body) > self.max_bytes:
+                    return await self._refuse(scope, receive, send)
+                if len(body) > held:  # chunked, or more than declared: count what came
+                    if not self._take(len(body) - held):
+                        return await self._busy(scope, receive, send)
+                    held = len(body)
+            replayed = False
 
-        async def replay():
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": bytes(body), "more_body": False}
+            async def replay():
+                nonlocal replayed
+                if replayed:
+                    return await receive()
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
 
-        await self.app(scope, replay, send)
+            await self.app(scope, replay, send)
+        finally:
+            self.buffered -= held
+
+    def _take(self, n: int) -> bool:
+        if n and self.buffered + n > self.max_buffered:
+            return False
+        self.buffered += n
+        return True
 
     async def _refuse(self, scope, receive, send):
         message = f"request body larger than {self.max_bytes} bytes"
-        await JSONResponse({"detail": message, "message": message}, status_code=413)(scope, receive, send)
+        await JSONResponse({"detail": message, "message": message}, status_code=413,
+                           headers={"Connection": "close"})(scope, receive, send)
+
+    async def _busy(self, scope, receive, send):
+        message = f"server busy: request bodies in flight hold {self.max_buffered} bytes"
+        await busy(message, self.retry_after, close=True)(scope, receive, send)
+
+
+class WorkLimit:
+    """ASGI middleware: at most ``bounds[path]`` requests to each of these paths in flight at once, from the moment
+    their body has been received (:class:`BodyLimit` runs first) until they are answered; one more gets 503 with
+    ``Retry-After`` at once, before anything parses it. The work itself runs in the thread pool, so the event loop
+    (and ``/health``) stays free."""
+
+    def __init__(self, app, bounds: dict[str, int], retry_after: int = 1):
+        self.app = app
+        self.bounds = dict(bounds)
+        self.retry_after = retry_after
+        self.in_flight = dict.fromkeys(self.bounds, 0)  # the event loop's only: no lock
+
+    async def __call__(self, scope, receive, send):
+        path = scope.get("path") if scope["type"] == "http" else None
+        if path not in self.bounds:
+            return await self.app(scope, receive, send)
+        if self.in_flight[path] >= self.bounds[path]:
+            message = f"server busy: {self.bounds[path]} requests to {path} in flight"
+            return await busy(message, self.retry_after)(scope, receive, send)
+        self.in_flight[path] += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight[path] -= 1
 
 
 class HostCheck:
@@ -209,7 +283,11 @@ def create_app(recognizer, limits: Limits = Limits(), hosts: Sequence[str] | Non
     # Our own /docs (below) instead of FastAPI's, which loads Swagger UI from a CDN; no ReDoc (CDN only).
     app = FastAPI(title="Sketch-R2CNN", version=_version(), docs_url=None, redoc_url=None,
                   description="Vector sketch recognition with per-point attention (Li et al., IEEE TVCG 2020).")
-    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    # added in this order, run in the reverse: Host check, body (size, bytes in flight), work in flight
+    app.add_middleware(WorkLimit, bounds={"/api/predict": limits.max_predicts, "/api/parse": limits.max_parses},
+                       retry_after=limits.retry_after)
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes, max_buffered=limits.max_buffered_bytes,
+                       retry_after=limits.retry_after)
     if hosts is not None:
         app.add_middleware(HostCheck, hosts=hosts)  # added last: runs first
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -257,7 +335,7 @@ def create_app(recognizer, limits: Limits = Limits(), hosts: Sequence[str] | Non
         return FileResponse(browser.path, media_type="application/octet-stream")
 
     @app.get("/health")
-    def health() -> dict:
+    async def health() -> dict:  # on the event loop: answers while every worker thread is busy
         # the file's name only: where it lives on the server is nobody's business
         return {"status": "ok", "model": recognizer.model_name, "classes": len(recognizer.classes),
                 "checkpoint": Path(recognizer.source).name}

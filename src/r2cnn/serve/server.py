@@ -40,10 +40,10 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
-# Slow clients: a connection must send a whole request head within HEAD_TIMEOUT seconds of connecting (or of its
-# previous answer), an idle keep-alive connection is closed after KEEP_ALIVE_TIMEOUT, a request head is at most
-# MAX_HEAD_BYTES.
-HEAD_TIMEOUT = 10.0
+# Slow clients: a connection must send a whole request, head and body, within REQUEST_TIMEOUT seconds of connecting
+# (or of its previous answer); an idle keep-alive connection is closed after KEEP_ALIVE_TIMEOUT; a request head is at
+# most MAX_HEAD_BYTES.
+REQUEST_TIMEOUT = 10.0
 KEEP_ALIVE_TIMEOUT = 5
 MAX_HEAD_BYTES = 16 * 1024
 
@@ -57,13 +57,45 @@ def loopback_hosts(host: str, port: int) -> list[str] | None:
     return [f"{n}:{port}" for n in names] + (names if port == 80 else [])
 
 
-def _protocol():
-    """uvicorn's h11 protocol with a deadline for each request head (uvicorn's own keep-alive timeout is cancelled
-    by any byte received, so a client trickling a header would hold its connection for ever)."""
-    from uvicorn.protocols.http.h11_impl import H11Protocol
+def _error_body(message: str) -> bytes:
+    """The JSON body of every error answer, the app's and the HTTP layer's: ``{"detail": ..., "message": ...}``."""
+    import json
 
-    class HeadDeadline(H11Protocol):
+    return json.dumps({"detail": message, "message": message}).encode()
+
+
+def _protocol(request_timeout: float):
+    """uvicorn's h11 protocol with a deadline on each whole request and JSON answers from the HTTP layer.
+
+    - Deadline: a connection has ``request_timeout`` seconds from connecting, or from its previous answer, to send a
+      request's head and body (uvicorn's own keep-alive timer is cancelled by any byte received, so a client
+      trickling a header or a body would hold its connection for ever). A connection without a whole head by then
+      is closed; one still sending its body gets 408 with a JSON ``message``, then is closed. A request received in
+      time is never cut off while the app works on it (the app bounds that work itself).
+    - Malformed HTTP (``Content-Length: abc``, two ``Host`` headers, a head over MAX_HEAD_BYTES, ...) is refused by
+      h11 before the app sees it: uvicorn's answer is a plain-text 400; here it is h11's status (400, 431 for a head
+      too large, 501 for an unsupported Transfer-Encoding) with the JSON ``message`` saying what h11 found, and the
+      connection is closed.
+    """
+    import h11
+    from uvicorn.protocols.http.h11_impl import STATUS_PHRASES, H11Protocol
+
+    class RequestDeadline(H11Protocol):
         _deadline = None
+        _protocol_error = None
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            next_event = self.conn.next_event
+
+            def next_event_noting_errors():  # uvicorn drops h11's reason; keep it for the answer
+                try:
+                    return next_event()
+                except h11.RemoteProtocolError as e:
+                    self._protocol_error = e
+                    raise
+
+            self.conn.next_event = next_event_noting_errors
 
         def connection_made(self, transport):
             super().connection_made(transport)
@@ -71,7 +103,8 @@ def _protocol():
 
         def on_response_complete(self):
             super().on_response_complete()
-            self._arm()
+            if not self.transport.is_closing():
+                self._arm()
 
         def connection_lost(self, exc):
             if self._deadline is not None:
@@ -81,38 +114,72 @@ def _protocol():
         def _arm(self):
             if self._deadline is not None:
                 self._deadline.cancel()
-            self._deadline = self.loop.call_later(HEAD_TIMEOUT, self._expired)
+            self._deadline = self.loop.call_later(request_timeout, self._expired)
 
         def _expired(self):
-            waiting = self.cycle is None or self.cycle.response_complete  # no request head since armed
-            if waiting and not self.transport.is_closing():
+            if self.transport.is_closing():
+                return
+            cycle = self.cycle
+            if cycle is None or cycle.response_complete:  # no request head since armed
+                self.transport.close()
+            elif cycle.more_body:  # the head came, the body is not all here
+                if not cycle.response_started:
+                    cycle.disconnected = True  # the app's receive() now ends, its answer goes nowhere
+                    cycle.message_event.set()
+                    self._answer(408, f"request not received within {request_timeout:g} s of the connection "
+                                      "or of the previous answer")
                 self.transport.close()
 
-    return HeadDeadline
+        def send_400_response(self, msg: str) -> None:
+            error = self._protocol_error
+            status = getattr(error, "error_status_hint", 400)
+            reason = " ".join(str(error or msg).split())[:200]
+            self._answer(status, f"malformed HTTP request: {reason}")
+            self.transport.close()
+
+        def _answer(self, status: int, message: str) -> None:
+            """Write a JSON error answer straight to the transport (the connection closes after it)."""
+            if self.conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+                return  # an answer has begun already: closing is all that is left
+            body = _error_body(message)
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                       (b"connection", b"close")]
+            try:
+                out = self.conn.send(h11.Response(status_code=status, headers=headers,
+                                                  reason=STATUS_PHRASES.get(status, b"")))
+                out += self.conn.send(h11.Data(data=body)) + self.conn.send(h11.EndOfMessage())
+            except h11.LocalProtocolError:
+                return
+            self.transport.write(out)
+
+    return RequestDeadline
 
 
-def make_server(app, log_level: str = "warning"):
-    """A ``uvicorn.Server`` for ``app`` with the slow-client limits above."""
+def make_server(app, log_level: str = "warning", request_timeout: float | None = None):
+    """A ``uvicorn.Server`` for ``app`` with the slow-client limits above (``request_timeout``: seconds for a whole
+    request, default REQUEST_TIMEOUT)."""
     import uvicorn
 
-    return uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=False, http=_protocol(),
+    timeout = REQUEST_TIMEOUT if request_timeout is None else request_timeout
+    return uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=False, http=_protocol(timeout),
                                          timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
                                          h11_max_incomplete_event_size=MAX_HEAD_BYTES))
 
 
-def run(app, sock: socket.socket, log_level: str = "warning") -> None:
+def run(app, sock: socket.socket, log_level: str = "warning", request_timeout: float | None = None) -> None:
     """Serve ``app`` on ``sock`` with uvicorn until interrupted."""
-    make_server(app, log_level).run(sockets=[sock])
+    make_server(app, log_level, request_timeout).run(sockets=[sock])
 
 
 @contextlib.contextmanager
-def serve_subprocess(checkpoint: str, *options: str, env: dict | None = None,
+def serve_subprocess(checkpoint: str | None, *options: str, env: dict | None = None,
                      timeout: float = 120.0) -> Iterator[tuple[str, subprocess.Popen]]:
-    """Run ``r2cnn serve --checkpoint CHECKPOINT --host 127.0.0.1 --port 0 OPTIONS`` as a child process; yields
-    its base URL and the process once it is listening, and stops it afterwards. Its stderr goes to a temporary
-    file, quoted in the error when it fails to start within ``timeout`` seconds."""
-    command = [sys.executable, "-m", "r2cnn", "serve", "--checkpoint", str(checkpoint), "--host", "127.0.0.1",
-               "--port", "0", *options]
+    """Run ``r2cnn serve --checkpoint CHECKPOINT --host 127.0.0.1 --port 0 OPTIONS`` as a child process (no
+    ``--checkpoint`` when it is None: ``OPTIONS`` name the model, e.g. ``--onnx F``); yields its base URL and the
+    process once it is listening, and stops it afterwards. Its stderr goes to a temporary file, quoted in the error
+    when it fails to start within ``timeout`` seconds."""
+    model = [] if checkpoint is None else ["--checkpoint", str(checkpoint)]
+    command = [sys.executable, "-m", "r2cnn", "serve", *model, "--host", "127.0.0.1", "--port", "0", *options]
     with tempfile.TemporaryFile(mode="w+") as errors:
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True, env=env)
         try:
