@@ -118,3 +118,69 @@ def test_all_345_classes_download_prepare_ddp_evaluate(tmp_path):
     result = json.loads(report.read_text())
     assert result["count"] == 345 * 3 and len(result["per_class"]) == 345 and list(result["partial"]) == ["1"]
     assert sorted(result["per_class"]) == sorted(QUICKDRAW_CLASSES)
+
+
+_KILL_ON_THIRD_FILE = """
+import os, signal, sys
+import r2cnn.data.formats as formats
+from r2cnn.data.store import prepare
+real, opened = formats.read_sketches, []
+def read_sketches(path, **kw):
+    opened.append(path)
+    if len(opened) == 3:
+        os.kill(os.getpid(), signal.SIGKILL)  # kill -9 in the middle of the build, after two checkpoints
+    return real(path, **kw)
+formats.read_sketches = read_sketches
+prepare([sys.argv[1]], sys.argv[2], progress=False)
+"""
+
+
+def test_prepare_resumes_after_kill_9_without_rereading_finished_files(tmp_path):
+    """`prepare` killed with SIGKILL while reading its third class file leaves ``DIR.partial`` with a checkpoint
+    after each finished file; the next `prepare` reads only the files not yet done and builds the same store as
+    an uninterrupted run."""
+    import r2cnn.data.formats as formats
+    from r2cnn.data.store import prepare
+
+    generate(tmp_path / "mirror", classes=["cat", "sun", "car", "shoe"], per_class=400, raw_classes=[],
+             log=lambda *a: None)
+    src, out = tmp_path / "mirror" / "simplified", tmp_path / "store"
+    killed = subprocess.run([sys.executable, "-c", _KILL_ON_THIRD_FILE, str(src), str(out)], env=ENV,
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    partial = tmp_path / "store.partial"
+    assert not out.exists() and json.loads((partial / "progress.json").read_text())["feed"]["files_done"] == 2
+
+    opened, real = [], formats.read_sketches
+    logs = []
+
+    def counting(path, **kw):
+        opened.append(path.name)
+        return real(path, **kw)
+
+    formats.read_sketches = counting
+    try:
+        store = prepare([src], out, progress=False, log=logs.append)
+    finally:
+        formats.read_sketches = real
+    assert opened == ["shoe.ndjson", "sun.ndjson"] and not partial.exists()  # car, cat: done before the kill
+    assert any("resuming" in line for line in logs)
+    whole = prepare([src], tmp_path / "whole", progress=False, log=lambda *a: None)
+    assert store.manifest["counts"] == whole.manifest["counts"] and store.manifest["inputs"] == whole.manifest["inputs"]
+    for name in ("points", "offsets", "labels", "key_ids", "splits"):
+        assert np.array_equal(getattr(store, name) if name != "splits" else store._array("splits"),
+                              getattr(whole, name) if name != "splits" else whole._array("splits")), name
+
+
+def test_prepare_starts_afresh_when_the_sources_changed_since_the_interruption(tmp_path):
+    """A ``DIR.partial`` left by a build of other sources (or options) is not resumed: it is removed."""
+    from r2cnn.data.store import prepare
+
+    generate(tmp_path / "m", classes=["cat", "sun"], per_class=50, raw_classes=[], log=lambda *a: None)
+    partial = tmp_path / "store.partial"
+    partial.mkdir()
+    (partial / "progress.json").write_text(json.dumps({"key": "another build", "feed": {"files_done": 1}}))
+    logs = []
+    store = prepare([tmp_path / "m" / "simplified"], tmp_path / "store", split_sizes=(40, 5, 5), progress=False,
+                    log=logs.append)
+    assert len(store) == 100 and not partial.exists() and not any("resuming" in line for line in logs)

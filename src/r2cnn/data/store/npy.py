@@ -30,10 +30,26 @@ class NpyAppender:
     uint8 -> int16 -> float32 only when the data needs it).
     """
 
-    def __init__(self, path: Path, dtype, row_shape: tuple = ()):
-        self.path, self.dtype, self.row_shape, self.rows = Path(path), np.dtype(dtype), tuple(row_shape), 0
-        self._f = open(self.path, "wb")
-        self._f.write(npy_header(self.dtype, (0, *self.row_shape)))
+    def __init__(self, path: Path, dtype, row_shape: tuple = (), *, rows: int | None = None):
+        """A new file; or, with ``rows``, the existing file cut back to its first ``rows`` rows (of ``dtype``) and
+        appended to (resuming an interrupted build from its last checkpoint)."""
+        self.path, self.dtype, self.row_shape = Path(path), np.dtype(dtype), tuple(row_shape)
+        if rows is None:
+            self.rows = 0
+            self._f = open(self.path, "wb")
+            self._f.write(npy_header(self.dtype, (0, *self.row_shape)))
+            return
+        self.rows = int(rows)
+        size = NPY_HEADER_BYTES + self.rows * self.dtype.itemsize * int(np.prod(self.row_shape, dtype=np.int64))
+        if self.path.stat().st_size < size:
+            raise OSError(f"{self.path}: shorter than its checkpoint ({self.path.stat().st_size} < {size} bytes)")
+        os.truncate(self.path, size)
+        self._f = open(self.path, "ab")
+
+    def sync(self) -> None:
+        """Flush what was appended to the disk (a checkpoint: it survives a crash or ``kill -9``)."""
+        self._f.flush()
+        os.fsync(self._f.fileno())
 
     def append(self, arr: np.ndarray) -> None:
         arr = np.ascontiguousarray(arr, dtype=self.dtype).reshape(-1, *self.row_shape)

@@ -129,9 +129,13 @@ def prepare(sources: Sequence[str | Path] = (), out: str | Path = "data/store", 
             else:
                 log(f"{out}: up to date ({len(store)} sketches, {len(store.classes)} classes)")
                 return store
+        # resumable after a kill, per source file, unless dedupe_key_id (its set of seen key_ids is not saved)
+        resume_key = None if dedupe_key_id else hashlib.sha1(json.dumps(
+            {"store_version": STORE_VERSION, "options": options, "inputs": inputs}, sort_keys=True).encode()).hexdigest()
         write_store(out, _manifest_fields(files, inputs, options, builtin, seed, label_field, policy, progress,
                                            simplify_raw, dedupe_key_id),
-                     seed=seed, split_sizes=split_sizes, folds=folds, fold_valid_fraction=fold_valid_fraction)
+                     seed=seed, split_sizes=split_sizes, folds=folds, fold_valid_fraction=fold_valid_fraction,
+                     resume_key=resume_key, log=log)
     if policy.skipped:
         log(policy.summary())
     return SketchStore(out)
@@ -191,10 +195,21 @@ def _stream(builder: Builder, files, builtin, seed, label_field, policy, progres
     if simplify_raw:
         from r2cnn.data.transforms import raw_to_simplified
     seen: set[str] = set()
-    counts = []
-    bar = tqdm(unit=" sketches", disable=None if progress is None else not progress, smoothing=0.1)
+    counts: list[int] = []
+    done = 0
+    if builder.resumed is not None:  # an interrupted build: its first `done` files are in the store already
+        state = builder.resumed["feed"]
+        done, counts = int(state["files_done"]), list(state["counts"])
+        policy.counts.update(state.get("policy_counts", {}))
+        policy.examples.update(state.get("policy_examples", {}))
+        if changes is not None:
+            changes.update(state.get("changes") or {})
+    bar = tqdm(unit=" sketches", disable=None if progress is None else not progress, smoothing=0.1,
+               initial=builder.n)
     try:
         for i, (path, fmt, split) in enumerate(files):
+            if i < done:
+                continue
             bar.set_description(f"[{i + 1}/{len(files)}] {path.name}")
             n0 = builder.n
             label = None if (label_field or fmt == "svg") else file_label(path)
@@ -220,6 +235,9 @@ def _stream(builder: Builder, files, builtin, seed, label_field, policy, progres
                 builder.add(sk, name, key, split_key, split or sk.meta.get("split"))
                 bar.update(1)
             counts.append(builder.n - n0)
+            if builder.key is not None:
+                builder.checkpoint({"files_done": i + 1, "counts": counts, "policy_counts": dict(policy.counts),
+                                    "policy_examples": dict(policy.examples), "changes": changes})
         if builtin:
             from r2cnn.data.builtin import generate
             bar.set_description(f"built-in x {builtin}")

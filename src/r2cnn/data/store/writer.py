@@ -2,7 +2,9 @@
 
 Building streams records into append-only files in ``DIR.tmp-*`` and renames the directory when done, so memory
 stays bounded (the compact per-sketch arrays for the split, about 20 bytes a sketch, are the only O(N) state) and
-a half-built store never looks complete. :func:`build_store` writes one from in-memory sketches;
+a half-built store never looks complete. ``prepare`` builds in ``DIR.partial`` instead and checkpoints it after
+each source file (``progress.json``: the rows of every file and the builder's state, made durable first), so a
+build killed hours into 22 GB of QuickDraw resumes at the first unfinished file (:func:`write_store`). :func:`build_store` writes one from in-memory sketches;
 :func:`r2cnn.data.store.sources.prepare` from files.
 """
 
@@ -31,6 +33,7 @@ _FLUSH_POINTS = 1 << 20  # points buffered before they are written (16 MB as flo
 
 
 _KEY_CHUNK = 1 << 20  # key_id lines per chunk (Python strings: about 70 MB)
+PROGRESS = "progress.json"  # a resumable build's last checkpoint, in its DIR.partial directory
 
 
 def _is_plain_int(s: str) -> bool:
@@ -41,18 +44,26 @@ def _is_plain_int(s: str) -> bool:
 class Builder:
     """Streams sketches into append-only files in ``tmp``; ``finish`` computes labels, splits and the manifest."""
 
-    def __init__(self, tmp: Path, seed: int):
-        self.tmp, self.seed = tmp, seed
-        self.class_ids: dict[str, int] = {}
-        self.points = NpyAppender(tmp / "points.npy", np.uint8, (3,))
-        self.offsets = NpyAppender(tmp / "offsets.npy", np.int64)
-        self.offsets.append(np.zeros(1, np.int64))
-        self.labels = NpyAppender(tmp / "labels.tmp.npy", np.int32)
-        self.hashes = NpyAppender(tmp / "hashes.tmp.npy", np.uint64)
-        self.given = NpyAppender(tmp / "given.tmp.npy", np.int8)
-        self._keys = open(tmp / "key_ids.tmp.txt", "w", encoding="utf-8", errors="surrogatepass")
-        self.keys_all_int, self.key_width = True, 1
-        self.n, self.n_points = 0, 0
+    def __init__(self, tmp: Path, seed: int, resume: dict | None = None):
+        """``resume``: the state of :meth:`checkpoint` (``progress.json``) to continue from, the files in ``tmp``
+        cut back to it; ``self.resumed`` is then that state (the caller's own fields under ``"feed"``)."""
+        self.tmp, self.seed, self.resumed = tmp, seed, resume
+        r = resume or {}
+        rows = r.get("rows", {})
+        self.class_ids: dict[str, int] = dict(r.get("class_ids", {}))
+        self.points = NpyAppender(tmp / "points.npy", r.get("points_dtype", np.uint8), (3,), rows=rows.get("points"))
+        self.offsets = NpyAppender(tmp / "offsets.npy", np.int64, rows=rows.get("offsets"))
+        if resume is None:
+            self.offsets.append(np.zeros(1, np.int64))
+        self.labels = NpyAppender(tmp / "labels.tmp.npy", np.int32, rows=rows.get("labels"))
+        self.hashes = NpyAppender(tmp / "hashes.tmp.npy", np.uint64, rows=rows.get("hashes"))
+        self.given = NpyAppender(tmp / "given.tmp.npy", np.int8, rows=rows.get("given"))
+        keys = tmp / "key_ids.tmp.txt"
+        if resume is not None:
+            os.truncate(keys, int(r["keys_bytes"]))
+        self._keys = open(keys, "a" if resume is not None else "w", encoding="utf-8", errors="surrogatepass")
+        self.keys_all_int, self.key_width = bool(r.get("keys_all_int", True)), int(r.get("key_width", 1))
+        self.n, self.n_points = int(r.get("n", 0)), int(r.get("n_points", 0))
         self._buf: list[np.ndarray] = []
         self._buf_meta: list[tuple[int, int, int, int]] = []  # (length, label id, hash, given split)
         self._buf_points = 0
@@ -89,6 +100,29 @@ class Builder:
         self.given.append(np.asarray(given, np.int8))
         self._buf, self._buf_meta, self._buf_points = [], [], 0
 
+    def checkpoint(self, feed_state: dict) -> None:
+        """Make everything added so far durable and record it in ``progress.json`` (written atomically, last), with
+        the caller's ``feed_state`` (e.g. which sources are done): a build killed after this resumes from here."""
+        self.flush()
+        for a in (self.points, self.offsets, self.labels, self.hashes, self.given):
+            a.sync()
+        self._keys.flush()
+        os.fsync(self._keys.fileno())
+        state = {"key": self.key, "n": self.n, "n_points": self.n_points,
+                 "class_ids": self.class_ids, "points_dtype": str(self.points.dtype),
+                 "rows": {"points": self.points.rows, "offsets": self.offsets.rows, "labels": self.labels.rows,
+                          "hashes": self.hashes.rows, "given": self.given.rows},
+                 "keys_bytes": self._keys.tell(), "keys_all_int": self.keys_all_int, "key_width": self.key_width,
+                 "feed": feed_state}
+        part = self.tmp / (PROGRESS + ".tmp")
+        with open(part, "w") as f:
+            json.dump(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(part, self.tmp / PROGRESS)
+
+    key: str | None = None  # the build's identity (options and sources) that a resumed build must match
+
     def finish(self, *, split_sizes: Sequence[int], folds: int | None, fold_valid_fraction: float) -> dict:
         """Close the files; write labels (sorted class order), key_ids and splits or folds. Returns manifest parts."""
         self.flush()
@@ -123,6 +157,7 @@ class Builder:
         del hashes
         for f in ("labels.tmp.npy", "hashes.tmp.npy", "given.tmp.npy", "key_ids.tmp.txt"):
             (tmp / f).unlink()
+        (tmp / PROGRESS).unlink(missing_ok=True)
         return result
 
     def _write_key_ids(self) -> None:
@@ -150,16 +185,46 @@ def _put_keys(out, start: int, lines: list[str], as_int: bool) -> int:
 
 
 
-def write_store(out: Path, feed, *, seed: int, split_sizes, folds, fold_valid_fraction) -> None:
+def write_store(out: Path, feed, *, seed: int, split_sizes, folds, fold_valid_fraction, resume_key: str | None = None,
+                log=print) -> None:
     """Build in ``out.tmp-*`` (``feed(builder)`` adds the sketches and returns manifest fields), write the manifest
     last, then move the directory into place; on any failure or interrupt the temporary directory is removed.
-    An operating-system error (no space, no permission) is a one-line :class:`R2CNNError`."""
+    An operating-system error (no space, no permission) is a one-line :class:`R2CNNError`.
+
+    With ``resume_key`` (a string that names the build: its options and sources) the build happens in
+    ``out.partial`` instead, which ``feed`` checkpoints (:meth:`Builder.checkpoint`, e.g. after each source file).
+    A build killed (``kill -9``, power loss) or interrupted (Ctrl-C) leaves it behind, and the next build with the
+    same key continues from its last checkpoint; one with another key removes it and starts afresh. A failed build
+    (bad data, full disk) removes it too."""
     make_folder(out.parent)
-    tmp = out.with_name(f"{out.name}.tmp-{uuid.uuid4().hex[:8]}")
     t0 = time.perf_counter()
+    resume = None
+    if resume_key is None:
+        tmp = out.with_name(f"{out.name}.tmp-{uuid.uuid4().hex[:8]}")
+    else:
+        tmp = out.with_name(f"{out.name}.partial")
+        try:
+            resume = json.loads((tmp / PROGRESS).read_text())
+        except (OSError, ValueError):
+            resume = None
+        if not isinstance(resume, dict) or resume.get("key") != resume_key:
+            resume = None
+            shutil.rmtree(tmp, ignore_errors=True)
     try:
-        tmp.mkdir()
-        builder = Builder(tmp, seed)
+        if resume is None:
+            tmp.mkdir()
+        builder = None
+        if resume is not None:
+            try:
+                builder = Builder(tmp, seed, resume=resume)
+                log(f"{tmp}: resuming an interrupted build at its last checkpoint ({builder.n} sketches)")
+            except (OSError, KeyError, TypeError, ValueError) as e:
+                log(f"{tmp}: cannot resume ({e}); starting afresh")
+                shutil.rmtree(tmp, ignore_errors=True)
+                tmp.mkdir()
+        if builder is None:
+            builder = Builder(tmp, seed)
+        builder.key = resume_key
         extra = feed(builder)
         if builder.n == 0:
             raise R2CNNError(f"{out}: no sketches to store (every source was empty or every record was skipped)")
@@ -173,6 +238,10 @@ def write_store(out: Path, feed, *, seed: int, split_sizes, folds, fold_valid_fr
         shutil.rmtree(tmp, ignore_errors=True)
         where = f": {e.filename}" if e.filename else ""
         raise R2CNNError(f"{out}: cannot write the store ({e.strerror or e}{where})") from None
+    except KeyboardInterrupt:
+        if resume_key is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
