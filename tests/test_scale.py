@@ -184,3 +184,24 @@ def test_prepare_starts_afresh_when_the_sources_changed_since_the_interruption(t
     store = prepare([tmp_path / "m" / "simplified"], tmp_path / "store", split_sizes=(40, 5, 5), progress=False,
                     log=logs.append)
     assert len(store) == 100 and not partial.exists() and not any("resuming" in line for line in logs)
+
+
+def test_parallel_prepare_builds_the_same_store(tmp_path):
+    """``prepare(workers=2)`` reads files in two processes and gives the store one reader gives, byte for byte;
+    a bad record still stops it with the file and line."""
+    from r2cnn.data.store import prepare
+
+    generate(tmp_path / "m", classes=["cat", "sun", "car"], per_class=300, raw_classes=["cat"], raw_per_class=20,
+             log=lambda *a: None)
+    src = [tmp_path / "m" / "simplified", tmp_path / "m" / "raw"]
+    one = prepare(src, tmp_path / "one", split_sizes=(250, 25, 25), simplify_raw=True, progress=False,
+                  log=lambda *a: None)
+    two = prepare(src, tmp_path / "two", split_sizes=(250, 25, 25), simplify_raw=True, workers=2, progress=False,
+                  log=lambda *a: None)
+    for name in ("points.npy", "offsets.npy", "labels.npy", "key_ids.npy", "splits.npy"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
+    assert one.manifest["counts"] == two.manifest["counts"] and two.manifest["raw_simplified"] == 20
+    with open(tmp_path / "m" / "simplified" / "sun.ndjson", "ab") as f:
+        f.write(b'{"word": "sun", "drawing": [[[1, 2], [3]]]}\n')
+    with pytest.raises(R2CNNError, match=r"sun.ndjson:301"):
+        prepare(src, tmp_path / "three", workers=2, progress=False, log=lambda *a: None)

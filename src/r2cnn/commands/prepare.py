@@ -45,18 +45,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="keep the first record of each key_id in source order (e.g. drop the raw copies of "
                         "drawings a simplified source already gave)")
     p.add_argument("--force", action="store_true", help="rebuild even when the store is up to date")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes reading source files in parallel (default 1; the store is the same for any "
+                        "count; not with --dedupe-key-id)")
 
 
 def run(args) -> int:
     from r2cnn.data.store import prepare
     from r2cnn.data.store.splits import parse_split_sizes
-    from r2cnn.errors import ErrorPolicy
+    from r2cnn.errors import ErrorPolicy, R2CNNError
 
-    store = prepare(args.sources, args.out, builtin=args.builtin, split_sizes=parse_split_sizes(args.split_sizes),
-                    folds=args.folds, fold_valid_fraction=args.fold_valid_fraction, seed=args.seed,
-                    label_field=args.label_field, split_from_folders=args.split_from_folders,
-                    policy=ErrorPolicy(args.on_error), force=args.force, simplify_raw=args.simplify_raw,
-                    dedupe_key_id=args.dedupe_key_id)
+    policy = ErrorPolicy(args.on_error)
+    try:
+        store = prepare(args.sources, args.out, builtin=args.builtin,
+                        split_sizes=parse_split_sizes(args.split_sizes), folds=args.folds,
+                        fold_valid_fraction=args.fold_valid_fraction, seed=args.seed, label_field=args.label_field,
+                        split_from_folders=args.split_from_folders, policy=policy, force=args.force,
+                        simplify_raw=args.simplify_raw, dedupe_key_id=args.dedupe_key_id, workers=args.workers)
+    except R2CNNError:
+        if policy.counts:  # what --on-error skip dropped is the likely reason (every record skipped): say it
+            print(policy.summary())
+        raise
     print(store.summary())
     if not store.is_kfold and len(store.indices("valid")) == 0:
         print(f"warning: {args.out}: the validation split is empty, and `r2cnn train` needs one (best.pt is chosen "

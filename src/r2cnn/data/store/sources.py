@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from r2cnn.data.store.lock import one_writer_at_a_time
 from r2cnn.data.store.reader import MANIFEST, STORE_VERSION, SketchStore
 from r2cnn.data.store.splits import DEFAULT_SPLIT_SIZES, DEFAULT_SVG_FOLDS, SPLIT_CODE
@@ -74,7 +76,7 @@ def prepare(sources: Sequence[str | Path] = (), out: str | Path = "data/store", 
             split_sizes: Sequence[int] = DEFAULT_SPLIT_SIZES, folds: int | None = None,
             fold_valid_fraction: float = 0.1, seed: int = 0, label_field: str | None = None,
             split_from_folders: bool = False, policy: ErrorPolicy | None = None, force: bool = False,
-            simplify_raw: bool = False, dedupe_key_id: bool = False,
+            simplify_raw: bool = False, dedupe_key_id: bool = False, workers: int = 1,
             progress: bool | None = None, log=print) -> "SketchStore":
     """Build (or find up to date) a store at ``out`` from files/folders and/or the built-in generator.
 
@@ -96,6 +98,9 @@ def prepare(sources: Sequence[str | Path] = (), out: str | Path = "data/store", 
         dedupe_key_id: keep only the first record of each key_id, in source order (e.g. simplified files first,
             then the raw files of the same drawings: the raw copies are dropped; records without a key_id are all
             kept); the count is in the manifest.
+        workers: processes that read (and simplify, and hash) source files in parallel, one file each at a time;
+            the store is the same for any count (files are added in order). 1: read in this process. Not with
+            ``dedupe_key_id`` (which needs one reader that sees every key_id in order).
         progress: tqdm bar (default: only on a terminal); log: where the "up to date" and skip summaries go.
     Returns: the opened :class:`SketchStore`.
     """
@@ -132,8 +137,11 @@ def prepare(sources: Sequence[str | Path] = (), out: str | Path = "data/store", 
         # resumable after a kill, per source file, unless dedupe_key_id (its set of seen key_ids is not saved)
         resume_key = None if dedupe_key_id else hashlib.sha1(json.dumps(
             {"store_version": STORE_VERSION, "options": options, "inputs": inputs}, sort_keys=True).encode()).hexdigest()
+        if workers < 1:
+            raise R2CNNError(f"--workers must be at least 1, not {workers}")
+        workers = 1 if dedupe_key_id else min(int(workers), max(len(files), 1))
         write_store(out, _manifest_fields(files, inputs, options, builtin, seed, label_field, policy, progress,
-                                           simplify_raw, dedupe_key_id),
+                                           simplify_raw, dedupe_key_id, workers),
                      seed=seed, split_sizes=split_sizes, folds=folds, fold_valid_fraction=fold_valid_fraction,
                      resume_key=resume_key, log=log)
     if policy.skipped:
@@ -167,14 +175,14 @@ def _valid_to_carve(manifest: dict, options: dict) -> bool:
 
 
 def _manifest_fields(files, inputs, options, builtin, seed, label_field, policy, progress, simplify_raw=False,
-                     dedupe_key_id=False):
+                     dedupe_key_id=False, workers=1):
     """``feed(builder)`` for :func:`write_store`: streams the sources and returns prepare's manifest fields."""
     from r2cnn import __version__
 
     def feed(builder: Builder) -> dict:
         changes = {"raw_simplified": 0, "duplicate_key_ids_dropped": 0} if simplify_raw or dedupe_key_id else None
         per_source = _stream(builder, files, builtin, seed, label_field, policy, progress, simplify_raw,
-                             dedupe_key_id, changes)
+                             dedupe_key_id, changes, workers)
         return {**(changes or {}), "r2cnn_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "options": options, "inputs": [dict(d, sketches=n) for d, n in zip(inputs, per_source)],
                 "builtin_sketches": per_source[-1] if builtin else 0, "skipped": dict(policy.counts),
@@ -184,8 +192,75 @@ def _manifest_fields(files, inputs, options, builtin, seed, label_field, policy,
 
 
 
+def _read_file(task: tuple) -> dict:
+    """A worker's whole source file as arrays for :meth:`Builder.add_many` (``prepare(workers=N)``); an error
+    (with ``on_error=raise``) comes back as its one-line message."""
+    path, fmt, split, label_field, mode, simplify_raw, seed = task
+    from r2cnn.data.formats import read_sketches
+    from r2cnn.data.formats.common import file_label
+    from r2cnn.data.store.npy import points_dtype
+    from r2cnn.data.store.splits import split_hash
+    if simplify_raw:
+        from r2cnn.data.transforms import raw_to_simplified
+    policy = ErrorPolicy(mode)
+    pts, lengths, labels, hashes, given, keys = [], [], [], [], [], []
+    simplified = 0
+    try:
+        label = None if (label_field or fmt == "svg") else file_label(path)
+        for sk in read_sketches(path, fmt=fmt, policy=policy, label=label):
+            name = _label_of(sk, path, label_field, policy)
+            if name is None:
+                continue
+            if simplify_raw and "t" in sk.meta:
+                try:
+                    sk = raw_to_simplified(sk)
+                except R2CNNError as e:
+                    policy.handle(SketchFormatError(str(path), "cannot simplify", line=sk.meta.get("line"),
+                                                    field="drawing", detail=str(e)))
+                    continue
+                simplified += 1
+            key = sk.meta.get("key_id")
+            k = "" if key is None else str(key)
+            split_key = k if k else f"{path.parent.name}/{path.name}:{_where(sk)}"
+            pts.append(sk.points)
+            lengths.append(len(sk.points))
+            labels.append(name)
+            hashes.append(split_hash(split_key, seed))
+            s = split or sk.meta.get("split")
+            given.append(SPLIT_CODE[s] if s else -1)
+            keys.append(k)
+    except R2CNNError as e:
+        return {"error": str(e)}
+    points = np.concatenate(pts) if pts else np.zeros((0, 3), np.float32)
+    return {"points": points.astype(points_dtype(points)), "lengths": np.asarray(lengths, np.int64),
+            "labels": labels, "hashes": np.asarray(hashes, np.uint64), "given": np.asarray(given, np.int8),
+            "keys": keys, "policy_counts": dict(policy.counts), "policy_examples": dict(policy.examples),
+            "raw_simplified": simplified}
+
+
+def _parallel_files(files, start: int, workers: int, task):
+    """``(index, result of _read_file)`` for ``files[start:]`` in order, read by ``workers`` processes with at most
+    ``workers + 1`` files read ahead (memory: a few files' arrays)."""
+    import multiprocessing as mp
+    from collections import deque
+
+    with mp.get_context("spawn").Pool(workers) as pool:
+        pending: deque = deque()
+        todo = iter(range(start, len(files)))
+        for i in todo:
+            pending.append((i, pool.apply_async(_read_file, (task(files[i]),))))
+            if len(pending) > workers:
+                break
+        while pending:
+            i, res = pending.popleft()
+            for j in todo:
+                pending.append((j, pool.apply_async(_read_file, (task(files[j]),))))
+                break
+            yield i, res.get()
+
+
 def _stream(builder: Builder, files, builtin, seed, label_field, policy, progress, simplify_raw=False,
-            dedupe_key_id=False, changes: dict | None = None) -> list[int]:
+            dedupe_key_id=False, changes: dict | None = None, workers: int = 1) -> list[int]:
     """Feed every source's sketches to the builder; returns sketches per file (plus one entry for builtin).
     ``simplify_raw`` / ``dedupe_key_id``: see :func:`prepare`; ``changes`` counts what they did."""
     from tqdm.auto import tqdm
@@ -206,7 +281,30 @@ def _stream(builder: Builder, files, builtin, seed, label_field, policy, progres
             changes.update(state.get("changes") or {})
     bar = tqdm(unit=" sketches", disable=None if progress is None else not progress, smoothing=0.1,
                initial=builder.n)
+
+    def checkpoint(i):
+        if builder.key is not None:
+            builder.checkpoint({"files_done": i + 1, "counts": counts, "policy_counts": dict(policy.counts),
+                                "policy_examples": dict(policy.examples), "changes": changes})
+
     try:
+        if workers > 1 and not dedupe_key_id and done < len(files):
+            def task(f):
+                return (f[0], f[1], f[2], label_field, policy.mode, simplify_raw, seed)
+            for i, r in _parallel_files(files, done, workers, task):
+                if "error" in r:
+                    raise R2CNNError(r["error"])
+                bar.set_description(f"[{i + 1}/{len(files)}] {files[i][0].name}")
+                builder.add_many(r["points"], r["lengths"], r["labels"], r["hashes"], r["given"], r["keys"])
+                policy.counts.update(r["policy_counts"])
+                for reason, example in r["policy_examples"].items():
+                    policy.examples.setdefault(reason, example)
+                if changes is not None:
+                    changes["raw_simplified"] += r["raw_simplified"]
+                counts.append(len(r["lengths"]))
+                bar.update(len(r["lengths"]))
+                checkpoint(i)
+            done = len(files)
         for i, (path, fmt, split) in enumerate(files):
             if i < done:
                 continue
@@ -235,9 +333,7 @@ def _stream(builder: Builder, files, builtin, seed, label_field, policy, progres
                 builder.add(sk, name, key, split_key, split or sk.meta.get("split"))
                 bar.update(1)
             counts.append(builder.n - n0)
-            if builder.key is not None:
-                builder.checkpoint({"files_done": i + 1, "counts": counts, "policy_counts": dict(policy.counts),
-                                    "policy_examples": dict(policy.examples), "changes": changes})
+            checkpoint(i)
         if builtin:
             from r2cnn.data.builtin import generate
             bar.set_description(f"built-in x {builtin}")

@@ -83,6 +83,34 @@ class Builder:
         if self._buf_points >= _FLUSH_POINTS:
             self.flush()
 
+    def add_many(self, points: np.ndarray, lengths: np.ndarray, labels: Sequence[str], hashes: np.ndarray,
+                 given: np.ndarray, keys: Sequence[str]) -> None:
+        """Append many sketches at once (one source file read by a worker process): ``points`` ``(P, 3)`` of all of
+        them, ``lengths`` points per sketch, per sketch its label, split hash, given split code (-1: none) and
+        key_id ("": none). Same result as :meth:`add` for each in turn."""
+        self.flush()
+        if not len(lengths):
+            return
+        names, inverse = np.unique(np.asarray(labels, dtype=object).astype(str), return_inverse=True)
+        cids = np.array([self.class_ids.setdefault(str(name), len(self.class_ids)) for name in names], np.int32)
+        need = wider(self.points.dtype, points_dtype(points))
+        if need != self.points.dtype:
+            self.points.widen(need)
+        self.points.append(points)
+        ends = self.n_points + np.cumsum(np.asarray(lengths, np.int64))
+        self.n_points = int(ends[-1])
+        self.offsets.append(ends)
+        self.labels.append(cids[inverse.reshape(-1)])
+        self.hashes.append(np.asarray(hashes, np.uint64))
+        self.given.append(np.asarray(given, np.int8))
+        keys = [k.replace("\n", " ") for k in keys]
+        self._keys.write("\n".join(keys) + "\n")
+        present = [k for k in keys if k]
+        if present:
+            self.keys_all_int = self.keys_all_int and all(_is_plain_int(k) for k in present)
+            self.key_width = max(self.key_width, max(len(k.encode("utf-8", "surrogatepass")) for k in present))
+        self.n += len(lengths)
+
     def flush(self) -> None:
         if not self._buf_meta:
             return
