@@ -97,7 +97,7 @@ def test_get_preset_returns_a_copy_and_rejects_unknown_names():
 
 
 def test_presets_command_lists_every_preset(capsys):
-    assert main(["presets"]) == 0
+    assert main(["presets", "--all"]) == 0
     out = capsys.readouterr().out
     header = out.splitlines()[0].split()
     assert header == ["name", "model", "canvas", "lr", "batch", "description"]
@@ -117,7 +117,7 @@ PAPER_RESNET50 = sorted(n for n, p in PRESETS.items() if n.startswith(("qd-", "t
 
 def test_paper_resnet50_presets_start_from_imagenet_and_say_so(capsys):
     assert len(PAPER_RESNET50) == 10  # 3 QuickDraw (Table 3) + 7 TU-Berlin (Tables 1, 2)
-    assert main(["presets"]) == 0
+    assert main(["presets", "--all"]) == 0
     listed = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
     for name in PAPER_RESNET50:
         assert get_preset(name)["model_options"]["pretrained"] == "imagenet", name

@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 
 from r2cnn.errors import R2CNNError, did_you_mean
-from r2cnn.models import get_spec
+from r2cnn.model_specs import get_spec
 
 _QUICKDRAW = dict(batch_size=48, optimizer="adam", lr=1e-4, weight_decay=0.0, epochs=5, lr_schedule="constant",
                   grad_clip=None, transform={}, eval_transform={}, num_workers=8, amp="bf16")
@@ -162,6 +162,28 @@ _CPU_TWINS = [  # (preset, model, description)
 
 
 PRESETS: dict[str, dict] = _build()
+
+# What to train on a CPU: the Sketch-R2CNN design kept on validation and its CNN-only twin (the pair `r2cnn demo`
+# compares). `r2cnn presets` lists them first, marked.
+RECOMMENDED = ("cpu-r2cnn", "cpu-cnn")
+
+
+def preset_groups() -> list[tuple[str, list[str]]]:
+    """Every preset once, in the groups ``r2cnn presets`` prints, as ``(title, names)``: the recommended CPU pair
+    (:data:`RECOMMENDED`); the paper's systems (its settings, Sec. 4.1, at the paper's scale, and its design on a
+    CPU, ``cpu-r2cnn-paper``); ablations and other designs (the CPU twins of Table 2's rows and the designs beyond
+    the paper); the classic and early baselines of Table 1 (:mod:`r2cnn.classic.presets`)."""
+    from r2cnn.classic.presets import table1_presets
+
+    classics = set(table1_presets(_TUBERLIN, _CPU))
+    paper = [n for n, p in PRESETS.items() if p["description"].startswith("paper") or n == "cpu-r2cnn-paper"]
+    taken = {*RECOMMENDED, *paper, *classics}
+    return [
+        ("recommended on a CPU: Sketch-R2CNN (the design kept on validation) and its CNN-only twin", list(RECOMMENDED)),
+        ("the paper's systems (qd-: QuickDraw, tub-: TU-Berlin; GPU scale) and its design on a CPU", paper),
+        ("ablations and other designs (CPU twins of Table 2; beyond the paper)", [n for n in PRESETS if n not in taken]),
+        ("classic and early baselines (Table 1)", [n for n in PRESETS if n in classics]),
+    ]
 
 
 def get_preset(name: str) -> dict:

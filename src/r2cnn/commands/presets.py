@@ -1,20 +1,27 @@
-"""``r2cnn presets [NAME] [--json]``: list the named training configurations (:mod:`r2cnn.presets`)."""
+"""``r2cnn presets [NAME] [--all] [--json]``: list the named training configurations (:mod:`r2cnn.presets`).
+
+The default listing reads the presets' data only (no torch import, no model built), so it prints at once.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-HELP = "list the named training configurations (paper Tables 1-3 and a fast CPU pair)"
+HELP = "list the named training configurations, grouped, the recommended ones first and marked"
+MARK = "*"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", nargs="?", help="show one preset in full (JSON)")
-    p.add_argument("--json", action="store_true", help="print every preset as JSON")
+    shown = p.add_mutually_exclusive_group()
+    shown.add_argument("--all", action="store_true",
+                       help="one table of every preset: name, model, canvas, lr, batch, description")
+    shown.add_argument("--json", action="store_true", help="print every preset as JSON")
 
 
 def _canvas(preset: dict) -> str:
-    from r2cnn.models import DEFAULT_OPTIONS, get_spec
+    from r2cnn.model_specs import DEFAULT_OPTIONS, get_spec
 
     if preset.get("runner") == "classic":
         return str(preset["canvas"])
@@ -34,13 +41,36 @@ def format_table(presets: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def format_groups(groups: list[tuple[str, list[str]]], presets: dict[str, dict], recommended: tuple[str, ...],
+                  width: int = 100) -> str:
+    """The default listing: each group's title, then one line per preset (the recommended ones marked with
+    :data:`MARK`), its description cut to ``width`` columns; a last line says how to see more."""
+    name_width = max(len(n) for _, names in groups for n in names) + 2
+    lines = []
+    for title, names in groups:
+        lines += ["", f"{title}:"] if lines else [f"{title}:"]
+        for name in names:
+            text = presets[name]["description"]
+            room = max(width - name_width - 2, 20)
+            text = text if len(text) <= room else text[:room - 3].rstrip() + "..."
+            lines.append(f"{MARK if name in recommended else ' '} {name.ljust(name_width)}{text}")
+    lines += ["", f"{MARK}: recommended. `r2cnn presets NAME`: one preset in full (JSON);",
+              "--all: every preset with its model, canvas, lr and batch; --json: all as JSON."]
+    return "\n".join(lines)
+
+
 def run(args) -> int:
-    from r2cnn.presets import PRESETS, get_preset
+    import shutil
+
+    from r2cnn.presets import PRESETS, RECOMMENDED, get_preset, preset_groups
 
     if args.name:
         print(json.dumps(get_preset(args.name), indent=2))
     elif args.json:
         print(json.dumps(PRESETS, indent=2))
-    else:
+    elif args.all:
         print(format_table(PRESETS))
+    else:
+        width = max(shutil.get_terminal_size((100, 24)).columns, 80)
+        print(format_groups(preset_groups(), PRESETS, RECOMMENDED, width))
     return 0

@@ -23,6 +23,7 @@ import torchvision
 from torch import nn
 
 from r2cnn.errors import MissingResource, R2CNNError, describe_load_failure
+from r2cnn.model_specs import torchvision_archs
 
 
 class SketchANet(nn.Module):
@@ -279,10 +280,6 @@ class TorchvisionBackbone(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return torch.flatten(self.net(image), 1)
-
-
-def torchvision_archs() -> list[str]:
-    return torchvision.models.list_models(module=torchvision.models)
 
 
 def create_backbone(arch: str, in_channels: int = 1, *, width: int = 64, stem: str = "imagenet", pretrained=None,
