@@ -205,3 +205,47 @@ def test_parallel_prepare_builds_the_same_store(tmp_path):
         f.write(b'{"word": "sun", "drawing": [[[1, 2], [3]]]}\n')
     with pytest.raises(R2CNNError, match=r"sun.ndjson:301"):
         prepare(src, tmp_path / "three", workers=2, progress=False, log=lambda *a: None)
+
+
+_KILL_WITH_READERS = """
+import json, os, signal, sys
+import psutil
+from r2cnn.data.store import prepare, writer
+real, calls = writer.Builder.add_many, []
+def add_many(self, *a):
+    calls.append(1)
+    if len(calls) == 2:
+        kids = [p.pid for p in psutil.Process().children(recursive=True)]
+        open(sys.argv[3], "w").write(json.dumps(kids))
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(self, *a)
+writer.Builder.add_many = add_many
+prepare([sys.argv[1]], sys.argv[2], workers=2, progress=False)
+"""
+
+
+def test_parallel_prepare_killed_leaves_no_reader_behind_and_resumes(tmp_path):
+    """``prepare --workers 2`` killed with SIGKILL: its reader processes exit by themselves (they watch their
+    parent), and the next run resumes after the one file checkpointed."""
+    import time
+
+    import psutil
+
+    from r2cnn.data.store import prepare
+
+    generate(tmp_path / "m", classes=["cat", "sun", "car"], per_class=200, raw_classes=[], log=lambda *a: None)
+    src, out, kids = tmp_path / "m" / "simplified", tmp_path / "store", tmp_path / "kids.json"
+    killed = subprocess.run([sys.executable, "-c", _KILL_WITH_READERS, str(src), str(out), str(kids)], env=ENV,
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    pids = json.loads(kids.read_text())
+    assert pids
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"
+                                              for p in pids):
+        time.sleep(0.2)
+    assert not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
+    assert json.loads((tmp_path / "store.partial" / "progress.json").read_text())["feed"]["files_done"] == 1
+    logs = []
+    store = prepare([src], out, workers=2, progress=False, log=logs.append)
+    assert len(store) == 600 and any("resuming" in line for line in logs)

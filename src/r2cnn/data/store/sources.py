@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import threading
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -238,13 +240,24 @@ def _read_file(task: tuple) -> dict:
             "raw_simplified": simplified}
 
 
+def _exit_with_parent(pid: int) -> None:
+    """A reader process exits when ``prepare`` is gone (``kill -9``): it would otherwise wait on its task pipe
+    forever, since it holds that pipe's other end itself."""
+    def watch():
+        while os.getppid() == pid:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _parallel_files(files, start: int, workers: int, task):
     """``(index, result of _read_file)`` for ``files[start:]`` in order, read by ``workers`` processes with at most
     ``workers + 1`` files read ahead (memory: a few files' arrays)."""
     import multiprocessing as mp
     from collections import deque
 
-    with mp.get_context("spawn").Pool(workers) as pool:
+    with mp.get_context("spawn").Pool(workers, initializer=_exit_with_parent, initargs=(os.getpid(),)) as pool:
         pending: deque = deque()
         todo = iter(range(start, len(files)))
         for i in todo:
