@@ -14,6 +14,7 @@ TARGETS = {
     "classic": "r2cnn.bench.classic",
     "export": "r2cnn.bench.export",
     "mirror": "r2cnn.bench.mirror",
+    "gpu": "r2cnn.bench.gpu",
 }
 
 
