@@ -92,7 +92,7 @@ def run(args) -> int:
             rows = dryrun.dry_run_without_data(lambda d: execute.plan(spec, d, budget, only), **kwargs)
             print(f"{spec.name}: no --data, so sizes are shown at the paper's scale only (steps timed on built-in "
                   f"sketches)")
-        print(dryrun.format_dry_run(rows, device))
+        print(dryrun.format_dry_run(rows, device, reference=spec.reference))
         return 0
 
     if not args.out:

@@ -131,8 +131,9 @@ def dry_run(planned: list[PlannedRow], *, measure_steps: int = 2, device: str = 
         scale = PAPER_SCALE[p.protocol]
         paper_runs = len(p.row.seeds) * scale["folds"]
         paper_steps = _steps(p, scale["train"])
-        out.append({"id": p.row.id, "preset": p.row.preset, "runner": runner_kind(p.config),
-                    "protocol": p.protocol, "subruns": len(p.subruns), "init_from": p.row.init_from,
+        out.append({"id": p.row.id, "preset": p.row.preset, "overrides": p.row.overrides,
+                    "runner": runner_kind(p.config), "protocol": p.protocol, "subruns": len(p.subruns),
+                    "init_from": p.row.init_from,
                     "sizes": sizes if have_data else None, "classes": len(store.classes) if have_data else None,
                     "batch_size": p.config.get("batch_size"), "steps_per_subrun": steps if have_data else None,
                     "step_seconds": step_s, "estimate_seconds": here if have_data else None,
@@ -142,13 +143,27 @@ def dry_run(planned: list[PlannedRow], *, measure_steps: int = 2, device: str = 
     return out
 
 
-def format_dry_run(rows: list[dict], device: str) -> str:
+def _overrides_text(overrides: dict, prefix: str = "") -> list[str]:
+    """A row's overrides as ``KEY=VALUE`` (``train --set`` form; a table's entries as ``KEY.SUB=VALUE``)."""
+    out = []
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            out += _overrides_text(value, f"{prefix}{key}.")
+        else:
+            out.append(f"{prefix}{key}={value if isinstance(value, str) else json.dumps(value)}")
+    return out
+
+
+def format_dry_run(rows: list[dict], device: str, reference: str | None = None) -> str:
+    """The table of rows (``reference``, the spec's reference row, is marked), the totals, and what each row
+    trains: its preset and the overrides the spec gives it."""
     from r2cnn.engine.report import table
 
+    mark = lambda row_id: row_id + (" (reference)" if row_id == reference else "")
     body = []
     for r in rows:
         s, ps = r["sizes"], r["paper_scale"]
-        body.append((r["id"], r["preset"], r["protocol"] + (f" <- {r['init_from']}" if r["init_from"] else ""),
+        body.append((mark(r["id"]), r["preset"], r["protocol"] + (f" <- {r['init_from']}" if r["init_from"] else ""),
                      str(r["subruns"]), "-" if s is None else f"{r['classes']}c {s['train']}/{s['valid']}/"
                      f"{'sealed' if s['test'] is None else s['test']}",
                      "-" if r["steps_per_subrun"] is None else str(r["steps_per_subrun"]),
@@ -162,7 +177,14 @@ def format_dry_run(rows: list[dict], device: str) -> str:
              f"total (measured rows, training steps only, {device}): here "
              f"{_duration(sum(here)) if here else 'not measured'}, at paper scale "
              f"{_duration(sum(paper)) if paper else 'not measured'}"
-             + ("" if here or paper else " (--measure-steps 0; give N > 0 to time N steps per model)")]
+             + ("" if here or paper else " (--measure-steps 0; give N > 0 to time N steps per model)"),
+             "what each row trains (its preset, and the spec's overrides on top; `--set` changes every row that has "
+             "the entry)" + (f"; the other rows are compared with {reference}" if reference else "") + ":"]
+    width = max(len(mark(r["id"])) for r in rows) if rows else 0
+    for r in rows:
+        changes = _overrides_text(r.get("overrides") or {})
+        lines.append(f"  {mark(r['id']).ljust(width)}  {r['preset']}"
+                     + (f" + {', '.join(changes)}" if changes else " (as it is)"))
     no_valid = [r["id"] for r in rows if r["sizes"] is not None and r["runner"] == "neural" and not r["sizes"]["valid"]]
     if no_valid:
         lines.append(f"warning: the validation split is empty for {', '.join(no_valid)}, so these rows cannot train "
