@@ -33,3 +33,18 @@ def test_presets_listing_imports_no_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "* cpu-r2cnn" in done.stdout
+
+
+def test_dry_run_marks_the_reference_row_and_prints_each_rows_overrides(tiny_store, tmp_path, capsys):
+    spec = tmp_path / "study.toml"
+    spec.write_text('name = "study"\ntitle = "a study"\nreference = "kept"\n\n'
+                    '[[rows]]\nid = "paper"\nlabel = "the paper\'s design"\npreset = "cpu-r2cnn-paper"\n\n'
+                    '[[rows]]\nid = "kept"\nlabel = "kept"\npreset = "cpu-attention-time-encoded"\n'
+                    'overrides = { "model_options.fixed_dropout" = 0.5, lr = 2e-3 }\n')
+    assert main(["experiment", str(spec), "--data", str(tiny_store), "--dry-run", "--measure-steps", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "| kept (reference) " in out and "| paper " in out
+    trains = {line.split("  ")[1].strip(): line.split("  ")[-1].strip() for line in out.splitlines()
+              if line.startswith("  ")}
+    assert trains == {"paper": "cpu-r2cnn-paper (as it is)",
+                      "kept (reference)": "cpu-attention-time-encoded + model_options.fixed_dropout=0.5, lr=0.002"}
