@@ -258,7 +258,8 @@ def _stand_in_onnx(path: Path, classes: list[str], margin: float) -> None:
     """A small ONNX model with the export's interface (``points`` (N, 3) -> ``logits`` (1, K), ``attention``
     (N, 2)) whose answers depend on every input value, pen_end included: logits = sum over points of
     sin(3.7 * points) @ W, attention = sigmoid(points @ A). It checks the page's side of the contract (input
-    layout, normalisation, softmax, attention per point) without the real export."""
+    layout, normalisation, softmax, attention per point) without the real export. Its metadata, in the file and
+    in the sidecar, is what ``r2cnn serve --onnx`` checks and the page reads."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -278,10 +279,14 @@ def _stand_in_onnx(path: Path, classes: list[str], margin: float) -> None:
          numpy_helper.from_array(np.array([0], np.int64), "axis0"),
          numpy_helper.from_array(rng.normal(0, 2, (3, 2)).astype(np.float32), "A")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    meta = {"format": "onnx", "classes": classes, "model": "stand-in", "has_attention": True,
+            "attention_channels": 2, "input": {"coordinates": {"margin": margin}, "preprocess": {"margin": margin}}}
+    for key, value in meta.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, json.dumps(value)
     onnx.checker.check_model(model)
     onnx.save(model, path)
-    sidecar = {"classes": classes, "input": {"coordinates": {"margin": margin}}}  # what the page reads of it
-    path.with_name(path.name + ".json").write_text(json.dumps(sidecar))
+    path.with_name(path.name + ".json").write_text(json.dumps(meta))
 
 
 def _onnx_answer(path: Path, drawing, margin: float, classes, top_k=5):
@@ -332,8 +337,9 @@ def test_page_normalises_exactly_as_the_server(browser, tiny_r2cnn_checkpoint):
 
 
 def test_browser_engine_answers_with_the_server_blocked(browser, tiny_r2cnn_checkpoint, tmp_path):
-    """A stand-in ONNX model served with --onnx: the page loads it into onnxruntime-web, and with /api/predict
-    aborted it answers the same top-5 and attention as onnxruntime in Python on the server's normalisation."""
+    """A stand-in ONNX model served with --onnx (alone: it is not the checkpoint's model): the page loads it into
+    onnxruntime-web, and with /api/predict aborted it answers the same top-5 and attention as onnxruntime in
+    Python on the server's normalisation."""
     from r2cnn.engine.predict import Predictor
     from r2cnn.serve.server import serve_subprocess
 
@@ -341,7 +347,7 @@ def test_browser_engine_answers_with_the_server_blocked(browser, tiny_r2cnn_chec
     margin = predictor.transform.margin
     model = tmp_path / "stand-in.onnx"
     _stand_in_onnx(model, predictor.classes, margin)
-    with serve_subprocess(tiny_r2cnn_checkpoint, "--onnx", str(model), env=ENV) as (url, _):
+    with serve_subprocess(None, "--onnx", str(model), env=ENV) as (url, _):
         page, errors = _open(browser, url)
         page.wait_for_function("document.body.dataset.browserEngine === 'ready'", timeout=60_000)
         assert "the browser recognises by itself (onnxruntime-web 1.31.1" in page.text_content("#engine")
@@ -366,14 +372,14 @@ def test_browser_engine_answers_with_the_server_blocked(browser, tiny_r2cnn_chec
 
 
 def test_browser_engine_stays_off_for_a_model_over_the_size_limit(browser, tiny_r2cnn_checkpoint, tmp_path):
+    """Over --browser-max-mb the page asks the server, which answers with that ONNX model (served alone)."""
     from r2cnn.engine.predict import Predictor
     from r2cnn.serve.server import serve_subprocess
 
     predictor = Predictor(str(tiny_r2cnn_checkpoint))
     model = tmp_path / "stand-in.onnx"
     _stand_in_onnx(model, predictor.classes, predictor.transform.margin)
-    with serve_subprocess(tiny_r2cnn_checkpoint, "--onnx", str(model), "--browser-max-mb", "0.0001",
-                          env=ENV) as (url, _):
+    with serve_subprocess(None, "--onnx", str(model), "--browser-max-mb", "0.0001", env=ENV) as (url, _):
         page, errors = _open(browser, url)
         assert page.evaluate("document.body.dataset.browserEngine") == "off"
         assert "over the 0 MB the page may load (--browser-max-mb)" in page.text_content("#engine")
@@ -381,6 +387,11 @@ def test_browser_engine_stays_off_for_a_model_over_the_size_limit(browser, tiny_
         _wait_for_strokes(page, 1, 1)
         assert page.get_attribute("#canvas", "data-engine") == "server"
         assert page.text_content("#engine") == "answered by the server"
+        expected, _ = _onnx_answer(model, page.evaluate("window.sketchPage.drawing()"), predictor.transform.margin,
+                                   predictor.classes)
+        shown = _shown(page)
+        assert [c for c, _ in shown] == [c for c, _ in expected]
+        np.testing.assert_allclose([p for _, p in shown], [p for _, p in expected], atol=1e-6)
         assert errors == []
 
 

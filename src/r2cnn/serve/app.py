@@ -338,7 +338,7 @@ def create_app(recognizer, limits: Limits = Limits(), hosts: Sequence[str] | Non
     async def health() -> dict:  # on the event loop: answers while every worker thread is busy
         # the file's name only: where it lives on the server is nobody's business
         return {"status": "ok", "model": recognizer.model_name, "classes": len(recognizer.classes),
-                "checkpoint": Path(recognizer.source).name}
+                "checkpoint": Path(recognizer.source).name, "engine": recognizer.engine}
 
     @app.get("/api/classes", response_model=ClassesResponse)
     def classes():
