@@ -12,9 +12,13 @@ __version__ = "0.1.0"
 __all__ = ["R2CNNError", "Sketch", "SketchBatch", "SketchFormatError", "__version__", "load"]
 
 
-def load(path, device: str = "cpu"):
-    """A model ready to classify: ``r2cnn.load("best.pt" | "model.onnx" | "model.pt").predict(strokes)``
-    (:func:`r2cnn.export.load`; imported on first use, so ``import r2cnn`` stays light)."""
+def load(path, device: str = "cpu", *, trust_code: bool = False):
+    """A model ready to classify: ``r2cnn.load("best.pt" | "model.onnx").predict(strokes)``.
+
+    A checkpoint (``torch.load(weights_only=True)``) and an ONNX file are data and load as they are. A TorchScript
+    file (``r2cnn export --format torchscript``) is code that runs when it loads: it is refused with a one-line
+    :class:`R2CNNError` unless ``trust_code=True`` says you trust it, ``r2cnn.load("model.pt", trust_code=True)``.
+    Details: :func:`r2cnn.export.load` (imported on first use, so ``import r2cnn`` stays light)."""
     from r2cnn.export import load as _load
 
-    return _load(path, device)
+    return _load(path, device, trust_code=trust_code)

@@ -33,8 +33,6 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 # What the predict entry points call the input in their messages (Python and HTTP alike).
 INPUT = "sketch"
 
-FORMS = "strokes [[xs, ys], ...] or [[xs, ys, ts], ...], or an (N, 3) array of x, y, pen_end"
-
 
 def points_from_strokes(xy: np.ndarray, lengths: np.ndarray, source: str, *, line: int | None = None,
                         record: int | None = None) -> np.ndarray:
@@ -141,20 +139,24 @@ def drawing_points(drawing, source: str = INPUT, *, line: int | None = None) -> 
     """``(points (N, 3) float32, t (N,) float64 or None)`` for a drawing of strokes ``[xs, ys]`` or ``[xs, ys,
     ts]``: lists, tuples or arrays of numbers (numpy numbers too), as Python code or a JSON body hands it in.
     Raises :class:`SketchFormatError` naming ``source`` and the field."""
-    if isinstance(drawing, np.ndarray) and drawing.ndim == 3:  # (S, 2 or 3, n): strokes of equal length
-        drawing = list(drawing)
+    if isinstance(drawing, np.ndarray):  # (S, 2 or 3, n): strokes of equal length; other shapes are named below
+        if drawing.ndim >= 1 and len(drawing) > MAX_STROKES:
+            raise SketchFormatError(source, "too many strokes", field="drawing", line=line,
+                                    detail=f"{len(drawing)} > {MAX_STROKES}")
+        drawing = list(drawing) if drawing.ndim >= 1 else drawing.item()
     if isinstance(drawing, (list, tuple)):
         _count_points(drawing, source)
     xy, lengths, t = checked_drawing(_plain(drawing), source, line)
     return points_from_strokes(xy, lengths, source, line=line), t
 
 
-def array_points(points, source: str = INPUT, field: str = "points") -> np.ndarray:
-    """An ``(N, 3)`` array of x, y, pen_end (numpy, or anything ``np.asarray`` reads without copying Python
-    objects: a torch tensor) checked and as float32: the shape first (so a huge array is refused before it is
-    touched), then the count, real numbers, finite in float32, and pen_end 0 or 1."""
+def array_points(points, source: str = INPUT) -> np.ndarray:
+    """An ``(N, 3)`` array of x, y, pen_end (numpy, or anything with a ``shape`` that ``np.asarray`` reads: a
+    torch tensor) checked and as float32: the shape first (so a huge array is refused before it is read), then the
+    count, numbers only, finite in float32, and pen_end 0 or 1. An array of strings, booleans or objects is walked
+    as :func:`rows_points` walks JSON rows, so both name the same element."""
     def fail(reason, detail=None):
-        raise SketchFormatError(source, reason, field=field, detail=detail)
+        raise SketchFormatError(source, reason, field="points", detail=detail)
 
     shape = tuple(getattr(points, "shape", ()))
     if len(shape) != 2 or shape[1] != 3:
@@ -165,7 +167,7 @@ def array_points(points, source: str = INPUT, field: str = "points") -> np.ndarr
         fail("too many points", f"{shape[0]} > {MAX_POINTS}")
     array = np.asarray(points)
     if array.dtype.kind not in "iuf":
-        fail("not numbers", f"dtype {array.dtype}")
+        return rows_points(array.tolist(), source)
     if array.dtype.kind == "f":
         finite = (np.abs(array[:, :2]) <= FLOAT32_MAX).all(axis=1)  # False for NaN too
         if not finite.all():
@@ -178,18 +180,22 @@ def array_points(points, source: str = INPUT, field: str = "points") -> np.ndarr
 
 
 def rows_points(rows, source: str = INPUT) -> np.ndarray:
-    """``[[x, y, pen_end], ...]`` (a JSON body's form of the ``(N, 3)`` array) checked like :func:`array_points`;
-    the rows hold numbers only (a boolean or a string is refused, not read as 1 or a number)."""
+    """``[[x, y, pen_end], ...]``, a JSON body's form of the ``(N, 3)`` array, checked as :func:`array_points`
+    checks the array (the same messages): the count and the shape before any value is read, then numbers only (a
+    boolean or a string is refused, not read as 1 or a number)."""
     def fail(reason, field="points", detail=None):
         raise SketchFormatError(source, reason, field=field, detail=detail)
 
     if type(rows) is not list:
-        fail("points is not a list of [x, y, pen_end] rows")
+        fail("wrong shape", detail=f"{type(rows).__name__}, expected (N, 3) rows [x, y, pen_end]")
     if len(rows) > MAX_POINTS:
         fail("too many points", detail=f"{len(rows)} > {MAX_POINTS}")
+    widths = {len(row) if type(row) is list else -1 for row in rows}
+    if len(widths) > 1 or -1 in widths:
+        fail("wrong shape", detail="rows of different lengths, expected (N, 3): x, y, pen_end")
+    if rows and widths != {3}:
+        fail("wrong shape", detail=f"({len(rows)}, {widths.pop()}), expected (N, 3): x, y, pen_end")
     for i, row in enumerate(rows):
-        if type(row) is not list or len(row) != 3:
-            fail("wrong shape", f"points[{i}]", "a row is [x, y, pen_end]: expected (N, 3)")
         for j, v in enumerate(row):
             if type(v) not in (int, float):
                 fail("not a number", f"points[{i}][{j}]", type(v).__name__)
@@ -197,17 +203,16 @@ def rows_points(rows, source: str = INPUT) -> np.ndarray:
 
 
 def sketch_points(value, source: str = INPUT) -> np.ndarray:
-    """Points ``(N, 3)`` float32 from any accepted form (module docstring): a drawing (list or tuple of strokes,
-    or an ``(S, 2|3, n)`` array), an ``(N, 3)`` array, or a :class:`~r2cnn.sketch.Sketch` (its points checked).
-    An ``(N, 2)`` array is refused with "expected (N, 3)"."""
+    """Points ``(N, 3)`` float32 from any accepted form (module docstring): an ``(N, 3)`` array (anything with a
+    2-D ``shape``: numpy, torch), a :class:`~r2cnn.sketch.Sketch` (its points checked), or a drawing (anything
+    else: a list or tuple of strokes, an ``(S, 2|3, n)`` array). An ``(N, 2)`` array is refused with "expected
+    (N, 3)"."""
     points = getattr(value, "points", None)
     if isinstance(points, np.ndarray) and hasattr(value, "stroke_bounds"):  # a Sketch
         return array_points(points, source)
-    if isinstance(value, (list, tuple)) or (isinstance(value, np.ndarray) and value.ndim == 3):
-        return drawing_points(value, source)[0]
-    if hasattr(value, "shape") and hasattr(value, "__array__"):  # numpy, torch
+    if len(getattr(value, "shape", (0, 0, 0))) == 2:
         return array_points(value, source)
-    raise SketchFormatError(source, "not a sketch", detail=f"{type(value).__name__}; expected {FORMS}")
+    return drawing_points(value, source)[0]
 
 
 def check_top_k(top_k: Any) -> int:

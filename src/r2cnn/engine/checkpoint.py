@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,18 @@ RESUME_ONLY = ("optimizer", "scheduler", "scaler", "rng", "batch_in_epoch")
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu", *,
                     training_state: bool = False) -> dict:
+def is_torchscript_archive(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a TorchScript archive by torch's own test (a ``<name>/constants.pkl`` record: what makes
+    ``torch.load`` hand a file to ``torch.jit.load``). It reads the zip directory only; nothing is loaded."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(name.count("/") == 1 and name.endswith("/constants.pkl") for name in z.namelist())
+    except Exception:  # not a zip, or a damaged one: torch.load then says what it is, in one line
+        return False
+
+
     """Load a checkpoint written by :func:`save_atomic` with ``weights_only=True``; user errors are one line.
 
     Checks that the file is one of ours: a dict with a ``config`` dict naming a ``model``, the ``classes`` as a
@@ -71,7 +84,13 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if path.stat().st_size == 0:
         raise R2CNNError(f"{path}: not an r2cnn checkpoint (empty file)")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notices go before our one line otherwise; errors still raise
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    if is_torchscript_archive(path):  # torch.load would print its own two-line notice before refusing it
+        raise R2CNNError(f"{path}: a TorchScript file (code, e.g. from `r2cnn export --format torchscript`), not a "
+                         "checkpoint; give the checkpoint it came from (best.pt), or in Python "
+                         "r2cnn.load(path, trust_code=True) if you trust the file's code")
     except Exception as e:  # a torn, foreign or non-checkpoint file
         raise R2CNNError(f"{path}: not a readable r2cnn checkpoint: {describe_load_failure(e)}") from e
     if not isinstance(ckpt, dict):

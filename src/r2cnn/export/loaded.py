@@ -1,13 +1,14 @@
 """``r2cnn.load(path).predict(strokes)``: one API over a checkpoint, an ONNX file and a TorchScript file.
 
-The file decides the engine: a checkpoint written by ``r2cnn train`` runs in PyTorch (the training model, NLR
-kernels included: :class:`r2cnn.engine.predict.Predictor`); ``model.onnx`` runs in onnxruntime; a TorchScript file
-written by ``r2cnn export`` in ``torch.jit``. Each gets the same preprocessing (the evaluation transform recorded
+The engine follows from the file's name and what the caller allows (:func:`load`): a checkpoint written by
+``r2cnn train`` runs in PyTorch (the training model, NLR kernels included: :class:`r2cnn.engine.predict.Predictor`);
+``model.onnx`` runs in onnxruntime; a TorchScript file written by ``r2cnn export``, with ``trust_code=True`` only,
+in ``torch.jit``. Each gets the same preprocessing (the evaluation transform recorded
 with the model: :func:`r2cnn.data.transforms.normalize`, plus any simplification or stroke-order change) and gives
 the same :class:`Prediction`.
 
-A TorchScript file is code as well as weights: load only TorchScript files you trust. Checkpoints load with
-``weights_only=True`` and ONNX files are data.
+Checkpoints load with ``weights_only=True`` and ONNX files are data; a TorchScript file is code as well as weights
+and loads only with ``trust_code=True`` (:func:`load`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import warnings
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -85,28 +85,46 @@ class LoadedModel:
         return [self.predict(s, top_k) for s in sketches]
 
 
-def load(path: str | os.PathLike, device: str = "cpu") -> LoadedModel:
-    """Load ``best.pt`` (a checkpoint), ``model.onnx`` or ``model.pt`` (TorchScript from ``r2cnn export``)."""
+def load(path: str | os.PathLike, device: str = "cpu", *, trust_code: bool = False) -> LoadedModel:
+    """A model ready to classify sketches, from one of three kinds of file.
+
+    - a checkpoint written by ``r2cnn train`` (``best.pt``, ``last.pt``): loaded with ``torch.load(...,
+      weights_only=True)``, plain data (tensors, numbers, strings), and run in PyTorch;
+    - ``*.onnx`` from ``r2cnn export --format onnx``: a graph of operators, data only, run by onnxruntime;
+    - a TorchScript file from ``r2cnn export --format torchscript``, **only with** ``trust_code=True``.
+
+    A TorchScript file is a program, not data: its code runs when it loads (``__setstate__``) and when it
+    predicts, and can read or write any file you can. The caller decides: the file's name picks ONNX (``*.onnx``),
+    anything else is read as a checkpoint, and a file that is a TorchScript archive is loaded as one only when
+    ``trust_code=True`` says that you trust its code (a file you exported yourself); without it the file is
+    refused with a one-line :class:`R2CNNError` and nothing of it runs. Prefer the ONNX export to hand a model
+    around. A damaged or foreign file of any kind is a one-line :class:`R2CNNError` too.
+
+    Args:
+        path: the model file.
+        device: where a checkpoint or TorchScript model runs (``"cpu"``, ``"cuda"``); ONNX runs on the CPU.
+        trust_code: allow a TorchScript file, whose code then runs in this process.
+    """
     path = Path(path)
     if not path.is_file():
         raise R2CNNError(f"{path}: no such model file")
     if path.suffix == ".onnx":
         return _load_onnx(path)
-    if _is_torchscript(path):
+    from r2cnn.engine.checkpoint import is_torchscript_archive
+
+    if is_torchscript_archive(path):
+        if not trust_code:
+            raise R2CNNError(f"{path}: a TorchScript file, which is code that runs when it loads; loaded only "
+                             "with r2cnn.load(path, trust_code=True) for a file you trust (or use the ONNX export, "
+                             "which is data only)")
         return _load_torchscript(path, device)
     return _load_checkpoint(path, device)
 
 
-def _is_torchscript(path: Path) -> bool:
-    """TorchScript archives hold compiled code (``<name>/code/``); checkpoints only pickled data."""
-    try:
-        with zipfile.ZipFile(path) as z:
-            return any("/code/" in name for name in z.namelist())
-    except zipfile.BadZipFile:
-        return False
-
-
 def _load_onnx(path: Path) -> LoadedModel:
+    from r2cnn.export.exporters import require_extra
+
+    require_extra("onnxruntime", f"{path}: loading an ONNX model")
     import onnxruntime
 
     try:
@@ -131,9 +149,13 @@ def _load_torchscript(path: Path, device: str) -> LoadedModel:
     from r2cnn.export.exporters import METADATA_FILE
 
     extra = {METADATA_FILE: ""}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's deprecation notice
-        module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's deprecation notice
+            module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+    except Exception as e:  # torch raises RuntimeError (with a C++ trace) for a damaged or foreign archive
+        first = " ".join(str(e).split())[:160]
+        raise R2CNNError(f"{path}: not a loadable TorchScript file ({type(e).__name__}: {first})") from None
     if not extra[METADATA_FILE]:
         raise R2CNNError(f"{path}: a TorchScript file without r2cnn metadata (export it with `r2cnn export`)")
 

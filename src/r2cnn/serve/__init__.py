@@ -1,7 +1,8 @@
 """The local web page for drawing with live recognition, and its JSON API (``r2cnn serve``).
 
-- :mod:`r2cnn.serve.recognizer`: a :class:`~r2cnn.engine.predict.Predictor` made safe for concurrent requests,
-  taking strokes in any coordinates and returning top-k classes and per-point attention aligned with them;
+- :mod:`r2cnn.serve.recognizer`: the model that answers (a checkpoint's :class:`~r2cnn.engine.predict.Predictor`,
+  or an exported ONNX model in onnxruntime, checked first) made safe for concurrent requests, taking strokes in
+  any coordinates and returning top-k classes and per-point attention aligned with them;
 - :mod:`r2cnn.serve.app`: the FastAPI application (``/``, ``/api/predict``, ``/api/classes``, ``/api/parse``,
   ``/health``, OpenAPI at ``/docs``, the favicon, the browser model) with its request limits;
 - :mod:`r2cnn.serve.browser`: the exported ONNX model the page may run itself (onnxruntime-web), and whether
