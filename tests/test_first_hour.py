@@ -48,3 +48,71 @@ def test_dry_run_marks_the_reference_row_and_prints_each_rows_overrides(tiny_sto
               if line.startswith("  ")}
     assert trains == {"paper": "cpu-r2cnn-paper (as it is)",
                       "kept (reference)": "cpu-attention-time-encoded + model_options.fixed_dropout=0.5, lr=0.002"}
+
+
+# ------------------------------------------------------------------------------ results within noise of chance
+def test_chance_warning_follows_the_binomial_bound():
+    from r2cnn.engine.chance import chance_bound, chance_warning
+
+    assert abs(chance_bound(864, 12) - (1 / 12 + 1.96 * (1 / 12 * 11 / 12 / 864) ** 0.5)) < 1e-12
+    line = chance_warning(0.0833, 864, 12, what="valid top-1", causes="too few steps")
+    assert line.startswith("warning: valid top-1 0.0833 over 864 sketches is within noise of chance (1/12")
+    assert line.endswith("too few steps") and "\n" not in line
+    assert chance_warning(0.03, 864, 12, what="x", causes="y") is not None  # below chance is no better
+    assert chance_warning(0.11, 864, 12, what="x", causes="y") is None  # above the bound (0.1018)
+    assert chance_warning(0.5, 24, 12, what="x", causes="y") is None
+    assert chance_warning(0.0, 0, 12, what="x", causes="y") is None and chance_warning(1.0, 5, 1, what="x",
+                                                                                       causes="y") is None
+
+
+TINY = '{"canvas": 32, "width": 8, "stem": "small", "hidden": 16, "layers": 1, "dropout": 0.0}'
+
+
+def test_a_run_left_at_chance_says_so_in_train_and_evaluate(tiny_store, tmp_path, capsys):
+    """A learning rate of 1e-9 leaves the model where it started: guessing. train and evaluate say so in one line
+    each, and evaluate lists every one of the 12 classes."""
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "cpu-cnn", "--data", str(tiny_store), "--out", str(run), "--steps", "2",
+                 "--batch-size", "16", "--lr", "1e-9", "--workers", "0", "--print-every", "0",
+                 "--set", f"model_options={TINY}"]) == 0
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "best valid top-1" in warnings[0] and "within noise of chance" in warnings[0]
+    assert "too few steps (2)" in warnings[0] and "learning rate" in warnings[0]
+    assert main(["evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(tiny_store), "--split", "valid",
+                 "--partial", "1"]) == 0
+    captured = capsys.readouterr()
+    warnings = [line for line in captured.err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "valid top-1 of" in warnings[0] and "within noise of chance" in warnings[0]
+    from r2cnn.data.builtin import CLASSES
+
+    listed = [line.split("|")[1].strip() for line in captured.out.splitlines() if line.startswith("| ")][1:]
+    assert sorted(listed) == sorted(CLASSES) and "shown" not in captured.out
+
+
+def test_evaluate_says_how_many_classes_it_shows_and_where_all_are():
+    from r2cnn.commands.evaluate import CLASSES_SHOWN, format_report
+
+    k = CLASSES_SHOWN + 5
+    report = {"checkpoint": "c.pt", "data": "d", "split": "test", "count": 100, "top1": 0.5, "top5": 0.9,
+              "sketches_per_s": 10.0, "per_class": {f"class{i}": i / k for i in range(k)}}
+    text = format_report(report, full="out/report.json")
+    assert f"{CLASSES_SHOWN} of {k} classes shown; all in out/report.json" in text
+    assert "| class0 " in text and f"| class{k - 1} " not in text  # the lowest first
+    assert "--json FILE or --out DIR" in format_report(report)
+
+
+# ------------------------------------------------------------------------------ the built-in split: one rule
+def test_builtin_stores_split_by_one_rule(tmp_path, capsys):
+    from r2cnn.data import builtin
+    from r2cnn.data.store import SketchStore
+
+    assert builtin.split_sizes(30) == (20, 5, 5)  # `r2cnn demo --per-class 30` splits by it
+    assert builtin.split_sizes(60) == (48, 6, 6) and builtin.split_sizes(10) == (6, 2, 2)
+    assert main(["prepare", "--builtin", "60", "--out", str(tmp_path / "b")]) == 0
+    store = SketchStore(tmp_path / "b")
+    n = len(builtin.CLASSES)
+    assert [len(store.indices(s)) for s in ("train", "valid", "test")] == [48 * n, 6 * n, 6 * n]
+    # with --split-sizes, the sizes given
+    assert main(["prepare", "--builtin", "20", "--split-sizes", "12,4,4", "--out", str(tmp_path / "c")]) == 0
+    assert len(SketchStore(tmp_path / "c").indices("test")) == 4 * n

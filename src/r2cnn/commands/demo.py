@@ -1,11 +1,13 @@
 """``r2cnn demo`` (``make demo``), the main job: built-in data -> train R2CNN and the CNN-only baseline -> compare.
 
-1. Prepare the built-in sketches (:mod:`r2cnn.data.builtin`) into ``OUT/data`` (a no-op when up to date).
+1. Prepare the built-in sketches (:mod:`r2cnn.data.builtin`) into ``OUT/data`` (a no-op when up to date), split
+   as ``r2cnn prepare --builtin N`` splits them (:func:`r2cnn.data.builtin.split_sizes`).
 2. Train the fast CPU presets ``cpu-r2cnn`` (Sketch-R2CNN: BiLSTM attention -> NLR -> CNN) and ``cpu-cnn``
    (the same rasteriser and CNN with constant intensity), each for the preset's epochs within the same
    wall-clock budget, choosing the best checkpoint on the validation split.
 3. Evaluate both best checkpoints on the held-back test split and print a side-by-side table; the full
-   reports (per class, confusion matrices, partial sketches) go to ``OUT/report.md`` and ``OUT/<model>/``.
+   reports (per class, confusion matrices, partial sketches) go to ``OUT/report.md`` and ``OUT/<model>/``. A model
+   whose test top-1 is within noise of chance gets a warning line (:mod:`r2cnn.engine.chance`).
 4. Write the HTML report of the R2CNN run (``r2cnn report``: curves, confusion, attention figures, the deletion
    check) to ``OUT/r2cnn/report.html`` and print its path.
 """
@@ -43,11 +45,14 @@ def _train_speed(run_dir) -> float | None:
 
 def run(args) -> int:
     import json
+    import sys
     import time
     from pathlib import Path
 
     from r2cnn.commands.options import resolve_device
+    from r2cnn.data.builtin import split_sizes as builtin_split_sizes
     from r2cnn.data.store import prepare
+    from r2cnn.engine.chance import chance_warning
     from r2cnn.engine.evaluate import evaluate_checkpoint
     from r2cnn.engine.report import confusion_png, table
     from r2cnn.engine.train import TrainOptions, train
@@ -59,9 +64,8 @@ def run(args) -> int:
     device = resolve_device(args.device)
     out = Path(args.out)
     started = time.perf_counter()
-    valid = test = max(5, args.per_class // 14)
     store = prepare([], out / "data", builtin=args.per_class, seed=args.seed,
-                    split_sizes=(args.per_class - valid - test, valid, test))
+                    split_sizes=builtin_split_sizes(args.per_class))
     print(f"data: {out / 'data'} ({len(store)} sketches, {len(store.classes)} classes; "
           f"train/valid/test {len(store.indices('train'))}/{len(store.indices('valid'))}/{len(store.indices('test'))})")
 
@@ -102,6 +106,12 @@ def run(args) -> int:
         + f"- HTML report of the R2CNN run (training curves, confusion, attention, deletion check): `{html}`\n")
     for t, r in reports.items():
         print(f"{t}: checkpoint {r['checkpoint']}, confusion matrix {r['confusion_png']}")
+    for t, r in reports.items():
+        warning = chance_warning(r["top1"], r["count"], len(store.classes), what=f"{t} test top-1",
+                                 causes=f"it has not learned in {r['train_steps']} steps; likely too few steps "
+                                        f"(give more --minutes) or a learning rate that does not suit them")
+        if warning:
+            print(warning, file=sys.stderr)
     print(f"report: {report_md} (demo took {minutes:.1f} min)")
     print(f"HTML report (R2CNN run): {html}")
     return 0

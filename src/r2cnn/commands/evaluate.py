@@ -36,7 +36,13 @@ def _fractions(text: str) -> tuple[float, ...]:
     return values
 
 
-def format_report(report: dict) -> str:
+# per-class accuracies printed: every class up to this many, else the lowest this many (the rest in the JSON report)
+CLASSES_SHOWN = 20
+
+
+def format_report(report: dict, full: str | None = None) -> str:
+    """The summary: top-1/top-5, partial sketches, per-class top-1 (every class, or the :data:`CLASSES_SHOWN`
+    lowest and a line saying so and where all are: ``full``, the JSON report written, if any)."""
     from r2cnn.engine.report import table
 
     lines = [f"{report['checkpoint']} on {report['data']} [{report['split']}]: {report['count']} sketches",
@@ -44,18 +50,27 @@ def format_report(report: dict) -> str:
     if "partial" in report:  # classic rows are evaluated on whole sketches only
         lines.append("partial sketches (" + report["partial_rounding"] + "): "
                      + "  ".join(f"{float(f):.0%}: {acc:.4f}" for f, acc in report["partial"].items()))
-    worst = sorted(((acc, name) for name, acc in report["per_class"].items() if acc is not None))[:10]
-    lines.append(table([(name, f"{acc:.4f}") for acc, name in worst],
+    ranked = sorted((acc, name) for name, acc in report["per_class"].items() if acc is not None)
+    shown = ranked if len(ranked) <= CLASSES_SHOWN else ranked[:CLASSES_SHOWN]
+    lines.append(table([(name, f"{acc:.4f}") for acc, name in shown],
                        ["class (lowest accuracy first)", "top-1"]))
+    if len(shown) < len(ranked):
+        lines.append(f"{len(shown)} of {len(ranked)} classes shown; all in "
+                     + (full or "the JSON report (--json FILE or --out DIR)"))
+    absent = len(report["per_class"]) - len(ranked)
+    if absent:
+        lines.append(f"{absent} class{'es' if absent > 1 else ''} without a sketch in this split")
     return "\n".join(lines)
 
 
 def run(args) -> int:
     import json
+    import sys
     from pathlib import Path
 
     from r2cnn.classic.modelfile import is_classic_model
     from r2cnn.commands.options import resolve_device
+    from r2cnn.engine.chance import chance_warning
     from r2cnn.engine.evaluate import evaluate_checkpoint
     from r2cnn.engine.report import confusion_png
 
@@ -74,7 +89,13 @@ def run(args) -> int:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=1))
-    print(format_report(report))
+    print(format_report(report, full=args.json or (str(Path(args.out) / "report.json") if args.out else None)))
     if args.out:
         print(f"report: {Path(args.out) / 'report.json'}, confusion matrix: {report['confusion_png']}")
+    warning = chance_warning(report["top1"], report["count"], len(report["classes"]),
+                             what=f"{args.split} top-1 of {args.checkpoint}",
+                             causes="the model guesses; likely trained too few steps or at a poor learning rate (its "
+                                    "run's log.jsonl has the loss and lr), or on other data than this store")
+    if warning:
+        print(warning, file=sys.stderr)
     return 0

@@ -15,6 +15,8 @@ sources:
 labels: the file stem (ndjson, npz, bin), or the folder name (TU-Berlin <class>/<id>.svg), or --label-field.
 splits: .npz files keep their own train/valid/test; other records are split per class by a seeded hash of
   key_id (--split-sizes, scaled down for small classes); SVG sources (or --folds K) get K cross-validation folds.
+  Built-in sketches alone (--builtin N, no source) keep a tenth of each class for valid and one for test, at
+  least min(5, N // 4) each (r2cnn.data.builtin.split_sizes; `r2cnn demo` splits the same way).
   When no source has validation records (e.g. train=A test=B), the validation part of --split-sizes is carved
   out of the train records of each class by the same hash, e.g.
                           r2cnn prepare train=qd5/train test=qd5/valid --split-sizes 9840,300,0 --out data/qd5
@@ -28,8 +30,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("sources", nargs="*", metavar="SOURCE", help="files or folders, optionally SPLIT=PATH")
     p.add_argument("--out", required=True, help="store directory to write")
     p.add_argument("--builtin", type=int, metavar="N_PER_CLASS", help="add N sketches per class of the built-in generator")
-    p.add_argument("--split-sizes", default="70000,2500,2500", metavar="TRAIN,VALID,TEST",
-                   help="per-class split sizes for records without their own split (default: the paper's 70K/2.5K/2.5K)")
+    p.add_argument("--split-sizes", metavar="TRAIN,VALID,TEST",
+                   help="per-class split sizes for records without their own split (default: the paper's "
+                        "70K/2.5K/2.5K, scaled down for a smaller class; --builtin N alone: a tenth of N each for "
+                        "valid and test, at least min(5, N // 4), e.g. 60 -> 48/6/6)")
     p.add_argument("--folds", type=int, help="k-fold cross-validation (default 3 when any source is SVG)")
     p.add_argument("--fold-valid-fraction", type=float, default=0.1,
                    help="k-fold stores: fraction of the training folds used for validation (default 0.1)")
@@ -58,7 +62,8 @@ def run(args) -> int:
     policy = ErrorPolicy(args.on_error)
     try:
         store = prepare(args.sources, args.out, builtin=args.builtin,
-                        split_sizes=parse_split_sizes(args.split_sizes), folds=args.folds,
+                        split_sizes=parse_split_sizes(args.split_sizes) if args.split_sizes else None,
+                        folds=args.folds,
                         fold_valid_fraction=args.fold_valid_fraction, seed=args.seed, label_field=args.label_field,
                         split_from_folders=args.split_from_folders, policy=policy, force=args.force,
                         simplify_raw=args.simplify_raw, dedupe_key_id=args.dedupe_key_id, workers=args.workers)

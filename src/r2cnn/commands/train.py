@@ -137,7 +137,22 @@ def run(args) -> int:
         if best is not None:
             print(f"best valid top-1 {best['value']:.4f} at step {best['step']}: {result['best_path']}")
         print(f"last checkpoint: {result['last']}")
+        if best is not None:
+            warn_at_chance(best["value"], result["valid"]["count"], len(result["classes"]), result["step"])
     return 0
+
+
+def warn_at_chance(top1: float, count: int, num_classes: int, steps: int, what: str = "best valid top-1") -> None:
+    """One line on stderr when a trained model's top-1 is within noise of chance (:mod:`r2cnn.engine.chance`)."""
+    import sys
+
+    from r2cnn.engine.chance import chance_warning
+
+    warning = chance_warning(top1, count, num_classes, what=what,
+                             causes=f"the model has not learned; likely too few steps ({steps}) or a learning rate "
+                                    f"too low or too high for them (--lr; the lr column of log.jsonl)")
+    if warning:
+        print(warning, file=sys.stderr)
 
 
 def _run_classic(args, preset: dict) -> int:

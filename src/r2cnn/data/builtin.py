@@ -10,6 +10,8 @@ How each class is drawn: ``docs/builtin-data.md``.
 - :data:`CLASSES`: class names.
 - :func:`draw`: one sketch of a class from a ``numpy.random.Generator``.
 - :func:`generate`: ``n_per_class`` sketches of every class, deterministic by ``seed`` (:func:`iterate`: lazily).
+- :func:`split_sizes`: how a store of built-in sketches alone is split (``r2cnn prepare --builtin N`` without
+  ``--split-sizes``, ``r2cnn demo``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 from r2cnn.errors import R2CNNError
 from r2cnn.sketch import Sketch
 
-__all__ = ["CLASSES", "draw", "generate", "iterate", "key_id"]
+__all__ = ["CLASSES", "draw", "generate", "iterate", "key_id", "split_sizes"]
 
 TAU = 2.0 * np.pi
 _STEP = 0.012  # sampling step of drawn paths on the unit canvas (about 3 px of the final 0..255 square)
@@ -554,3 +556,14 @@ def generate(n_per_class: int, seed: int = 0, classes: list[str] | None = None) 
     ``source`` = ``"builtin"``, ``seed``. :func:`iterate` yields the same sketches lazily.
     """
     return list(iterate(n_per_class, seed, classes))
+
+
+def split_sizes(n_per_class: int) -> tuple[int, int, int]:
+    """Per-class (train, valid, test) sizes of a store of ``n_per_class`` built-in sketches a class: valid and test
+    each get a tenth of the class, or, when more, a quarter of it up to 5 sketches (so that a small store still
+    measures something), ``max(round(n / 10), min(5, n // 4))``; the rest is train. E.g. 10 -> 6/2/2,
+    30 -> 20/5/5, 60 -> 48/6/6, 700 -> 560/70/70. ``r2cnn prepare --builtin N`` (without ``--split-sizes``) and
+    ``r2cnn demo`` split by it."""
+    n = int(n_per_class)
+    held = max(round(n / 10), min(5, n // 4))
+    return n - 2 * held, held, held

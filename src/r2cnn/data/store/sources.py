@@ -75,7 +75,7 @@ def _describe(files: list[tuple[Path, str, str | None]]) -> list[dict]:
 
 
 def prepare(sources: Sequence[str | Path] = (), out: str | Path = "data/store", *, builtin: int | None = None,
-            split_sizes: Sequence[int] = DEFAULT_SPLIT_SIZES, folds: int | None = None,
+            split_sizes: Sequence[int] | None = None, folds: int | None = None,
             fold_valid_fraction: float = 0.1, seed: int = 0, label_field: str | None = None,
             split_from_folders: bool = False, policy: ErrorPolicy | None = None, force: bool = False,
             simplify_raw: bool = False, dedupe_key_id: bool = False, workers: int = 1,
@@ -87,7 +87,8 @@ def prepare(sources: Sequence[str | Path] = (), out: str | Path = "data/store", 
             svg; ``train=PATH`` (or valid=/test=) puts every record of PATH in that split.
         builtin: sketches per class from :func:`r2cnn.data.builtin.generate` (seeded by ``seed``).
         split_sizes: per-class (train, valid, test) for records without their own split
-            (:mod:`r2cnn.data.store.splits`).
+            (:mod:`r2cnn.data.store.splits`); default: the paper's, or, for built-in sketches alone,
+            :func:`r2cnn.data.builtin.split_sizes` of ``builtin``.
         folds: k-fold cross-validation instead of train/valid/test (default 3 when any source is SVG).
         label_field: take the class from this metadata field (e.g. ``"word"``) instead of the file stem
             (ndjson, npz, bin) or the folder name (SVG).
@@ -107,6 +108,10 @@ def prepare(sources: Sequence[str | Path] = (), out: str | Path = "data/store", 
     Returns: the opened :class:`SketchStore`.
     """
     out = Path(out)
+    if split_sizes is None:
+        from r2cnn.data.builtin import split_sizes as builtin_split_sizes
+
+        split_sizes = builtin_split_sizes(builtin) if builtin and not sources else DEFAULT_SPLIT_SIZES
     split_sizes = tuple(int(s) for s in split_sizes)
     policy = policy or ErrorPolicy()
     files: list[tuple[Path, str, str | None]] = []
