@@ -59,8 +59,6 @@ TRAINING_KEYS = ("optimizer", "scheduler", "epoch", "step", "batch_in_epoch", "b
 RESUME_ONLY = ("optimizer", "scheduler", "scaler", "rng", "batch_in_epoch")
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu", *,
-                    training_state: bool = False) -> dict:
 def is_torchscript_archive(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a TorchScript archive by torch's own test (a ``<name>/constants.pkl`` record: what makes
     ``torch.load`` hand a file to ``torch.jit.load``). It reads the zip directory only; nothing is loaded."""
@@ -73,6 +71,8 @@ def is_torchscript_archive(path: str | os.PathLike) -> bool:
         return False
 
 
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu", *,
+                    training_state: bool = False) -> dict:
     """Load a checkpoint written by :func:`save_atomic` with ``weights_only=True``; user errors are one line.
 
     Checks that the file is one of ours: a dict with a ``config`` dict naming a ``model``, the ``classes`` as a
@@ -83,14 +83,14 @@ def is_torchscript_archive(path: str | os.PathLike) -> bool:
         raise R2CNNError(f"{path}: checkpoint not found")
     if path.stat().st_size == 0:
         raise R2CNNError(f"{path}: not an r2cnn checkpoint (empty file)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch's notices go before our one line otherwise; errors still raise
-            ckpt = torch.load(path, map_location=map_location, weights_only=True)
     if is_torchscript_archive(path):  # torch.load would print its own two-line notice before refusing it
         raise R2CNNError(f"{path}: a TorchScript file (code, e.g. from `r2cnn export --format torchscript`), not a "
                          "checkpoint; give the checkpoint it came from (best.pt), or in Python "
                          "r2cnn.load(path, trust_code=True) if you trust the file's code")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notices go before our one line otherwise; errors still raise
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # a torn, foreign or non-checkpoint file
         raise R2CNNError(f"{path}: not a readable r2cnn checkpoint: {describe_load_failure(e)}") from e
     if not isinstance(ckpt, dict):

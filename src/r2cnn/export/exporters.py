@@ -10,7 +10,10 @@ rasteriser inside is scripted, so its chunk loop survives as a loop and ``N`` st
   it is not used.
 
 Beside either file ``F``, ``F.json`` holds the same metadata (:func:`describe`), for a page or an app that reads
-the contract before loading the model.
+the contract before loading the model. Both get the permissions of any file the user creates (0666 less the
+umask), as checkpoints do. ONNX needs the ``onnx`` package, from the ``export`` extra (``pip install
+'sketch-r2cnn[export]'``, which also brings onnxruntime for :func:`r2cnn.load`); without it ``--format onnx`` is a
+one-line error saying so.
 """
 
 from __future__ import annotations
@@ -102,6 +105,8 @@ def export_model(model, classes: list[str], config: dict, fmt: str, out: str | o
     line) for a model the export does not cover."""
     if fmt not in FORMATS:
         raise R2CNNError(f"export: unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt == "onnx":
+        require_extra("onnx", "export --format onnx")
     out = Path(out)
     model = model.eval()
     meta = describe(model, classes, config, fmt)
@@ -117,6 +122,15 @@ def export_model(model, classes: list[str], config: dict, fmt: str, out: str | o
     with _atomic(Path(f"{out}.json")) as tmp:
         tmp.write_text(json.dumps(meta, indent=2) + "\n")
     return meta
+
+
+def require_extra(module: str, what: str) -> None:
+    """A one-line :class:`R2CNNError` naming the ``export`` extra when ``module`` (onnx, onnxruntime) is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise R2CNNError(f"{what} needs the {module} package: pip install 'sketch-r2cnn[export]' (onnx and "
+                         "onnxruntime)")
 
 
 def export_checkpoint(checkpoint: str | os.PathLike, fmt: str, out: str | os.PathLike) -> dict:

@@ -4,9 +4,11 @@ Endpoints (OpenAPI at ``/docs``, with Swagger UI served from the package, so it 
 ``/openapi.json``):
 
 - ``GET /``: the page (``static/index.html``; its script and style under ``/static``; ``/favicon.ico``);
-- ``POST /api/predict``: a drawing in Quick, Draw! *simplified* style, ``{"drawing": [[xs, ys], ...], "top_k": 5}``
-  (any coordinate range; other fields, e.g. a whole ndjson record's ``word``, are ignored) -> the top-k classes
-  and the attention at every point;
+- ``POST /api/predict``: a drawing in Quick, Draw! style, simplified ``{"drawing": [[xs, ys], ...], "top_k": 5}``
+  or raw ``{"drawing": [[xs, ys, ts], ...]}``, or points ``{"points": [[x, y, pen_end], ...]}`` (any coordinate
+  range; other fields, e.g. a whole ndjson record's ``word``, are ignored) -> the top-k classes and the attention
+  at every point. The input contract and its messages are :mod:`r2cnn.strokes`', the same as ``Predictor.predict``
+  and ``r2cnn.load(...).predict`` in Python;
 - ``GET /api/classes``: the model's classes, whether it has per-point attention, and the exported model the page
   may run itself (:mod:`r2cnn.serve.browser`), served at ``GET /browser/model.onnx``;
 - ``POST /api/parse?format=ndjson|svg``: a sketch file's bytes -> its drawing, read by :mod:`r2cnn.data.formats`
@@ -14,8 +16,9 @@ Endpoints (OpenAPI at ``/docs``, with Swagger UI served from the package, so it 
 - ``GET /health``.
 
 Bad input gets a 4xx answer with a one-line ``message``: a body over :attr:`Limits.max_body_bytes` is refused
-(413) before it is parsed; malformed JSON, wrong shapes, non-numbers, NaN or infinity, an empty drawing, too many
-strokes or points get 422 naming the field; a body that cannot be parsed at all (not UTF-8, nested too deeply, a
+(413) before it is parsed; malformed JSON, wrong shapes, non-numbers (``"5"`` included), NaN or infinity, an empty
+drawing, too many strokes or points, a ``top_k`` that is not a whole number >= 1 get 422 naming the field, with the
+message Python gives for the same input; a body that cannot be parsed at all (not UTF-8, nested too deeply, a
 number of thousands of digits) gets 400, with its ``message`` too; on the loopback default, a ``Host`` header other
 than the server's own names gets 400 (:class:`HostCheck`). Prediction runs in the server's thread pool (a plain
 ``def`` endpoint), never on the event loop; :class:`~r2cnn.serve.recognizer.Recognizer` serialises model calls.
@@ -27,7 +30,7 @@ import tempfile
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Annotated, Literal, Sequence
+from typing import Annotated, Any, Literal, Sequence
 
 from fastapi import FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -36,17 +39,15 @@ from fastapi.exceptions import HTTPException, RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from r2cnn.errors import R2CNNError, SketchFormatError
 from r2cnn.serve.browser import BrowserModel
 
+from r2cnn.strokes import INPUT, MAX_POINTS, MAX_STROKES
 STATIC = Path(__file__).parent / "static"
 SWAGGER_UI = "/static/vendor/swagger-ui"  # vendored (its VENDORED.md)
-MAX_STROKES = 1000
-MAX_POINTS = 20000  # in the whole drawing: a Quick, Draw! sketch has tens to hundreds
-MAX_TOP_K = 100
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,9 @@ class Limits:
     The work in flight is bounded (:class:`BodyLimit`, :class:`WorkLimit`): a request beyond a bound gets 503 with
     ``Retry-After: retry_after`` and a JSON ``message`` at once, before anything parses it."""
 
-    max_body_bytes: int = 2_000_000  # MAX_POINTS points as JSON fit with room to spare
+    # a drawing of MAX_POINTS points of short numbers (Quick, Draw!'s 0..255) fits; a raw record of as many
+    # points with long float spellings may not, and gets the 413
+    max_body_bytes: int = 2_000_000
     max_buffered_bytes: int = 64_000_000  # request bodies being received or worked on, all requests together
     max_predicts: int = 8  # /api/predict requests at once: one predicts, the others wait for the model
     max_parses: int = 2  # /api/parse requests at once (an SVG parse takes a core for seconds)
@@ -70,32 +73,38 @@ class Limits:
                              f"({self.max_body_bytes})")
 
 
-# A coordinate: a JSON number (an integer is fine), never a string, bool or null; NaN and +-inf are refused here
-# (Python's JSON parser accepts them) and values beyond float32 by the recogniser.
-Coordinate = Annotated[float, Field(strict=True, allow_inf_nan=False)]
-CoordinateList = Annotated[list[Coordinate], Field(min_length=1, max_length=MAX_POINTS)]
+# The fields are checked by r2cnn.strokes (the contract Python's predict applies too, with the same messages), not
+# by pydantic, whose messages differ; the schemas below are what /docs shows.
+_NUMBERS = {"type": "array", "items": {"type": "number"}, "minItems": 1}
+Drawing = Annotated[Any, WithJsonSchema({"type": "array", "minItems": 1, "maxItems": MAX_STROKES,
+                                         "items": {"type": "array", "minItems": 2, "maxItems": 3, "items": _NUMBERS}})]
+Points = Annotated[Any, WithJsonSchema({"type": "array", "minItems": 1, "maxItems": MAX_POINTS, "items": {
+    "type": "array", "minItems": 3, "maxItems": 3, "items": {"type": "number"}}})]
+TopK = Annotated[Any, WithJsonSchema({"type": "integer", "minimum": 1, "default": 5})]
 
 
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    drawing: list[tuple[CoordinateList, CoordinateList]] = Field(
-        min_length=1, max_length=MAX_STROKES,
-        description="strokes in drawing order, each [xs, ys] (equal lengths, any coordinate range, y down)",
+    drawing: Drawing = Field(
+        None, description="strokes in drawing order, each [xs, ys] (simplified) or [xs, ys, ts] (raw, ts in ms): "
+                          f"equal lengths, any coordinate range, y down; at most {MAX_POINTS} points and "
+                          f"{MAX_STROKES} strokes. Give this or points.",
         examples=[[[[10, 60, 110], [10, 80, 10]], [[30, 90], [50, 50]]]])
-    top_k: int = Field(5, strict=True, ge=1, le=MAX_TOP_K,
-                       description="how many classes to return (a JSON integer: not \"5\", not true)")
+    points: Points = Field(
+        None, description="the (N, 3) form: rows [x, y, pen_end], pen_end 1 on the last point of each stroke, "
+                          "else 0. Give this or drawing.")
+    top_k: TopK = Field(5, description="how many classes to return: a JSON integer >= 1 (not \"5\", not true); "
+                                       "more than the model's classes gives them all")
 
-    @field_validator("drawing")
-    @classmethod
-    def _strokes_are_consistent(cls, drawing):
-        for i, (xs, ys) in enumerate(drawing):
-            if len(xs) != len(ys):
-                raise ValueError(f"stroke {i} has {len(xs)} x and {len(ys)} y coordinates")
-        total = sum(len(xs) for xs, _ in drawing)
-        if total > MAX_POINTS:
-            raise ValueError(f"{total} points in the drawing, more than {MAX_POINTS}")
-        return drawing
+    def sketch_points(self):
+        """The request's sketch as points ``(N, 3)`` float32, checked by :mod:`r2cnn.strokes`."""
+        from r2cnn.strokes import drawing_points, rows_points
+
+        if (self.drawing is None) == (self.points is None):
+            raise R2CNNError(f"{INPUT}: give one of 'drawing' (strokes [[xs, ys], ...] or [[xs, ys, ts], ...]) "
+                             f"or 'points' ([[x, y, pen_end], ...])")
+        return drawing_points(self.drawing)[0] if self.points is None else rows_points(self.points)
 
 
 class ClassProbability(BaseModel):
@@ -348,10 +357,12 @@ def create_app(recognizer, limits: Limits = Limits(), hosts: Sequence[str] | Non
 
     @app.post("/api/predict", response_model=PredictResponse)
     def predict(body: PredictRequest):
-        import numpy as np
+        from r2cnn.sketch import Sketch
+        from r2cnn.strokes import check_top_k
 
-        strokes = [np.column_stack([xs, ys]) for xs, ys in body.drawing]
-        result = recognizer.recognize(strokes, body.top_k, source="request")
+        top_k = check_top_k(body.top_k)  # in the order Python's predict checks
+        strokes = Sketch(body.sketch_points()).strokes()
+        result = recognizer.recognize(strokes, top_k, source="request")
         return PredictResponse(top=[ClassProbability(name=c, probability=p) for c, p in result["top"]],
                                attention=result["attention"], attention_channels=result["channels"])
 
