@@ -228,7 +228,8 @@ def test_kfold_store_trains_on_other_folds_and_evaluates_on_fold_k(tmp_path):
 def test_encoder_lr_scale_gives_the_rnn_its_own_learning_rate(store, tmp_path):
     """``--set encoder_lr_scale=S`` (an entry presets may leave out): the parameters under ``encoder.`` learn at
     S x lr, the CNN at lr; the checkpoint keeps the two groups and a resume loads them."""
-    from r2cnn.engine.train import OPTIONAL_ENTRIES, TrainOptions, make_config, train
+    from r2cnn.engine.config import OPTIONAL_ENTRIES, TrainOptions, make_config
+    from r2cnn.engine.train import train
 
     assert OPTIONAL_ENTRIES["encoder_lr_scale"] == 1.0
     opts = tiny_options(store, tmp_path / "run", steps=6, checkpoint_every=3)
@@ -251,7 +252,7 @@ def test_encoder_lr_scale_gives_the_rnn_its_own_learning_rate(store, tmp_path):
     # a CNN-only model has no encoder: one group whatever the scale
     config = make_config(TrainOptions(preset="cpu-cnn", data=str(store), out=str(tmp_path / "x"),
                                       config_overrides={"encoder_lr_scale": 10.0}))
-    from r2cnn.engine.train import build_optimizer
+    from r2cnn.engine.optim import build_optimizer
     from r2cnn.models import create
 
     model = create(config["model"], 3, **config["model_options"])

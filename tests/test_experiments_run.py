@@ -153,7 +153,7 @@ def test_a_row_that_failed_before_its_first_sub_run_takes_new_settings(store, tm
 
 
 def test_an_interrupted_neural_row_resumes_from_last_checkpoint(store, tmp_path, monkeypatch):
-    from r2cnn.engine import train as engine
+    from r2cnn.engine import clock as engine
 
     spec = parse_spec({"rows": [{"id": "cnn", "preset": "cpu-cnn"}]}, source="t.toml")
     budget = execute.Budget(steps=3, overrides={"batch_size": 4, "model_options.canvas": 16,

@@ -229,7 +229,7 @@ def test_os_errors_on_paths_the_user_did_not_give_keep_their_traceback():
 
 def test_set_model_options_merges_into_the_presets_options(store, tmp_path):
     from r2cnn.commands.train import parse_overrides
-    from r2cnn.engine.train import TrainOptions, make_config
+    from r2cnn.engine.config import TrainOptions, make_config
     from r2cnn.presets import get_preset
 
     overrides = parse_overrides(['model_options={"hidden": 128}', 'lr_schedule={"warmup": 7}'])

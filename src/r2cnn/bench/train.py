@@ -104,7 +104,7 @@ def _training_process(spec: dict, barrier, results) -> None:
         from r2cnn.data.store import SketchStore
         from r2cnn.engine.factory import build_model, build_transform
         from r2cnn.engine.precision import amp_dtype, flush_denormals
-        from r2cnn.engine.train import build_optimizer
+        from r2cnn.engine.optim import build_optimizer
 
         flush_denormals()  # as training does
         if spec["threads"]:
@@ -217,7 +217,7 @@ def _run(args) -> int:
     from r2cnn.engine.factory import build_model, build_transform
     from r2cnn.engine.precision import amp_dtype, denormals_flushed
     from r2cnn.engine.report import table
-    from r2cnn.engine.train import build_optimizer
+    from r2cnn.engine.optim import build_optimizer
     from r2cnn.errors import R2CNNError
     from r2cnn.presets import cnn_twin, get_preset
 

@@ -1,6 +1,9 @@
 """Training, evaluation, prediction, checkpoints and distributed training (docs/architecture.md "Engine").
 
-- :mod:`r2cnn.engine.train`: ``train(TrainOptions(...))``, the loop behind ``r2cnn train`` (DDP under torchrun).
+- :mod:`r2cnn.engine.train`: ``train(TrainOptions(...))``, the loop behind ``r2cnn train`` (DDP under torchrun);
+  its config (``TrainOptions``, preset + overrides, checks) in :mod:`r2cnn.engine.config`, the optimiser and
+  learning-rate schedule in :mod:`r2cnn.engine.optim`, the progress lines and time budget in
+  :mod:`r2cnn.engine.progress` and :mod:`r2cnn.engine.clock`.
 - :mod:`r2cnn.engine.evaluate`: ``evaluate_model`` (metrics over a loader), ``evaluate_checkpoint`` (the report of
   ``r2cnn evaluate``: top-1/top-5, per class, confusion matrix, partial sketches).
 - :mod:`r2cnn.engine.predict`: ``Predictor(checkpoint).predict(sketch) -> [(class, probability), ...]``.

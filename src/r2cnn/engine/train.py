@@ -19,7 +19,6 @@ import math
 import random
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,200 +29,18 @@ from torch import nn
 import r2cnn
 from r2cnn.engine import distributed as dist_utils
 from r2cnn.engine.checkpoint import (CHECKPOINT_FORMAT, load_checkpoint, model_file, rng_state, save_atomic,
-                                     set_rng_state, to_plain)
+                                     set_rng_state)
+from r2cnn.engine.clock import Clock
+from r2cnn.engine.config import TrainOptions, make_config
 from r2cnn.engine.evaluate import evaluate_model
 from r2cnn.engine.factory import build_model, build_transform, classifier_parameter_names, load_weights
 from r2cnn.engine.log import RunLog
+from r2cnn.engine.optim import build_optimizer, parse_schedule
 from r2cnn.engine.precision import amp_dtype, autocast, denormals_flushed
-from r2cnn.errors import R2CNNError, did_you_mean
+from r2cnn.engine.progress import ProgressLines
+from r2cnn.errors import R2CNNError
 
-
-@dataclass
-class TrainOptions:
-    """What ``r2cnn train`` takes. ``None`` means "the preset's value"."""
-
-    preset: str | None
-    data: str
-    out: str
-    epochs: int | None = None
-    steps: int | None = None  # total optimiser steps; overrides epochs
-    max_minutes: float | None = None  # wall-clock budget (rank 0's clock); stops early, schedule follows time
-    resume: bool = False
-    overwrite: bool = False  # clear what an earlier run wrote into ``out`` (else such a folder is refused)
-    seed: int = 0
-    fold: int | None = None
-    init_from: str | None = None
-    device: str = "cpu"
-    workers: int | None = None
-    batch_size: int | None = None  # per process; the global batch is batch_size * world_size
-    lr: float | None = None
-    amp: str | None = None  # "bf16" | "fp16" | "none"; CUDA only
-    tensorboard: bool = False
-    checkpoint_every: int = 0  # also write last.pt every N steps (0: at epoch ends only)
-    log_every: int = 10
-    progress: bool | None = None  # tqdm's disable=None: bars only on a terminal
-    # a progress line on stdout every N steps (ProgressLines); None: when stdout is not a terminal (and progress
-    # is None), every PROGRESS_STEPS steps or PROGRESS_SECONDS seconds, whichever comes first; 0: never
-    print_every: int | None = None
-    config_overrides: dict = field(default_factory=dict)
-
-
-class LRSchedule:
-    """Learning-rate factor for ``LambdaLR``: linear warm-up then ``kind`` ("constant" or "cosine" to 0).
-
-    Progress is the larger of step/total_steps and the fraction of the time budget used, so that a run
-    stopped by the clock still anneals. A callable object, not a closure, so ``LambdaLR.state_dict`` saves
-    its fields (total_steps, time_fraction) in the checkpoint.
-    """
-
-    def __init__(self, kind: str, total_steps: int, warmup_steps: int = 0):
-        if kind not in ("constant", "cosine"):
-            raise R2CNNError(f"lr_schedule must be 'constant' or 'cosine', not {kind!r}")
-        self.kind, self.total_steps, self.warmup_steps = kind, max(int(total_steps), 1), int(warmup_steps)
-        self.time_fraction = 0.0
-
-    def __call__(self, step: int) -> float:
-        warm = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps else 1.0
-        if self.kind == "constant":
-            return warm
-        progress = min(1.0, max(step / self.total_steps, self.time_fraction))
-        return warm * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def parse_schedule(spec, total_steps: int) -> LRSchedule:
-    """A preset's ``lr_schedule``: None/"none"/"constant", "cosine", or {"name": ..., "warmup": steps or fraction}."""
-    if spec is None or spec == "none":
-        spec = "constant"
-    if isinstance(spec, str):
-        return LRSchedule(spec, total_steps)
-    warmup = spec.get("warmup", 0) or 0
-    warmup = int(round(warmup * total_steps)) if isinstance(warmup, float) and warmup < 1 else int(warmup)
-    return LRSchedule(spec.get("name", spec.get("kind", "constant")), total_steps, warmup)
-
-
-# Entries a preset may leave out; the value here applies then. ``--set`` and a spec's overrides may add them.
-OPTIONAL_ENTRIES = {
-    # learning rate of the RNN (the parameters under ``encoder.``: the attention encoder of R2CNN and its
-    # relatives, the sequence branch of late fusion) as a multiple of ``lr``; the CNN keeps ``lr``
-    "encoder_lr_scale": 1.0,
-}
-
-
-def parameter_groups(model: nn.Module, lr: float, encoder_lr_scale: float = 1.0) -> list[dict]:
-    """The optimiser's groups: one at ``lr``, or, with ``encoder_lr_scale != 1``, the ``encoder.`` parameters at
-    ``lr * encoder_lr_scale`` and the rest at ``lr`` (a model without an encoder keeps one group)."""
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    encoder = [p for n, p in named if n.startswith("encoder.")]
-    if encoder_lr_scale == 1.0 or not encoder:
-        return [{"params": [p for _, p in named], "lr": lr}]
-    rest = [p for n, p in named if not n.startswith("encoder.")]
-    return [{"params": rest, "lr": lr}, {"params": encoder, "lr": lr * encoder_lr_scale}]
-
-
-def build_optimizer(config: dict, model: nn.Module) -> torch.optim.Optimizer:
-    name = (config.get("optimizer") or "adam").lower()
-    lr, wd = float(config["lr"]), float(config.get("weight_decay") or 0.0)
-    params = parameter_groups(model, lr, float(config.get("encoder_lr_scale", OPTIONAL_ENTRIES["encoder_lr_scale"])))
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=wd)
-    raise R2CNNError(f"unknown optimizer {name!r} (adam, adamw, sgd)")
-
-
-def make_config(opts: TrainOptions) -> dict:
-    """The preset dict merged with the command-line overrides: what the checkpoint stores as ``config``."""
-    from r2cnn.presets import get_preset
-
-    if opts.preset is None:
-        raise R2CNNError("--preset is required (see `r2cnn presets`)")
-    config = dict(get_preset(opts.preset))
-    config = merge_config(config, _nested_overrides(config, opts.config_overrides, opts.preset))
-    for key, value in (("batch_size", opts.batch_size), ("lr", opts.lr), ("epochs", opts.epochs),
-                       ("amp", opts.amp), ("num_workers", opts.workers)):
-        if value is not None:
-            config[key] = value
-    config.update(preset=opts.preset, steps=opts.steps, seed=opts.seed, fold=opts.fold,
-                  init_from=opts.init_from, max_minutes=opts.max_minutes)
-    check_config(config)
-    return to_plain(config)
-
-
-def _nested_overrides(config: dict, overrides: dict, preset: str) -> dict:
-    """``--set`` pairs as a dict for :func:`merge_config`: ``KEY.SUB`` (``model_options.hidden``) sets one entry of
-    a table. An entry the preset does not have (or a model option that does not exist) is an error that names
-    the closest one and lists the others."""
-    from r2cnn.models import DEFAULT_OPTIONS
-
-    out: dict = {}
-    for key, value in overrides.items():
-        head, dot, sub = key.partition(".")
-        entries = list(dict.fromkeys([*config, *OPTIONAL_ENTRIES]))
-        if head not in entries:
-            raise R2CNNError(f"--set {key}: not an entry of preset {preset}{did_you_mean(head, entries)} "
-                             f"(entries: {', '.join(entries)})")
-        if not dot:
-            out[head] = value
-            continue
-        if not isinstance(config[head], dict):
-            raise R2CNNError(f"--set {key}: {head!r} is not a table, so {key!r} cannot be set")
-        known = list(dict.fromkeys([*config[head], *(DEFAULT_OPTIONS if head == "model_options" else ())]))
-        if sub not in known:
-            raise R2CNNError(f"--set {key}: {sub!r} is not an entry of {head}{did_you_mean(sub, known)} "
-                             f"(entries: {', '.join(known)})")
-        out[head] = {**(out[head] if isinstance(out.get(head), dict) else {}), sub: value}
-    return out
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _is_count(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-# entry -> (test, what it must be); a preset entry missing here is checked where it is used
-_CONFIG_RULES = {
-    "lr": (lambda v: _is_number(v) and v > 0, "a number > 0"),
-    "weight_decay": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
-    "batch_size": (lambda v: _is_count(v) and 1 <= v <= 65536, "an integer from 1 to 65536"),
-    "epochs": (lambda v: _is_count(v) and v >= 1, "an integer >= 1"),
-    "num_workers": (lambda v: _is_count(v) and 0 <= v <= 256, "an integer from 0 to 256"),
-    "grad_clip": (lambda v: v is None or (_is_number(v) and v > 0), "null or a number > 0"),
-    "optimizer": (lambda v: isinstance(v, str), "a name (adam, adamw, sgd)"),
-    "amp": (lambda v: v in ("bf16", "fp16", "none"), "bf16, fp16 or none"),
-    "encoder_lr_scale": (lambda v: _is_number(v) and v > 0, "a number > 0"),
-    "model": (lambda v: isinstance(v, str), "a model name"),
-    "model_options": (lambda v: isinstance(v, dict), "a JSON object"),
-    "transform": (lambda v: isinstance(v, dict), "a JSON object"),
-    "eval_transform": (lambda v: isinstance(v, dict), "a JSON object"),
-    "lr_schedule": (lambda v: v is None or isinstance(v, str) or (
-        isinstance(v, dict) and (v.get("warmup") is None or (_is_number(v["warmup"]) and v["warmup"] >= 0))),
-        'constant, cosine or {"name": ..., "warmup": steps or fraction >= 0}'),
-}
-
-
-def check_config(config: dict) -> None:
-    """One-line errors for config entries of the wrong type or range (from ``--set`` or a preset), before any
-    of them reaches the code that would fail on it far from its cause."""
-    for key, (ok, what) in _CONFIG_RULES.items():
-        if key in config and not ok(config[key]):
-            raise R2CNNError(f"config entry {key} must be {what}, not {config[key]!r}")
-
-
-def merge_config(base: dict, overrides: dict) -> dict:
-    """``base`` with ``overrides`` applied; a dict merges into a dict entry key by key, recursively, so that
-    ``--set model_options='{"hidden": 64}'`` changes the hidden size and keeps the preset's canvas, width, stem."""
-    merged = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge_config(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
+__all__ = ["NonFiniteLoss", "TrainOptions", "check_run_dir", "init_from_checkpoint", "train", "train_one_epoch"]
 
 
 def seed_everything(seed: int) -> None:
@@ -465,59 +282,6 @@ def _train(opts, config, ckpt, info, device, run_dir, last_path, best_path) -> d
     log.close()
     return {"valid": summary, "best": best, "step": step, "last": str(last_path), "best_path": str(best_path),
             "classes": classes, "stopped_by": stopped_by, "rank": info.rank}
-
-
-PROGRESS_STEPS, PROGRESS_SECONDS = 50, 30.0
-
-
-class ProgressLines:
-    """Off a terminal the progress bar is not drawn, so a log file or CI output would show nothing between
-    epochs: there, a line every ``every`` steps (None: every :data:`PROGRESS_STEPS` steps or
-    :data:`PROGRESS_SECONDS` seconds) with the loss, accuracy and speed since the last line and the time left for
-    the whole run (wall time per step so far, validation included; the time budget caps it)."""
-
-    def __init__(self, enabled: bool, every: int | None, total_steps: int, start_step: int, clock: "Clock"):
-        self.enabled = enabled and every != 0
-        self.every, self.total_steps, self.start_step, self.clock = every, total_steps, start_step, clock
-        self.start = self.last = time.perf_counter()
-        self.loss = self.correct = self.n = 0.0
-
-    def update(self, step: int, epoch: int, loss_sum: float, correct: float, n: float) -> None:
-        if not self.enabled:
-            return
-        self.loss, self.correct, self.n = self.loss + loss_sum, self.correct + correct, self.n + n
-        now = time.perf_counter()
-        due = step % self.every == 0 if self.every else (step % PROGRESS_STEPS == 0
-                                                         or now - self.last >= PROGRESS_SECONDS)
-        if not due and step < self.total_steps:
-            return
-        left = (self.total_steps - step) * (now - self.start) / max(step - self.start_step, 1)
-        if self.clock.budget is not None:
-            left = min(left, max(self.clock.budget - (now - self.clock.start), 0.0))
-        print(f"step {step}/{self.total_steps} (epoch {epoch}): loss {self.loss / self.n:.4f}, accuracy "
-              f"{self.correct / self.n:.4f}, {self.n / max(now - self.last, 1e-9):.0f} sketches/s, "
-              f"{_eta(left)} left", flush=True)
-        self.last, self.loss, self.correct, self.n = now, 0.0, 0.0, 0.0
-
-
-def _eta(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
-
-
-class Clock:
-    """Rank 0's wall clock against an optional budget; the fraction used travels with the step's all-reduce
-    so that every rank stops (and anneals its learning rate) at the same step."""
-
-    def __init__(self, max_minutes: float | None, is_main: bool):
-        self.budget = max_minutes * 60.0 if max_minutes else None
-        self.start = time.perf_counter()
-        self.is_main = is_main
-
-    def fraction(self) -> float:
-        if self.budget is None or not self.is_main:
-            return 0.0
-        return (time.perf_counter() - self.start) / self.budget
 
 
 def train_one_epoch(model, loader, optimizer, scheduler, scaler, schedule, device, dtype, config, epoch, step,

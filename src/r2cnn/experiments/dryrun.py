@@ -43,7 +43,7 @@ def measure_step(config: dict, store, indices, steps: int, device: str) -> float
     from r2cnn.data.loader import make_loader
     from r2cnn.engine.factory import build_model, build_transform
     from r2cnn.engine.precision import amp_dtype, denormals_flushed
-    from r2cnn.engine.train import build_optimizer
+    from r2cnn.engine.optim import build_optimizer
 
     dev = torch.device(device)
     # the step costs the same with any weights: do not require the ImageNet file just to time it

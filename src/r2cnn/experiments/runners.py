@@ -40,9 +40,9 @@ def runner_kind(preset: dict) -> str:
 
 def takes_optional_entry(preset: dict, key: str) -> bool:
     """Whether ``key`` is an engine entry a network preset may leave out (``OPTIONAL_ENTRIES`` of
-    :mod:`r2cnn.engine.train`, e.g. ``encoder_lr_scale``) and ``preset`` is a network's: a classic row has no
+    :mod:`r2cnn.engine.config`, e.g. ``encoder_lr_scale``) and ``preset`` is a network's: a classic row has no
     optimiser for it to reach."""
-    from r2cnn.engine.train import OPTIONAL_ENTRIES
+    from r2cnn.engine.config import OPTIONAL_ENTRIES
 
     return key in OPTIONAL_ENTRIES and runner_kind(preset) == "neural"
 

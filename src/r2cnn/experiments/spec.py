@@ -250,7 +250,7 @@ def apply_overrides(config: dict, overrides: dict, where: str) -> dict:
     ``where``."""
     import copy
 
-    from r2cnn.engine.train import OPTIONAL_ENTRIES
+    from r2cnn.engine.config import OPTIONAL_ENTRIES
     from r2cnn.experiments.runners import takes_optional_entry
 
     out = copy.deepcopy(config)

@@ -1,0 +1,68 @@
+"""The optimiser (its parameter groups) and the learning-rate schedule of a training run, from its config."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from r2cnn.engine.config import OPTIONAL_ENTRIES
+from r2cnn.errors import R2CNNError
+
+
+class LRSchedule:
+    """Learning-rate factor for ``LambdaLR``: linear warm-up then ``kind`` ("constant" or "cosine" to 0).
+
+    Progress is the larger of step/total_steps and the fraction of the time budget used, so that a run
+    stopped by the clock still anneals. A callable object, not a closure, so ``LambdaLR.state_dict`` saves
+    its fields (total_steps, time_fraction) in the checkpoint.
+    """
+
+    def __init__(self, kind: str, total_steps: int, warmup_steps: int = 0):
+        if kind not in ("constant", "cosine"):
+            raise R2CNNError(f"lr_schedule must be 'constant' or 'cosine', not {kind!r}")
+        self.kind, self.total_steps, self.warmup_steps = kind, max(int(total_steps), 1), int(warmup_steps)
+        self.time_fraction = 0.0
+
+    def __call__(self, step: int) -> float:
+        warm = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps else 1.0
+        if self.kind == "constant":
+            return warm
+        progress = min(1.0, max(step / self.total_steps, self.time_fraction))
+        return warm * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def parse_schedule(spec, total_steps: int) -> LRSchedule:
+    """A preset's ``lr_schedule``: None/"none"/"constant", "cosine", or {"name": ..., "warmup": steps or fraction}."""
+    if spec is None or spec == "none":
+        spec = "constant"
+    if isinstance(spec, str):
+        return LRSchedule(spec, total_steps)
+    warmup = spec.get("warmup", 0) or 0
+    warmup = int(round(warmup * total_steps)) if isinstance(warmup, float) and warmup < 1 else int(warmup)
+    return LRSchedule(spec.get("name", spec.get("kind", "constant")), total_steps, warmup)
+
+
+def parameter_groups(model: nn.Module, lr: float, encoder_lr_scale: float = 1.0) -> list[dict]:
+    """The optimiser's groups: one at ``lr``, or, with ``encoder_lr_scale != 1``, the ``encoder.`` parameters at
+    ``lr * encoder_lr_scale`` and the rest at ``lr`` (a model without an encoder keeps one group)."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    encoder = [p for n, p in named if n.startswith("encoder.")]
+    if encoder_lr_scale == 1.0 or not encoder:
+        return [{"params": [p for _, p in named], "lr": lr}]
+    rest = [p for n, p in named if not n.startswith("encoder.")]
+    return [{"params": rest, "lr": lr}, {"params": encoder, "lr": lr * encoder_lr_scale}]
+
+
+def build_optimizer(config: dict, model: nn.Module) -> torch.optim.Optimizer:
+    name = (config.get("optimizer") or "adam").lower()
+    lr, wd = float(config["lr"]), float(config.get("weight_decay") or 0.0)
+    params = parameter_groups(model, lr, float(config.get("encoder_lr_scale", OPTIONAL_ENTRIES["encoder_lr_scale"])))
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=wd)
+    raise R2CNNError(f"unknown optimizer {name!r} (adam, adamw, sgd)")
