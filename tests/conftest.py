@@ -9,7 +9,9 @@ from hypothesis import settings
 
 from _skips import pytest_sessionfinish  # noqa: F401  (the hook: the run ends with one line on what was skipped)
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# $R2CNN_SHARED_DATA first, as the benchmarks look (r2cnn.bench._paths): where ../shared is absent (a GPU machine
+# that gets only the checkout), the variable says where the data is
+SHARED_DATA = Path(os.environ.get("R2CNN_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 # Without a GPU the Triton kernels run in Triton's CPU interpreter. The variable is read when the kernels are
 # decorated, i.e. when r2cnn.raster.triton_kernels is first imported, which any test module may do: set it here,

@@ -332,6 +332,13 @@ def _run_child(task: str, context: Path, result: Path, log: Path, cap: float) ->
     return code, time.perf_counter() - start
 
 
+def real_data(root: Path) -> Path | None:
+    """The data folder the tests' ``shared_data`` fixture uses (tests/conftest.py), when it holds the sketches the
+    CUDA tests compare on."""
+    data = Path(os.environ.get("R2CNN_SHARED_DATA") or root.parent / "shared" / "data")
+    return data if (data / "quickdraw" / "qd5" / "valid").is_dir() else None
+
+
 def _read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
@@ -418,6 +425,12 @@ def _run_sections(args, quick, chosen, budget, out, root, work, started) -> int:
     expected = expected_seconds(counts)
     plan = format_plan(args.device, quick, budget, caps, expected, counts)
     print(plan, flush=True)
+    data = real_data(root)
+    if data is None:
+        print(f"note: no real sketch data ($R2CNN_SHARED_DATA, else {root.parent / 'shared' / 'data'}): the CUDA tests "
+              f"that compare on 48 real QuickDraw sketches will skip; to run them, bring a copy of "
+              f"quickdraw/qd5/valid (about 1 MB) and point R2CNN_SHARED_DATA at the folder that holds quickdraw/",
+              flush=True)
 
     summary = {"device": args.device, "quick": quick, "budget_s": budget, "command": " ".join(sys.argv),
                "expected_h100_total_s": round(plan_seconds() + sum(expected.values()), 1), "assumptions": {
@@ -532,8 +545,10 @@ def section_env(ctx: Context) -> None:
 
     import r2cnn
 
+    data = real_data(ctx.root)
     ctx.record(python=platform.python_version(), executable=sys.executable, r2cnn=r2cnn.__version__,
-               r2cnn_from=str(Path(r2cnn.__file__).parent), cpus=os.cpu_count(), packages=_versions())
+               r2cnn_from=str(Path(r2cnn.__file__).parent), cpus=os.cpu_count(), packages=_versions(),
+               real_data=None if data is None else str(data))
     import torch
 
     gpu = {"torch": torch.__version__, "torch_cuda": torch.version.cuda, "cuda_available": torch.cuda.is_available(),
@@ -611,9 +626,11 @@ def section_cuda_tests(ctx: Context) -> None:
                    f"a GPU")
     ctx.require_cuda()
     outcomes = _pytest(["-m", "slow or not slow", *ids])
+    skipped = outcomes.counts["skipped"]
     ctx.record(**outcomes.counts, failures=outcomes.failures, skip_reasons=outcomes.skip_reasons,
-               headline=f"{outcomes.counts['passed']} passed, {outcomes.counts['failed']} failed, "
-                        f"{outcomes.counts['skipped']} skipped of {len(ids)}")
+               headline=f"{outcomes.counts['passed']} passed, {outcomes.counts['failed']} failed, {skipped} skipped "
+                        f"of {len(ids)}" + (f" ({max(outcomes.skip_reasons, key=outcomes.skip_reasons.get)})"
+                                            if skipped else ""))
     _check_tests(outcomes, len(ids))
     if ctx.collection_errors:
         raise Failed(unimportable)
