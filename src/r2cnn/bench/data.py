@@ -18,7 +18,9 @@ it times the loader instead, over ``--loader-sketches`` sketches drawn at random
 - per ``--presets`` entry (default the paper's QuickDraw preset and the CPU preset): ``make_loader`` with
   ``--workers`` worker processes, that preset's training transform (augmentation) and its model's raster geometry
   (canvas and stroke width: 224 for the paper's, 64 for the CPU preset), batches of the preset's size. Each row
-  also gives sketches/s per worker (the figure a GPU node's data-loading cores are planned with).
+  also gives sketches/s per worker and sketches per CPU-second of the main process and its workers together (the
+  per-core rate a GPU node's data-loading cores are planned with; on a shared machine the wall-clock rate also
+  depends on the share of a core each process got).
 """
 
 from __future__ import annotations
@@ -86,6 +88,21 @@ def _timed(fn) -> tuple[int, float]:
     return n, time.perf_counter() - t
 
 
+def _cpu_seconds() -> float:
+    """CPU seconds (user + system) used so far by this process and all its descendants (loader workers): on a
+    shared machine sketches per CPU-second is the per-core rate, whatever share of a core each process got."""
+    import psutil
+
+    total = 0.0
+    for p in [psutil.Process(), *psutil.Process().children(recursive=True)]:
+        try:
+            c = p.cpu_times()
+        except psutil.Error:
+            continue
+        total += c.user + c.system
+    return total
+
+
 def _store_rows(args) -> tuple[str, list]:
     """The ``--store`` rows (module docstring): ``(description, [(group, what, sketches, seconds)])``."""
     import numpy as np
@@ -114,15 +131,19 @@ def _store_rows(args) -> tuple[str, list]:
             transform(store[i], rng)
         return len(idx)
 
-    rows.append(("loader", f"store[i] + {setups[0][0]} transform, main process (anchor)",
-                 *_timed(lambda: anchor(setups[0][1]))))
+    c0 = _cpu_seconds()
+    n, t = _timed(lambda: anchor(setups[0][1]))
+    rows.append(("loader", f"store[i] + {setups[0][0]} transform, main process (anchor)", n, t,
+                 _cpu_seconds() - c0))
     for name, transform, size, eps, batch in setups:
         loader = make_loader(store, None, indices=idx, batch_size=batch, transform=transform,
                              num_workers=args.workers, raster_size=size, raster_eps=eps)
         it = iter(loader)
         first = next(it)  # worker start-up is not part of the throughput
+        c0 = _cpu_seconds()
         n, t = _timed(lambda: sum(b.batch_size for b in it))
-        rows.append(("loader", f"{name}: {args.workers} worker(s), geometry {size}, batch {batch}", n, t))
+        rows.append(("loader", f"{name}: {args.workers} worker(s), geometry {size}, batch {batch}", n, t,
+                     _cpu_seconds() - c0))
         del it, loader, first
     return f"{args.store} ({len(store)} sketches, train split {len(train)})", rows
 
@@ -196,17 +217,22 @@ def run(args) -> int:
 def _print(args, source: str, rows: list) -> int:
     anchors = {}
     results = []
-    for group, what, n, t in rows:
+    for group, what, n, t, *cpu in rows:
         rate = n / t if t > 0 else float("inf")
         anchors.setdefault(group, rate)
         results.append({"group": group, "what": what, "sketches": n, "seconds": round(t, 4),
                         "sketches_per_s": round(rate, 1), "ratio_to_anchor": round(rate / anchors[group], 3)})
         if args.store is not None and "worker" in what:
             results[-1]["sketches_per_s_per_worker"] = round(rate / max(args.workers, 1), 1)
+        if cpu and cpu[0] > 0:
+            results[-1]["cpu_seconds"] = round(cpu[0], 3)
+            results[-1]["sketches_per_cpu_s"] = round(n / cpu[0], 1)
     print(f"data: {source} (ratio: sketches/s over the anchor of the same group, same run)")
     print(f"{'group':<7} {'what':<46} {'sketches':>9} {'seconds':>8} {'sketches/s':>11} {'ratio':>6}")
     for r in results:
         per_worker = f"  ({r['sketches_per_s_per_worker']:.0f} per worker)" if "sketches_per_s_per_worker" in r else ""
+        if "sketches_per_cpu_s" in r:
+            per_worker += f"  {r['sketches_per_cpu_s']:.0f} per CPU-second"
         print(f"{r['group']:<7} {r['what']:<46} {r['sketches']:>9} {r['seconds']:>8.3f} {r['sketches_per_s']:>11.0f} "
               f"{r['ratio_to_anchor']:>6.2f}{per_worker}")
     if args.json:

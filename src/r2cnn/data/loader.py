@@ -117,6 +117,8 @@ class StoreDataset(Dataset):
         sketch = self.store[index]
         if self.transform is None:
             return sketch
+        if not getattr(self.transform, "needs_rng", True):  # e.g. the paper's QuickDraw presets: normalise only
+            return self.transform(sketch, None)  # a generator per sample costs as much as reading the sketch
         return self.transform(sketch, sample_rng(self.seed, epoch, index))
 
 
