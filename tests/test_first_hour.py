@@ -3,8 +3,11 @@ built-in split is one rule, one numbering in the figures, and ``r2cnn presets`` 
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
+
+import pytest
 
 from r2cnn.cli import main
 from r2cnn.presets import PRESETS, RECOMMENDED, preset_groups
@@ -116,3 +119,54 @@ def test_builtin_stores_split_by_one_rule(tmp_path, capsys):
     # with --split-sizes, the sizes given
     assert main(["prepare", "--builtin", "20", "--split-sizes", "12,4,4", "--out", str(tmp_path / "c")]) == 0
     assert len(SketchStore(tmp_path / "c").indices("test")) == 4 * n
+
+
+# ------------------------------------------------------------------------------ figures: one numbering, colour bars
+def test_visualize_names_a_sketch_one_way_and_the_overview_has_colour_bars(tiny_runs, tmp_path, monkeypatch):
+    from r2cnn.viz import figures
+    from r2cnn.viz.visualize import visualize
+
+    saved = {}
+    monkeypatch.setattr(figures, "save", lambda fig, stem, formats=("png", "svg"): saved.update({stem.name: fig}) or [])
+    result = visualize(str(tiny_runs.r2cnn / "best.pt"), str(tiny_runs.store), tmp_path, index=[3, 11],
+                       deletion_ks=[], log=lambda *a: None)
+    assert [r["position"] for r in result["sketches"]] == [3, 11]
+    assert sorted(saved) == ["overview", "sketch-test-11", "sketch-test-3"]
+    title = saved["sketch-test-11"]._suptitle.get_text()
+    assert "(test #11)" in title and str(result["sketches"][1]["store_index"]) not in title.split("#11")[1]
+    overview = saved["overview"]
+    assert [t for ax in overview.axes if (t := ax.get_title()).startswith("#")] == [
+        f"#3: {result['sketches'][0]['label']}", f"#11: {result['sketches'][1]['label']}"]
+    bars = [ax.get_ylabel() for ax in overview.axes if ax.get_ylabel()]
+    assert bars == ["attention", "order: 1 first point, 0 last"]
+
+
+# ------------------------------------------------------------------------------ warm-up: a fraction of a short run
+def test_warmup_takes_at_most_a_tenth_of_the_run():
+    from r2cnn.engine.optim import WARMUP_CAP, parse_schedule
+    from r2cnn.presets import get_preset
+
+    cpu = get_preset("cpu-r2cnn")["lr_schedule"]
+    assert cpu == {"name": "cosine", "warmup": 100} and WARMUP_CAP == 0.1
+    assert parse_schedule(cpu, 35).warmup_steps == 4  # a short run: 10 % of it
+    assert parse_schedule(cpu, 200).warmup_steps == 20
+    assert parse_schedule(cpu, 1000).warmup_steps == parse_schedule(cpu, 50000).warmup_steps == 100  # a full run
+    assert parse_schedule({**cpu, "warmup_cap": 1}, 200).warmup_steps == 100  # as given
+    assert parse_schedule({"name": "cosine", "warmup": 0.05}, 1000).warmup_steps == 50  # a fraction below the cap
+    short = parse_schedule(cpu, 35)
+    assert [round(short(s), 3) for s in range(4)] == [0.25, 0.499, 0.744, 0.982]  # warm, then the cosine
+    # with a time budget the warm-up also ends once 10 % of the budget has passed
+    timed = parse_schedule(cpu, 5000)
+    timed.time_fraction = 0.05
+    assert timed(0) > 0.49
+    timed.time_fraction = 0.1
+    assert timed(1) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.1)))
+    # the paper's presets (constant rate, no warm-up) are not changed by the cap
+    paper = parse_schedule(get_preset("qd-r2cnn-resnet50")["lr_schedule"], 35)
+    assert paper.warmup_steps == 0 and paper(0) == paper(34) == 1.0
+
+
+def test_a_warmup_cap_outside_0_1_is_one_line(tiny_store, tmp_path, capsys):
+    assert main(["train", "--preset", "cpu-cnn", "--data", str(tiny_store), "--out", str(tmp_path / "r"),
+                 "--steps", "1", "--set", 'lr_schedule={"warmup_cap": 0}']) == 2
+    assert "lr_schedule must be" in capsys.readouterr().err

@@ -4,10 +4,18 @@ A preset is a plain dict (JSON types only; it is stored in checkpoints as the ru
 
 - ``description``; ``model`` (a :func:`r2cnn.models.create` name) and ``model_options`` (its options);
 - ``batch_size``, ``optimizer`` ("adam"), ``lr``, ``weight_decay``, ``epochs``, ``lr_schedule`` ("constant",
-  "cosine" or ``{"name": ..., "warmup": steps or fraction}``), ``grad_clip`` (max gradient norm or None);
+  "cosine" or ``{"name": ..., "warmup": steps or fraction, "warmup_cap": fraction}``), ``grad_clip`` (max gradient
+  norm or None);
 - ``transform`` / ``eval_transform``: keyword arguments of ``make_transform(train=True / False, ...)``;
 - ``num_workers`` (data-loader processes), ``amp`` ("bf16", "fp16" or "none"; on CUDA as named; on a CPU bf16 only
   where it is native and only for the CNN, fp32 otherwise: :mod:`r2cnn.engine.precision`).
+
+Warm-up in short runs: a warm-up lasts at most 10 % of the run (``warmup_cap``,
+:func:`r2cnn.engine.optim.parse_schedule`): ``min(warmup, 0.1 x the run's steps)``, and with a time budget
+(``--max-minutes``, ``r2cnn demo``) it also ends once 10 % of the budget has passed. The CPU presets' 100 steps are
+thus whole in runs of 1,000 steps or more, and a 35-step run warms up for 4 (before the cap, 35 steps of cpu-r2cnn
+stayed near chance). ``"warmup_cap": 1`` keeps a warm-up as given. The paper's presets have no warm-up (a constant
+rate), so the cap never changes them.
 
 Paper settings (Sec. 4.1): Adam, batch 48, lr 1e-4 on QuickDraw and 5e-5 on TU-Berlin; TU-Berlin sketches
 RDP-simplified to at most 448 points and augmented by horizontal reflection, stroke removal and deformation
@@ -179,9 +187,11 @@ def preset_groups() -> list[tuple[str, list[str]]]:
     paper = [n for n, p in PRESETS.items() if p["description"].startswith("paper") or n == "cpu-r2cnn-paper"]
     taken = {*RECOMMENDED, *paper, *classics}
     return [
-        ("recommended on a CPU: Sketch-R2CNN (the design kept on validation) and its CNN-only twin", list(RECOMMENDED)),
+        ("recommended on a CPU: Sketch-R2CNN (the design kept on validation) and its CNN-only twin",
+         list(RECOMMENDED)),
         ("the paper's systems (qd-: QuickDraw, tub-: TU-Berlin; GPU scale) and its design on a CPU", paper),
-        ("ablations and other designs (CPU twins of Table 2; beyond the paper)", [n for n in PRESETS if n not in taken]),
+        ("ablations and other designs (CPU twins of Table 2; beyond the paper)",
+         [n for n in PRESETS if n not in taken]),
         ("classic and early baselines (Table 1)", [n for n in PRESETS if n in classics]),
     ]
 

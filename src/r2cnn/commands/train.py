@@ -34,7 +34,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=positive_int,
                    help="per process; global batch = this x processes (default: the preset's)")
     p.add_argument("--lr", type=positive_float, help="learning rate (default: the preset's)")
-    p.add_argument("--amp", choices=["bf16", "fp16", "none"], help="mixed precision on CUDA (default: the preset's)")
+    p.add_argument("--amp", choices=["bf16", "fp16", "none"],
+                   help="mixed precision: on CUDA autocast to bf16 or fp16; on a CPU bf16 runs the CNN in bf16 where "
+                        "the processor has native bf16 (AVX512-BF16, AMX), else fp32, and fp16 is CUDA only; none: "
+                        "fp32 (default: the preset's, bf16 for the presets)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override a preset entry (see `r2cnn presets NAME`); VALUE is JSON (1e-3, true, null, "
                         "[1, 2], {\"hidden\": 64}, \"text\") or a bare word taken as text (cosine); a JSON object "

@@ -31,7 +31,7 @@ class TrainOptions:
     workers: int | None = None
     batch_size: int | None = None  # per process; the global batch is batch_size * world_size
     lr: float | None = None
-    amp: str | None = None  # "bf16" | "fp16" | "none"; CUDA only
+    amp: str | None = None  # "bf16" | "fp16" | "none" (r2cnn.engine.precision: fp16 on CUDA only)
     tensorboard: bool = False
     checkpoint_every: int = 0  # also write last.pt every N steps (0: at epoch ends only)
     log_every: int = 10
@@ -118,8 +118,9 @@ _CONFIG_RULES = {
     "transform": (lambda v: isinstance(v, dict), "a JSON object"),
     "eval_transform": (lambda v: isinstance(v, dict), "a JSON object"),
     "lr_schedule": (lambda v: v is None or isinstance(v, str) or (
-        isinstance(v, dict) and (v.get("warmup") is None or (_is_number(v["warmup"]) and v["warmup"] >= 0))),
-        'constant, cosine or {"name": ..., "warmup": steps or fraction >= 0}'),
+        isinstance(v, dict) and (v.get("warmup") is None or (_is_number(v["warmup"]) and v["warmup"] >= 0))
+        and (v.get("warmup_cap") is None or (_is_number(v["warmup_cap"]) and 0 < v["warmup_cap"] <= 1))),
+        'constant, cosine or {"name": ..., "warmup": steps or fraction >= 0, "warmup_cap": fraction in (0, 1]}'),
 }
 
 

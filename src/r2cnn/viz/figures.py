@@ -80,20 +80,25 @@ def _true_name(view: SketchView, classes: Sequence[str]) -> str:
     return "?" if view.label is None else classes[view.label]
 
 
-def _colourbar(fig, ax, vmin: float, vmax: float, label: str) -> None:
+def _colourbar(fig, ax, vmin: float, vmax: float, label: str):
+    """A colour bar of :data:`CMAP` over [vmin, vmax] beside ``ax`` (one axes or a list of them); returns it."""
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
     bar = fig.colorbar(ScalarMappable(Normalize(vmin, vmax), CMAP), ax=ax, fraction=0.046, pad=0.03)
     bar.set_label(label, fontsize=7)
     bar.ax.tick_params(labelsize=6)
+    return bar
 
 
 def sketch_figure(view: SketchView, classes: Sequence[str], *, name: str = "R2CNN",
-                  compare: SketchView | None = None, compare_name: str = "compared", stretch: bool = False) -> Figure:
+                  compare: SketchView | None = None, compare_name: str = "compared", stretch: bool = False,
+                  where: str | None = None) -> Figure:
     """Everything about one sketch: input strokes, attention grayscale and colour-coded (per channel on a second
     row when C > 1), the sketching-order encoding, strokes coloured by their mean attention, the strokes ranked
-    by it, and the top-3 of the model (and of ``compare``)."""
+    by it, and the top-3 of the model (and of ``compare``). ``where`` names the sketch in the title, in the
+    numbering of the files and printed lines (``r2cnn visualize``: ``"test #11"`` for ``sketch-test-11.png``);
+    without it, the view's store index, so named."""
     has_att = view.attention is not None
     channels = view.attention.shape[1] if has_att else 0
     cols = 7 if has_att else 3
@@ -103,8 +108,9 @@ def sketch_figure(view: SketchView, classes: Sequence[str], *, name: str = "R2CN
     for ax in axes.ravel():
         ax.set_axis_off()
     truth = _true_name(view, classes)
-    where = "" if view.index is None else f" (sketch {view.index})"
-    fig.suptitle(f"true class: {truth}{where}", fontsize=10)
+    if where is None and view.index is not None:
+        where = f"store index {view.index}"
+    fig.suptitle(f"true class: {truth}" + (f" ({where})" if where else ""), fontsize=10)
     top = list(axes[0])
 
     ax = top.pop(0)
@@ -168,10 +174,12 @@ def _importance_bars(ax, importance: np.ndarray, colours: np.ndarray, show: int 
 
 def overview_figure(views: Sequence[SketchView], classes: Sequence[str], *, name: str = "R2CNN",
                     compare: Sequence[SketchView] | None = None, compare_name: str = "compared",
-                    columns: int = 6, stretch: bool = False) -> Figure:
+                    columns: int = 6, stretch: bool = False, where: Sequence[str] | None = None) -> Figure:
     """Paper Fig. 4 (with ``compare``) / Fig. 6 layout for several sketches: per sketch a column of the input
     strokes (under it the compared model's top-3), the colour-coded attention (under it this model's top-3) and
-    the sketching-order encoding (Fig. 5). Top-3 in green for a success, red for a failure."""
+    the sketching-order encoding (Fig. 5). Top-3 in green for a success, red for a failure. A colour bar beside
+    the attention row gives its scale ([0, 1], or with ``stretch`` each sketch's own low to high), one beside the
+    order row the order's. ``where``: each sketch's name before its class (as in :func:`sketch_figure`)."""
     has_att = bool(views) and views[0].attention is not None
     block = 2 + int(has_att)
     cols = max(1, min(columns, len(views)))
@@ -186,7 +194,7 @@ def overview_figure(views: Sequence[SketchView], classes: Sequence[str], *, name
         for ax in col:
             ax.set_axis_on()
         draw_strokes(col[0], view.sketch)
-        _frame(col[0], _true_name(view, classes))
+        _frame(col[0], (f"{where[i]}: " if where else "") + _true_name(view, classes))
         if compare is not None:
             text, colour = _predictions(compare[i], classes, compare_name)
             col[0].set_xlabel(text, fontsize=7, color=colour)
@@ -199,6 +207,12 @@ def overview_figure(views: Sequence[SketchView], classes: Sequence[str], *, name
         col[block - 2].set_xlabel(text, fontsize=7, color=colour)
         col[-1].imshow(colour_code(view.order_map, view.stroke_mask), extent=_EXTENT, interpolation="nearest")
         _frame(col[-1], "sketching order")
+    rows = lambda r: [axes[g * block + r][c] for g in range(groups) for c in range(cols)]
+    if has_att:
+        bar = _colourbar(fig, rows(1), 0.0, 1.0, "attention, each sketch's own range" if stretch else "attention")
+        if stretch:
+            bar.set_ticks([0.0, 1.0], labels=["low", "high"])
+    _colourbar(fig, rows(block - 1), 0.0, 1.0, "order: 1 first point, 0 last")
     return fig
 
 

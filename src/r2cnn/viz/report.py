@@ -152,9 +152,11 @@ def _attention_section(model: AttentionModel, store, positions: np.ndarray, spli
              'sketching-order encoding (Fig. 5: 1 at the first point, 0 at the last). Top-3 in green when the '
              'top-1 is right, in red when it is wrong.</p>']
     if views:
-        parts.append(_img(figures.overview_figure(views, model.classes, name=model.name), "attention overview"))
-    for view in views[:detailed]:
-        parts.append(_img(figures.sketch_figure(view, model.classes, name=model.name), "attention of one sketch"))
+        parts.append(_img(figures.overview_figure(views, model.classes, name=model.name,
+                                                  where=[f"#{p}" for p in chosen]), "attention overview"))
+    for view, position in zip(views[:detailed], chosen):
+        parts.append(_img(figures.sketch_figure(view, model.classes, name=model.name, where=f"{split} #{position}"),
+                          "attention of one sketch"))
     if deletion_ks:
         subset = positions if not deletion_max or deletion_max >= len(positions) else \
             np.sort(rng.choice(positions, deletion_max, replace=False))

@@ -3,8 +3,11 @@
 Sketches are chosen by position in the split (``index``), at random (``sample``, seeded), or among those the
 model gets wrong (``failures``, the paper's Fig. 6, scanning the split in a seeded random order). For each
 one :func:`r2cnn.viz.figures.sketch_figure` is written as ``sketch-<split>-<position>.png/.svg``, all of them
-together as ``overview.png/.svg`` (Fig. 4 layout, with the compared model's top-3 when given), their numbers as
-``sketches.json``, and the deletion check over the split as ``deletion.json`` and ``deletion.png/.svg``.
+together as ``overview.png/.svg`` (Fig. 4 layout, with the compared model's top-3 when given, and colour bars),
+their numbers as ``sketches.json``, and the deletion check over the split as ``deletion.json`` and
+``deletion.png/.svg``. One numbering throughout: a sketch is its position in the split, ``<split> #<position>`` in
+the titles and the printed lines, ``sketch-<split>-<position>`` in the file names (``sketches.json`` also gives its
+store index).
 """
 
 from __future__ import annotations
@@ -95,11 +98,13 @@ def visualize(checkpoint: str, data: str, out: str | Path, *, split: str = "test
     names = dict(name=model.name, compare_name=other.name if other else "")
     for i, (position, view) in enumerate(zip(chosen, views)):
         peer = compared[i] if compared else None
-        fig = figures.sketch_figure(view, model.classes, compare=peer, stretch=stretch, **names)
+        fig = figures.sketch_figure(view, model.classes, compare=peer, stretch=stretch, where=f"{split} #{position}",
+                                    **names)
         files += figures.save(fig, out / f"sketch-{split}-{position}")
         records.append(_record(position, view, model.classes, peer))
     if views:
-        fig = figures.overview_figure(views, model.classes, compare=compared, stretch=stretch, **names)
+        fig = figures.overview_figure(views, model.classes, compare=compared, stretch=stretch,
+                                      where=[f"#{p}" for p in chosen], **names)
         files += figures.save(fig, out / "overview")
 
     deletion = None
