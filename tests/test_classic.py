@@ -18,7 +18,7 @@ from r2cnn.classic.runner import ClassicRunner
 from r2cnn.classic.svm import KernelSVM, LinearSVM
 from r2cnn.data.store import SketchStore, prepare
 from r2cnn.errors import R2CNNError
-from r2cnn.models.early import stroke_thirds
+from r2cnn.models.stroke_thirds import stroke_thirds
 from r2cnn.presets import PRESETS, get_preset
 from r2cnn.sketch import Sketch, SketchBatch
 

@@ -293,7 +293,7 @@ def _hub_with(tmp_path, monkeypatch, names) -> Path:
 
 
 def test_imagenet_weights_are_chosen_by_name_not_by_file_order(tmp_path, monkeypatch):
-    from r2cnn.models.backbones import find_imagenet_weights
+    from r2cnn.pretrained import find_imagenet_weights
 
     v1, v2 = "resnet50-0676ba61.pth", "resnet50-11ad3fa6.pth"  # torchvision's IMAGENET1K_V1 and _V2 files
     folder = _hub_with(tmp_path, monkeypatch, [v1, v2, "resnet50-ffffffff.pth"])  # sorted last: a stranger

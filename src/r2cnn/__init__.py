@@ -6,8 +6,7 @@ formats -> store -> transforms -> loader -> raster -> models -> engine -> cli.
 
 from r2cnn.errors import R2CNNError, SketchFormatError
 from r2cnn.sketch import Sketch, SketchBatch
-
-__version__ = "0.1.0"
+from r2cnn.version import __version__
 
 __all__ = ["R2CNNError", "Sketch", "SketchBatch", "SketchFormatError", "__version__", "load"]
 

@@ -51,7 +51,7 @@ _HEAVY = {"train", "bench", "evaluate", "demo", "visualize", "report", "experime
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="r2cnn", description="Sketch-R2CNN: vector sketch recognition (Li et al., TVCG 2020)")
-    from r2cnn import __version__
+    from r2cnn.version import __version__
     parser.add_argument("--version", action="version", version=f"sketch-r2cnn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_) in COMMANDS.items():

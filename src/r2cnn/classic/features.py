@@ -107,7 +107,7 @@ class AlexNetFeatures:
 
     The sketch is drawn dark on white, as ImageNet photos of drawings are, and normalised with ImageNet's mean
     and standard deviation averaged over the RGB channels; the first convolution's RGB kernels are summed
-    (:func:`r2cnn.models.backbones.load_pretrained`), so the grey image gets the response of its RGB copy.
+    (:func:`r2cnn.pretrained.load_pretrained`), so the grey image gets the response of its RGB copy.
     ``weights``: a torchvision ``alexnet-*.pth`` file, or None for torch's hub cache (never downloaded)."""
 
     MEAN, STD = 0.449, 0.226
@@ -115,12 +115,12 @@ class AlexNetFeatures:
     def __init__(self, weights: str | None = None, batch_size: int = 64):
         import torch
 
-        from r2cnn.models.backbones import TorchvisionBackbone, find_imagenet_weights
+        from r2cnn.pretrained import find_imagenet_weights, torchvision_trunk
 
-        self.weights = str(Path(weights)) if weights else str(find_imagenet_weights("alexnet"))
+        self.weights = str(Path(weights)) if weights else str(find_imagenet_weights("alexnet")[0])
         if not Path(self.weights).is_file():
             raise MissingResource(f"AlexNet weights file not found: {self.weights} (nothing is downloaded)")
-        self.net = TorchvisionBackbone("alexnet", 1, pretrained=self.weights).eval()
+        self.net = torchvision_trunk("alexnet", 1, pretrained=self.weights)[0].eval()
         self.batch_size = batch_size
         self._torch = torch
 
@@ -131,5 +131,5 @@ class AlexNetFeatures:
         with torch.no_grad():
             for start in range(0, len(images), self.batch_size):
                 x = torch.from_numpy(1.0 - images[start:start + self.batch_size])[:, None]
-                out.append(self.net((x - self.MEAN) / self.STD).numpy())
+                out.append(torch.flatten(self.net((x - self.MEAN) / self.STD), 1).numpy())
         return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 4096), np.float32)

@@ -26,7 +26,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import r2cnn
 from r2cnn.engine import distributed as dist_utils
 from r2cnn.engine.checkpoint import (CHECKPOINT_FORMAT, load_checkpoint, model_file, rng_state, save_atomic,
                                      set_rng_state)
@@ -39,6 +38,7 @@ from r2cnn.engine.optim import build_optimizer, parse_schedule
 from r2cnn.engine.precision import amp_dtype, autocast, denormals_flushed
 from r2cnn.engine.progress import ProgressLines
 from r2cnn.errors import R2CNNError
+from r2cnn.version import __version__
 
 __all__ = ["NonFiniteLoss", "TrainOptions", "check_run_dir", "init_from_checkpoint", "train", "train_one_epoch"]
 
@@ -228,7 +228,7 @@ def _train(opts, config, ckpt, info, device, run_dir, last_path, best_path) -> d
         if not info.is_main:
             return
         state = {
-            "format": CHECKPOINT_FORMAT, "version": r2cnn.__version__, "config": config, "classes": classes,
+            "format": CHECKPOINT_FORMAT, "version": __version__, "config": config, "classes": classes,
             "model": bare.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict() if scaler.is_enabled() else None,
             "epoch": epoch, "step": step, "batch_in_epoch": batch_in_epoch, "best": best, "rng": rng_state(),

@@ -36,7 +36,7 @@ METADATA_FILE = "r2cnn.json"  # TorchScript extra file holding the metadata
 def describe(model, classes: list[str], config: dict, fmt: str) -> dict:
     """The sidecar metadata of a trained ``model`` (:class:`~r2cnn.models.SketchClassifier`): class names, the input contract (layout, coordinate normalisation), the outputs,
     the canvas, the preset and the package version."""
-    from r2cnn import __version__
+    from r2cnn.version import __version__
     from r2cnn.export.inference import InferenceModel
 
     inference = InferenceModel(model, scripted=False)  # raises for a model the export does not cover

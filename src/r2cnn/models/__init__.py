@@ -6,8 +6,9 @@ Names cover every row of the paper's tables (Sketch-R2CNN, Li et al. 2020):
   ``cnn-resnet18``, ``cnn-resnet34``; and ``cnn-<arch>`` for any torchvision model name.
 - Table 1/3 Sketch-R2CNN: ``r2cnn-sketchanet``, ``r2cnn-resnet50``, ``r2cnn-resnet18``, ``r2cnn-resnet34``;
   ``r2cnn-<arch>`` for any torchvision model.
-- Table 1 early deep baselines (:mod:`r2cnn.models.early`): ``cnn-lenet`` (LeNet, 32), ``cnn-alexnet``
-  (AlexNet-Sketch, 224), ``cnn-sketchanet-v1`` (Sketch-a-Net v1: six stroke-order channels, 225).
+- Table 1 early deep baselines: ``cnn-lenet`` (LeNet, 32) and ``cnn-alexnet`` (AlexNet-Sketch, 224), backbones
+  in :mod:`r2cnn.models.backbones`; ``cnn-sketchanet-v1`` (Sketch-a-Net v1: six stroke-order channels, 225,
+  :mod:`r2cnn.models.stroke_thirds`).
 - Table 2 alternatives (ResNet50, 224): ``attentive-resnet50``, ``random-stroke-order`` (R2CNN-ResNet50 whose
   data must use ``stroke_order="random"``: see ``model.transform_requirements``), ``attention-sketching-order``,
   ``two-branch-late-fusion``, ``two-branch-early-fusion``; the same designs on a ResNet18 backbone
@@ -51,12 +52,12 @@ import math
 
 from r2cnn.errors import R2CNNError, did_you_mean
 from r2cnn.model_specs import DEFAULT_OPTIONS, KINDS, ModelSpec, get_spec, list_models, register
-from r2cnn.models.backbones import ResNetBackbone, SketchANet, create_backbone
-from r2cnn.models.early import STROKE_THIRDS_CHANNELS, LeNet, StrokeThirdsCNN
+from r2cnn.models.backbones import LeNet, ResNetBackbone, SketchANet, create_backbone
 from r2cnn.models.encoder import (AttentionEncoder, BiLSTM, ContrastAttentionEncoder, PackedLayout, SequenceEncoder,
                                   StrokeAttentionEncoder, point_offsets, stroke_index)
 from r2cnn.models.r2cnn import (AttentionTimeEncoded, AttentiveCNN, CNNOnly, EarlyFusion, LateFusion, R2CNN,
                                 SketchClassifier, sketching_order_intensities, time_encoding_intensities)
+from r2cnn.models.stroke_thirds import STROKE_THIRDS_CHANNELS, StrokeThirdsCNN
 
 # attention + time-encoded kinds -> AttentionTimeEncoded's ``fixed``
 _ATTENTION_TIME = {"attention-time": "next", "attention-replaces-binary": "replace", "attention-gated-time": "gated"}

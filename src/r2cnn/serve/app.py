@@ -399,6 +399,6 @@ def _parse_sketch(data: bytes, fmt: str, name: str, index: int) -> ParseResponse
 
 
 def _version() -> str:
-    from r2cnn import __version__
+    from r2cnn.version import __version__
 
     return __version__

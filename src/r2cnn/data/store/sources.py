@@ -184,7 +184,7 @@ def _valid_to_carve(manifest: dict, options: dict) -> bool:
 def _manifest_fields(files, inputs, options, builtin, seed, label_field, policy, progress, simplify_raw=False,
                      dedupe_key_id=False, workers=1):
     """``feed(builder)`` for :func:`write_store`: streams the sources and returns prepare's manifest fields."""
-    from r2cnn import __version__
+    from r2cnn.version import __version__
 
     def feed(builder: Builder) -> dict:
         changes = {"raw_simplified": 0, "duplicate_key_ids_dropped": 0} if simplify_raw or dedupe_key_id else None

@@ -1,11 +1,5 @@
-"""The early deep baselines of the paper's Table 1 (rows quoted from Yu et al.'s evaluation, its ref. [44]).
+"""Sketch-a-Net v1's drawing-order channels (``cnn-sketchanet-v1``, one of the paper's Table 1 early deep baselines).
 
-- :class:`LeNet`: LeCun et al. 1998, as a backbone (``cnn-lenet``): two 5x5 convolutions (6 and 16 channels),
-  each followed by a 2x2 max-pool, then fully connected 120 and 84. ReLU and max-pooling replace the original
-  tanh and sub-sampling layers; an adaptive average pool to 5x5 lets it take canvases other than 32x32.
-- AlexNet (Krizhevsky et al. 2012) needs no code here: ``cnn-alexnet`` is torchvision's AlexNet through
-  :class:`~r2cnn.models.backbones.TorchvisionBackbone` ("AlexNet-Sketch": trained on sketches). "AlexNet-SVM"
-  (ImageNet features + SVM) is a :mod:`r2cnn.classic` row.
 - :class:`StrokeThirdsCNN`: Sketch-a-Net v1 (Yu et al., "Sketch-a-Net that Beats Humans", BMVC 2015), the
   multi-channel network: the same eight layers as v2 (:class:`~r2cnn.models.backbones.SketchANet`) on six input
   channels that encode the drawing order, made with the NLR at constant intensity (:func:`stroke_thirds`).
@@ -21,24 +15,6 @@ from r2cnn.models.r2cnn import CNNOnly
 from r2cnn.sketch import SketchBatch
 
 STROKE_THIRDS_CHANNELS = 6
-
-
-class LeNet(nn.Module):
-    """LeNet-5 feature extractor: images ``(B, C, H, W)`` (H, W >= 32; paper: 32) -> ``(B, 84)``."""
-
-    def __init__(self, in_channels: int = 1):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 6, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2),   # C1, S2
-            nn.Conv2d(6, 16, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2),            # C3, S4
-            nn.AdaptiveAvgPool2d(5),
-        )
-        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(16 * 5 * 5, 120), nn.ReLU(inplace=True),   # C5
-                                nn.Linear(120, 84), nn.ReLU(inplace=True))                          # F6
-        self.out_features = 84
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.features(image))
 
 
 def stroke_thirds(points: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
