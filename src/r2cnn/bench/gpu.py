@@ -805,12 +805,13 @@ def _step_times(ctx: Context, store: Path) -> dict:
 
     import torch
 
-    from r2cnn.bench.train import _make_step, _timed
     from r2cnn.data.loader import make_loader
     from r2cnn.data.store import SketchStore
     from r2cnn.engine.factory import build_model, build_transform
+    from r2cnn.engine.config import make_config
+    from r2cnn.engine.optim import build_optimizer
     from r2cnn.engine.precision import amp_dtype
-    from r2cnn.engine.train import build_optimizer, make_config
+    from r2cnn.engine.timing import make_step, timed
 
     device = torch.device(ctx.device)
     configs = {k: make_config(_train_options(ctx, p, store, ctx.work / "unused")) for k, p in
@@ -831,7 +832,7 @@ def _step_times(ctx: Context, store: Path) -> dict:
     del loader
     images = torch.rand(batch_size, 1, canvas, canvas, generator=torch.Generator().manual_seed(0)).to(device)
     inputs = {"R2CNN": lambda b: b, "CNN-only": lambda b: b, "ResNet50": lambda b: images}
-    steps = {k: _make_step(m.train(), build_optimizer(configs[k], m), device, amp_dtype(configs[k], device))
+    steps = {k: make_step(m.train(), build_optimizer(configs[k], m), device, amp_dtype(configs[k], device))
              for k, m in models.items()}
     times: dict[str, list[float]] = {k: [] for k in models}
     if ctx.cuda:
@@ -840,7 +841,7 @@ def _step_times(ctx: Context, store: Path) -> dict:
         raise Failed(f"the store gave {len(batches)} batches of {batch_size}; timing needs {n}")
     for i, batch in enumerate(batches):
         for k, step in steps.items():  # taking turns: whatever else runs falls on each model alike
-            t = _timed(lambda: step(inputs[k](batch), batch.labels), device)
+            t = timed(lambda: step(inputs[k](batch), batch.labels), device)
             if i >= ctx.sizes.warmup_steps:
                 times[k].append(t)
     med = {k: statistics.median(v) for k, v in times.items()}

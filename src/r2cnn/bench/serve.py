@@ -124,7 +124,7 @@ def run(args) -> int:
     import psutil
     import torch
 
-    from r2cnn.commands.serve import default_checkpoint
+    from r2cnn.engine.demo import default_checkpoint
     from r2cnn.engine.predict import Predictor
     from r2cnn.engine.report import table
     from r2cnn.errors import R2CNNError

@@ -27,6 +27,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from r2cnn.engine.timing import make_step, timed
+
 HELP = ("sketches/s of R2CNN vs its CNN-only twin (same backbone) and a stock ResNet18 per training step, of the data "
         "loader, and of N concurrent trainings vs one")
 ANCHOR_SIZE = 64  # the ResNet18 anchor's image side, whatever the preset's canvas
@@ -61,38 +63,6 @@ def resnet18_anchor(num_classes: int):
     return model
 
 
-def _sync(device) -> None:
-    import torch
-
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def _timed(fn, device) -> float:
-    """Seconds that ``fn()`` takes (CUDA work included)."""
-    _sync(device)
-    start = time.perf_counter()
-    fn()
-    _sync(device)
-    return time.perf_counter() - start
-
-
-def _make_step(model, optimizer, device, dtype):
-    """``step(inputs, labels)``: forward, cross-entropy, backward and update, as a training step does."""
-    import torch.nn.functional as F
-
-    from r2cnn.engine.precision import autocast
-
-    def step(inputs, labels) -> None:
-        with autocast(device, dtype):
-            loss = F.cross_entropy(model(inputs).float(), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    return step
-
-
 def _training_process(spec: dict, barrier, results) -> None:
     """One process of the concurrency test, in a fresh interpreter: the preset's model, optimiser and loader,
     ``spec["warmup"]`` untimed steps, then wait at ``barrier`` for the others and take ``spec["steps"]`` timed steps.
@@ -113,7 +83,7 @@ def _training_process(spec: dict, barrier, results) -> None:
         store = SketchStore(spec["store"])
         torch.manual_seed(spec["index"])
         model = build_model(config, len(store.classes)).to(device).train()
-        step = _make_step(model, build_optimizer(config, model), device, amp_dtype(config, device))
+        step = make_step(model, build_optimizer(config, model), device, amp_dtype(config, device))
         loader = make_loader(store, "train", batch_size=spec["batch_size"], transform=build_transform(config, True),
                              shuffle=True, seed=spec["index"], drop_last=True, num_workers=spec["workers"],
                              raster_size=model.raster_size, raster_eps=model.raster_eps)
@@ -126,7 +96,7 @@ def _training_process(spec: dict, barrier, results) -> None:
         for _ in range(spec["warmup"]):
             take()
         barrier.wait()
-        results.put((spec["index"], [_timed(take, device) for _ in range(spec["steps"])]))
+        results.put((spec["index"], [timed(take, device) for _ in range(spec["steps"])]))
     except Exception as e:  # reported by the parent as one line
         barrier.abort()
         results.put((spec["index"], f"{type(e).__name__}: {e}"))
@@ -279,12 +249,12 @@ def _run(args) -> int:
             configs_used["ResNet18 bf16"] = configs["CNN-only"]
             inputs["ResNet18 bf16"] = inputs["ResNet18"]
             names["ResNet18 bf16"] = "the anchor in bf16 autocast (as the presets)"
-        steps = {k: _make_step(m.train(), build_optimizer(configs_used[k], m), device,
+        steps = {k: make_step(m.train(), build_optimizer(configs_used[k], m), device,
                                amp_dtype(configs_used[k], device)) for k, m in models.items()}
         times = {k: [] for k in models}
         for i, batch in enumerate(batches):
             for k, step in steps.items():  # alternate, so background load hits every model alike
-                t = _timed(lambda: step(inputs[k](batch), batch.labels), device)
+                t = timed(lambda: step(inputs[k](batch), batch.labels), device)
                 if i >= args.warmup:
                     times[k].append(t)
 

@@ -23,8 +23,9 @@ MODELS = (("R2CNN", "cpu-r2cnn", "r2cnn"), ("CNN-only", "cpu-cnn", "cnn"))
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from r2cnn.commands.options import add_device, non_negative_int, positive_float, positive_int
+    from r2cnn.engine.demo import DEMO_OUT
 
-    p.add_argument("--out", default="runs/demo", help="output folder (data, runs, report); its runs are replaced")
+    p.add_argument("--out", default=str(DEMO_OUT), help="output folder (data, runs, report); its runs are replaced")
     p.add_argument("--minutes", type=positive_float, default=5.0,
                    help="training time for both models together, split evenly")
     p.add_argument("--per-class", type=positive_int, default=700, help="built-in sketches per class (at least 10)")

@@ -6,11 +6,10 @@ import argparse
 from pathlib import Path
 
 from r2cnn.commands.options import add_device, resolve_device
+from r2cnn.engine.demo import DEMO_CHECKPOINT, default_checkpoint
 
 HELP = "a local web page to draw on, with live top-5 classes and attention, and its JSON API"
 
-# Where `r2cnn demo` (default --out runs/demo) leaves its R2CNN model's best checkpoint.
-DEMO_CHECKPOINT = Path("runs") / "demo" / "r2cnn" / "best.pt"
 # --onnx models up to this size go to the page: cpu-r2cnn's (about 12 MB) does, the paper's ResNet50 (about 95 MB)
 # stays on the server.
 DEFAULT_MAX_MB = 50.0
@@ -32,16 +31,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="an --onnx model larger than this stays on the server (default %(default)s)")
     p.add_argument("--max-body-bytes", type=int, default=2_000_000, help="largest request body accepted")
     p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
-
-
-def default_checkpoint() -> Path:
-    """The demo's checkpoint, or a one-line error saying how to make one."""
-    from r2cnn.errors import R2CNNError
-
-    if not DEMO_CHECKPOINT.is_file():
-        raise R2CNNError(f"no --checkpoint given and {DEMO_CHECKPOINT} does not exist: run `r2cnn demo` "
-                         f"(or `make demo`) to train one, or pass --checkpoint PATH")
-    return DEMO_CHECKPOINT
 
 
 def load_served(args):

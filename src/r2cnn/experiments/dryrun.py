@@ -39,11 +39,11 @@ def measure_step(config: dict, store, indices, steps: int, device: str) -> float
     """Median seconds of a training step of ``config``'s model on batches of ``store[indices]``."""
     import torch
 
-    from r2cnn.bench.train import _make_step, _timed
     from r2cnn.data.loader import make_loader
     from r2cnn.engine.factory import build_model, build_transform
-    from r2cnn.engine.precision import amp_dtype, denormals_flushed
     from r2cnn.engine.optim import build_optimizer
+    from r2cnn.engine.precision import amp_dtype, denormals_flushed
+    from r2cnn.engine.timing import make_step, timed
 
     dev = torch.device(device)
     # the step costs the same with any weights: do not require the ImageNet file just to time it
@@ -55,12 +55,12 @@ def measure_step(config: dict, store, indices, steps: int, device: str) -> float
     loader = make_loader(store, None, indices=indices, batch_size=batch_size, shuffle=True, drop_last=False,
                          transform=build_transform(config, train=True), raster_size=model.raster_size,
                          raster_eps=model.raster_eps)
-    step = _make_step(model, build_optimizer(config, model), dev, amp_dtype(config, dev))
+    step = make_step(model, build_optimizer(config, model), dev, amp_dtype(config, dev))
     times = []
     with denormals_flushed():  # as training runs
         for i, batch in zip(range(MEASURE_WARMUP + steps), _cycle(loader)):
             batch = batch.to(dev)
-            t = _timed(lambda: step(batch, batch.labels), dev)
+            t = timed(lambda: step(batch, batch.labels), dev)
             if i >= MEASURE_WARMUP:
                 times.append(t)
     return statistics.median(times) if times else None
