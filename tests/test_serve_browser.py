@@ -69,6 +69,17 @@ def _wait_for_strokes(page, n, coloured):
                            f"'{coloured}')(document.getElementById('canvas'))", timeout=60_000)
 
 
+def _assert_no_answer(page):
+    """No answer shown, and nothing left of the last one: no top-5, no attention colours or range line, no
+    "answered by ..." line."""
+    assert page.locator("#predictions li").count() == 0
+    assert page.get_attribute("#canvas", "data-predicted-strokes") == "0"
+    assert page.get_attribute("#canvas", "data-engine") is None
+    assert page.evaluate("window.sketchPage.attention()") is None
+    assert page.text_content("#range") == ""
+    assert "answered by" not in page.text_content("#engine")
+
+
 def _pixels_along(page, segment):
     """RGB of canvas pixels sampled along the segment's middle half."""
     (x0, y0), (x1, y1) = segment
@@ -115,9 +126,11 @@ def test_drawing_gives_top5_and_attention_colours(browser, tiny_r2cnn_checkpoint
         page.click("#undo")
         _wait_for_strokes(page, 1, 1)
         assert items.count() == 5
+        assert page.text_content("#engine") == "answered by the server"
         page.click("#clear")
         _wait_for_strokes(page, 0, 0)
         assert items.count() == 0
+        _assert_no_answer(page)
 
         sketch = tmp_path / "house.ndjson"
         sketch.write_text('{"word": "house", "drawing": [[[0, 50, 100], [50, 0, 50]], [[10, 10, 90, 90], '
@@ -126,11 +139,14 @@ def test_drawing_gives_top5_and_attention_colours(browser, tiny_r2cnn_checkpoint
         _wait_for_strokes(page, 2, 2)
         assert items.count() == 5 and 'labelled "house"' in page.text_content("#status")
 
+        # a file that cannot be read after one that could: its error alone, not beside the house's top-5
         bad = tmp_path / "broken.svg"
         bad.write_text("<svg")
         page.set_input_files("#file", str(bad))
         page.wait_for_function("document.getElementById('status').classList.contains('error')")
         assert page.text_content("#status").startswith("broken.svg: malformed XML")
+        _assert_no_answer(page)
+        assert page.evaluate("window.sketchPage.drawing()") == []
         assert len(errors) == 1 and errors[0].startswith("422 ") and "/api/parse?" in errors[0]  # that file's
 
 
@@ -162,11 +178,11 @@ def test_class_list_is_visible_undo_key_and_favicon(browser, tiny_r2cnn_checkpoi
 
     with serve_subprocess(tiny_r2cnn_checkpoint, env=ENV) as (url, _):
         page, errors = _open(browser, url, **PHONE)
-        classes = page.evaluate("fetch('api/classes').then(r => r.json()).then(b => b.classes)")
-        assert not page.locator("#classes").is_visible()
-        page.tap("#model")  # a tap opens the list: no hover needed
-        assert page.locator("#classes").is_visible()
-        assert page.locator("#classes li").all_text_contents() == classes
+        info = page.evaluate("fetch('api/classes').then(r => r.json())")
+        # what can I draw? said on the page, without opening anything
+        assert page.locator("#can-draw").is_visible()
+        assert page.text_content("#can-draw") == "You can draw: " + ", ".join(info["classes"])
+        assert page.text_content("#model") == f"model {info['model']}, {len(info['classes'])} classes"
         # a phone gets the page at its own width, nothing wider than the screen
         assert page.evaluate("[window.innerWidth, document.documentElement.scrollWidth]") == [390, 390]
         _draw(page, [(0.2, 0.3), (0.8, 0.3)])
@@ -196,25 +212,209 @@ def test_stretch_maps_this_sketchs_attention_range_to_the_colour_bar(browser, ti
                                drawing)
         low, high = min(answer["attention"][0]), max(answer["attention"][0])
         assert high - low > 1e-6  # the test needs a sketch whose attention varies
-        assert page.get_attribute("#canvas", "data-colour-range") == "0,1"
-        assert [page.text_content("#scale-low"), page.text_content("#scale-high")] == ["0.00", "1.00"]
-        assert page.text_content("#range") == f"attention of this sketch: {low:.3f} to {high:.3f}"
-        fixed = [p for a, b in zip(stroke, stroke[1:]) for p in _pixels_along(page, (a, b))]
-
-        page.check("#stretch")
+        # stretched by default: this sketch's lowest attention is the colour bar's blue end, its highest the red
+        assert page.is_checked("#stretch")
         assert [float(v) for v in page.get_attribute("#canvas", "data-colour-range").split(",")] == \
             pytest.approx([low, high], abs=1e-12)
         digits = 3 if high - low < 0.1 else 2
         assert page.text_content("#scale-low") == f"{low:.{digits}f}"
         assert page.text_content("#scale-high") == f"{high:.{digits}f}"
+        assert page.text_content("#range") == f"attention of this sketch: {low:.3f} to {high:.3f}"
         stretched = [p for a, b in zip(stroke, stroke[1:]) for p in _pixels_along(page, (a, b))]
         _screenshot(page, tmp_path, "serve-page-stretch.png")
+
+        page.uncheck("#stretch")  # the fixed scale, one click away
+        assert page.get_attribute("#canvas", "data-colour-range") == "0,1"
+        assert [page.text_content("#scale-low"), page.text_content("#scale-high")] == ["0.00", "1.00"]
+        assert page.text_content("#range") == f"attention of this sketch: {low:.3f} to {high:.3f}"
+        fixed = [p for a, b in zip(stroke, stroke[1:]) for p in _pixels_along(page, (a, b))]
         assert stretched != fixed
         # stretched, the segments' colours spread over more of the map: blue and red ends are further apart
         spread = lambda pixels: max(r - b for r, _, b in pixels) - min(r - b for r, _, b in pixels)  # noqa: E731
         assert spread(stretched) > spread(fixed)
-        page.uncheck("#stretch")
-        assert page.get_attribute("#canvas", "data-colour-range") == "0,1"
+        page.check("#stretch")
+        assert page.get_attribute("#canvas", "data-colour-range") != "0,1"
+        assert errors == []
+
+
+def test_page_says_when_the_server_stops(browser, tiny_r2cnn_checkpoint):
+    """The server stops: the next stroke's status says so, and nothing of the last answer stays (no top-5, no
+    "answered by the server"); the drawing stays on the board."""
+    from r2cnn.serve.server import serve_subprocess
+
+    with serve_subprocess(tiny_r2cnn_checkpoint, env=ENV) as (url, proc):
+        page, errors = _open(browser, url)
+        assert page.evaluate("document.body.dataset.offline") in ("off", None)  # no --onnx: no offline cache
+        _draw(page, [(0.2, 0.5), (0.5, 0.2), (0.8, 0.5)])
+        _wait_for_strokes(page, 1, 1)
+        assert page.text_content("#engine") == "answered by the server"
+        proc.terminate()
+        proc.wait(timeout=30)
+        _draw(page, [(0.25, 0.5), (0.25, 0.85), (0.75, 0.85)])
+        page.wait_for_function("document.getElementById('status').classList.contains('error')", timeout=60_000)
+        assert page.text_content("#status").startswith("The server is not answering (stopped?)")
+        _assert_no_answer(page)
+        assert len(page.evaluate("window.sketchPage.drawing()")) == 2
+        page.click("#clear")
+        page.wait_for_function("!document.getElementById('status').classList.contains('error')")
+        assert page.text_content("#status") == "Draw with mouse, pen or finger."
+        _assert_no_answer(page)
+        assert errors == []
+
+
+def _stroke(j):
+    """Stroke j of the test files' sketches: [xs, ys]."""
+    return [[10 * j, 10 * j + 50, 10 * j + 20], [0, 30 + 7 * j, 60 - j]]
+
+
+def test_file_picker_reads_every_form_the_python_api_takes(browser, tiny_r2cnn_checkpoint, tmp_path):
+    """An 8-sketch ndjson file: the picker says "sketch k of n" and shows the one chosen (sketch k has k strokes),
+    whatever its form: a Quick, Draw! record, simplified or raw (ts ignored), a bare drawing [[xs, ys], ...] or
+    [[xs, ys, ts], ...], the points rows of the HTTP body; blank lines are passed over. A bad sketch clears the
+    answer and keeps the picker; a raw drawing in a .json file loads alone, without a picker."""
+    from r2cnn.data.transforms import normalize
+    from r2cnn.serve.server import serve_subprocess
+
+    def raw(drawing):
+        return [[xs, ys, [100 * i for i in range(len(xs))]] for xs, ys in drawing]
+
+    def rows(drawing):
+        return [[x, y, int(i == len(xs) - 1)] for xs, ys in drawing for i, (x, y) in enumerate(zip(xs, ys))]
+
+    drawings = [[_stroke(j) for j in range(k)] for k in range(1, 9)]
+    forms = [lambda d: {"word": "cat", "drawing": d}, lambda d: {"word": "dog", "drawing": raw(d)}, lambda d: d,
+             lambda d: raw(d), lambda d: {"points": rows(d)}]
+    lines = [json.dumps(forms[k % len(forms)](d)) for k, d in enumerate(drawings)]
+    lines[5] = '{"drawing": [[[1, 2], [3]]]}'  # sketch 6: x/y length mismatch
+    path = tmp_path / "few.ndjson"
+    path.write_text("\n".join(lines[:3]) + "\n\n" + "\n".join(lines[3:]) + "\n")  # line 4 is blank
+    with serve_subprocess(tiny_r2cnn_checkpoint, env=ENV) as (url, _):
+        page, errors = _open(browser, url)
+        margin = 0.05
+
+        def shown_matches(k):
+            got = np.array(page.evaluate("m => Array.from(normalizeStrokes(window.sketchPage.drawing(), m))",
+                                         margin)).reshape(-1, 3)
+            np.testing.assert_allclose(got, normalize(_sketch_of(drawings[k - 1]), margin).points, atol=2e-3)
+
+        page.set_input_files("#file", str(path))
+        _wait_for_strokes(page, 1, 1)
+        assert page.locator("#picker").is_visible()
+        assert page.text_content("#sketch-of") == "sketch 1 of 8 in few.ndjson"
+        assert page.text_content("#status").endswith('Loaded sketch 1 of 8 of few.ndjson (labelled "cat").')
+        assert page.is_disabled("#previous-sketch")
+        shown_matches(1)
+        for k in (2, 3, 4, 5):
+            page.click("#next-sketch")
+            _wait_for_strokes(page, k, k)
+            assert page.text_content("#sketch-of") == f"sketch {k} of 8 in few.ndjson"
+            shown_matches(k)
+        page.fill("#sketch-number", "8")
+        page.press("#sketch-number", "Enter")
+        _wait_for_strokes(page, 8, 8)
+        assert page.text_content("#sketch-of") == "sketch 8 of 8 in few.ndjson" and page.is_disabled("#next-sketch")
+        shown_matches(8)
+
+        page.fill("#sketch-number", "6")
+        page.press("#sketch-number", "Enter")
+        page.wait_for_function("document.getElementById('status').classList.contains('error')")
+        assert page.text_content("#status") == "few.ndjson:7: field 'drawing[0]': x/y length mismatch (2 x, 1 y)"
+        _assert_no_answer(page)
+        assert page.locator("#picker").is_visible()
+        assert page.text_content("#sketch-of") == "sketch 6 of 8 in few.ndjson"
+        page.click("#next-sketch")
+        _wait_for_strokes(page, 7, 7)
+
+        single = tmp_path / "raw.json"
+        single.write_text(json.dumps(raw(drawings[2]), indent=1))  # pretty printed: one JSON value, one sketch
+        page.set_input_files("#file", str(single))
+        _wait_for_strokes(page, 3, 3)
+        assert not page.locator("#picker").is_visible()
+        assert page.text_content("#status").endswith("Loaded raw.json.")
+        shown_matches(3)
+        page.click("#clear")
+        _wait_for_strokes(page, 0, 0)
+        assert not page.locator("#picker").is_visible()
+        assert errors == []
+
+
+BAD_RECORDS = [
+    '{"drawing": [[[1, 2], [3]]]}', '{"drawing": [[[1, "2"], [3, 4]]]}', '{"drawing": []}', '{"word": "cat"}',
+    '{"drawing": [[[1, 2], [3, 4]], [[1], [2], [3]]]}', '{"drawing": [[[1], [2], [3, 4]]]}',
+    '{"drawing": [[[], []]]}', '{"drawing": [[[1, true], [3, 4]]]}', '{"drawing": [[[1e39], [2]]]}',
+    '{"drawing": [[1, 2]]}', '{"word": 5, "drawing": [[[1], [2]]]}', '{"drawing": "x"}', '42',
+    '{"drawing": [[[1], [2]]], "recognized": "yes"}', '{"drawing": [[[1, 2], [3, 4]], [[1, 2, 3]]]}',
+    '[[[1, 2], [3]]]', '[[[1, 2], [3, 4], [5]]]', '[[[1, 2], [3, 4]], [[1], [null]]]', '{"drawing": [[[1, 2], [3',
+]
+
+
+def test_file_messages_are_the_python_ones(browser, tiny_r2cnn_checkpoint, tmp_path):
+    """Each bad record of a file, read by the page, gets the message Python gives for it: the ndjson reader's for
+    a record, the input contract's (r2cnn.strokes) for a bare drawing, naming the file, the line and the field."""
+    from r2cnn.data.formats.ndjson import parse_ndjson_line
+    from r2cnn.errors import SketchFormatError
+    from r2cnn.serve.server import serve_subprocess
+    from r2cnn.strokes import drawing_points
+
+    name = "bad.ndjson"
+    expected = []
+    for lineno, line in enumerate(BAD_RECORDS, 1):
+        with pytest.raises(SketchFormatError) as caught:
+            if line.startswith("["):
+                drawing_points(json.loads(line), name, line=lineno)
+            else:
+                parse_ndjson_line(line, name, lineno)
+        expected.append(str(caught.value))
+    path = tmp_path / name
+    path.write_text("\n".join(BAD_RECORDS) + "\n")
+    with serve_subprocess(tiny_r2cnn_checkpoint, env=ENV) as (url, _):
+        page, errors = _open(browser, url)
+        page.set_input_files("#file", str(path))
+        for k, message in enumerate(expected, 1):
+            if k > 1:
+                page.fill("#sketch-number", str(k))
+                page.press("#sketch-number", "Enter")
+            page.wait_for_function(f"document.getElementById('sketch-of').textContent.startsWith('sketch {k} of')")
+            page.wait_for_function("document.getElementById('status').classList.contains('error')")
+            shown = page.text_content("#status")
+            if "malformed JSON" in message:  # the JSON parser's own words differ
+                assert shown.split(" (")[0] == message.split(" (")[0], k
+            else:
+                assert shown == message, k
+        assert errors == []
+
+
+def test_page_reloads_and_recognises_with_the_server_stopped(browser, tiny_r2cnn_checkpoint, tmp_path):
+    """--onnx: a service worker keeps the page, onnxruntime-web and the model in the browser's cache. The server
+    killed, a reload still shows the page, says where it came from, and recognises a drawing in the browser (the
+    same top-5 as onnxruntime in Python)."""
+    from r2cnn.engine.predict import Predictor
+    from r2cnn.serve.server import serve_subprocess
+
+    predictor = Predictor(str(tiny_r2cnn_checkpoint))
+    margin = predictor.transform.margin
+    model = tmp_path / "stand-in.onnx"
+    _stand_in_onnx(model, predictor.classes, margin)
+    with serve_subprocess(None, "--onnx", str(model), env=ENV) as (url, proc):
+        page, errors = _open(browser, url)
+        page.wait_for_function("document.body.dataset.offline === 'ready'", timeout=120_000)
+        proc.kill()
+        proc.wait(timeout=30)
+        page.reload()
+        page.wait_for_function("document.getElementById('model').textContent.startsWith('model ')")
+        assert page.evaluate("document.body.dataset.offline") == "cache"
+        assert page.text_content("#status").startswith("The server is not answering: this page, its runtime and "
+                                                       "the model come from the browser's cache")
+        assert page.text_content("#can-draw") == "You can draw: " + ", ".join(predictor.classes)
+        page.wait_for_function("document.body.dataset.browserEngine === 'ready'", timeout=120_000)
+        _draw(page, [(0.2, 0.5), (0.5, 0.2), (0.8, 0.5)])
+        _wait_for_strokes(page, 1, 1)
+        assert page.get_attribute("#canvas", "data-engine") == "browser"
+        assert page.text_content("#engine") == "answered by the browser (onnxruntime-web 1.31.1, WASM)"
+        expected, _ = _onnx_answer(model, page.evaluate("window.sketchPage.drawing()"), margin, predictor.classes)
+        shown = _shown(page)
+        assert [c for c, _ in shown] == [c for c, _ in expected]
+        np.testing.assert_allclose([p for _, p in shown], [p for _, p in expected], atol=1e-6)
         assert errors == []
 
 

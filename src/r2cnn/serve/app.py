@@ -325,6 +325,10 @@ def create_app(recognizer, limits: Limits = Limits(), hosts: Sequence[str] | Non
     def index():
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
+    @app.get("/sw.js", include_in_schema=False)
+    def service_worker():  # beside the page, so that its scope covers the page (static/sw.js says what it caches)
+        return FileResponse(STATIC / "sw.js", media_type="text/javascript", headers={"Cache-Control": "no-cache"})
+
     @app.get("/favicon.ico", include_in_schema=False)
     def favicon():  # browsers ask for it whatever the page says; an SVG is what the page's <link> names too
         return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")

@@ -5,11 +5,17 @@
 // browser itself (onnxruntime-web, WASM, vendored under static/vendor): it answers first once loaded, and the
 // page keeps recognising with the server stopped. The page says which one answered.
 //
+// One rule keeps the page from contradicting itself: the top-5 list, the attention colours, the range line and
+// the "answered by ..." line always describe the same answer, for the strokes on the board; whatever ends that
+// answer (Clear, a failed request, a file that cannot be read) clears them together (clearResults).
+//
 // State the page exposes for tests and tools: #canvas[data-coloured-strokes] is the number of strokes drawn in
 // attention colours by the last answer (0 without attention); #canvas[data-predicted-strokes] the number of
 // strokes the shown predictions are for; #canvas[data-engine] "browser" or "server", the engine that gave them;
 // #canvas[data-colour-range] "low,high", the attention values mapped to the colour bar's ends;
-// document.body[data-browser-engine] "loading", "ready", "failed" or "off"; window.sketchPage.drawing() the
+// document.body[data-browser-engine] "loading", "ready", "failed" or "off"; document.body[data-offline] "ready"
+// once the service worker has cached the page, its runtime and the model (--onnx only), "cache" when this page
+// came from that cache with the server not answering, "off" without; window.sketchPage.drawing() the
 // strokes as the engines get them ([[xs, ys], ...], canvas pixels to one decimal), .attention() the attention
 // shown (per stroke, per point; null without).
 "use strict";
@@ -18,7 +24,8 @@
   const INK = "rgb(17, 17, 17)";  // strokes without attention (while drawing, and for a CNN-only model)
   const LINE_WIDTH = 5;
   const MIN_STEP = 1.5;  // canvas pixels between recorded points; closer pointer samples add nothing
-  const MAX_FILE_BYTES = 2000000;  // the server's default request limit
+  const MAX_FILE_BYTES = 2000000;  // the server's default request limit (an SVG goes to the server)
+  const MAX_JSON_BYTES = 256e6;  // a JSON or ndjson file is read in the page: a Quick, Draw! class file fits
   const TOP_K = 5;
   const ORT_DIR = "static/vendor/onnxruntime-web/";
 
@@ -29,6 +36,8 @@
   const modelLine = document.getElementById("model");
   const engineLine = document.getElementById("engine");
   const stretchBox = document.getElementById("stretch");
+  const picker = document.getElementById("picker");
+  const sketchNumber = document.getElementById("sketch-number");
 
   let strokes = [];       // [{xs: [...], ys: [...]}] in canvas pixels, drawing order
   let attention = null;   // per stroke, per point, in [0, 1]; aligned with strokes[0 .. attention.length)
@@ -39,6 +48,8 @@
   let colourRange = [0, 1];  // attention values at the colour bar's ends
   let browserEngine = null;  // when offered: {runtime, margin, session: Promise of an ort.InferenceSession,
                              // last: the latest run, settled}
+  let engineNote = "";       // the engine line while no answer is shown: which engine will answer
+  let loaded = null;         // the file the board shows a sketch of: {name, file: openSketchFile's, index}
 
   function say(text, isError = false) {
     statusLine.textContent = text;
@@ -196,7 +207,7 @@
       response = await fetch("api/predict", {method: "POST", headers: {"Content-Type": "application/json"},
                                              body: JSON.stringify({drawing, top_k: TOP_K})});
     } catch (error) {
-      throw new Error(`the server did not answer: ${error}`);
+      throw new Error(`The server is not answering (stopped?): no recognition until it is back (${error.message || error}).`);
     }
     if (!response.ok) throw new Error(`not recognised: ${await errorText(response)}`);
     return await response.json();
@@ -234,13 +245,26 @@
     return {top, attention: perStroke};
   }
 
+  /** No answer is shown: the top-5 list, the attention colours and range, and "answered by ..." go together. */
+  function clearResults() {
+    attention = null;
+    list.replaceChildren();
+    canvas.dataset.predictedStrokes = "0";
+    delete canvas.dataset.engine;
+    engineLine.textContent = engineNote;
+    redraw();
+  }
+
+  /** The engine line while no answer is shown. */
+  function setEngineNote(text) {
+    engineNote = text;
+    if (canvas.dataset.predictedStrokes === "0") engineLine.textContent = text;
+  }
+
   async function predict() {
     const id = ++requestId;
     if (!strokes.length) {
-      attention = null;
-      list.replaceChildren();
-      canvas.dataset.predictedStrokes = "0";
-      redraw();
+      clearResults();
       say("Draw with mouse, pen or finger.");
       return;
     }
@@ -269,6 +293,7 @@
     }
     if (id !== requestId) return;
     if (!answer) {
+      clearResults();
       say(failure.message, true);
       return;
     }
@@ -297,6 +322,7 @@
 
   document.getElementById("undo").addEventListener("click", undo);
   document.addEventListener("keydown", (event) => {
+    if (event.target === sketchNumber) return;  // its own undo
     if ((event.ctrlKey || event.metaKey) && !event.shiftKey && !event.altKey && event.key.toLowerCase() === "z") {
       event.preventDefault();
       undo();
@@ -304,8 +330,15 @@
   });
   stretchBox.addEventListener("change", redraw);
 
+  /** Forget the loaded file: the picker goes, the board is the person's own drawing. */
+  function unload() {
+    loaded = null;
+    picker.hidden = true;
+  }
+
   document.getElementById("clear").addEventListener("click", () => {
     strokes = [];
+    unload();
     predict();
   });
 
@@ -321,24 +354,87 @@
     return drawing.map(([sx, sy]) => ({xs: sx.map((x) => scale * x + dx), ys: sy.map((y) => scale * y + dy)}));
   }
 
+  /** A file could not give a sketch: an empty board, no answer, and the message (it names the file). */
+  function loadFailed(message) {
+    ++requestId;  // an answer still on its way is for the board that is gone
+    strokes = [];
+    clearResults();
+    say(message, true);
+  }
+
+  /** Sketch `index` (0-based) of the loaded file onto the board, then recognised. */
+  async function showSketch(index) {
+    const {name, file} = loaded;
+    loaded.index = index;
+    sketchNumber.value = String(index + 1);
+    sketchNumber.max = String(file.count);
+    document.getElementById("previous-sketch").disabled = index === 0;
+    document.getElementById("next-sketch").disabled = index === file.count - 1;
+    const where = file.count > 1 ? `sketch ${index + 1} of ${file.count}` : "";
+    document.getElementById("sketch-of").textContent = `${where} in ${name}`;
+    picker.hidden = file.count < 2;
+    let sketch;
+    try {
+      sketch = await file.sketch(index);
+    } catch (error) {
+      return loadFailed(error.message || String(error));
+    }
+    strokes = fitToCanvas(sketch.drawing);
+    attention = null;
+    redraw();
+    const id = requestId + 1;
+    await predict();
+    if (id !== requestId || statusLine.classList.contains("error")) return;
+    const label = sketch.label === null ? "" : ` (labelled "${sketch.label}")`;
+    say(`${statusLine.textContent} Loaded ${where ? `${where} of ` : ""}${name}${label}.`);
+  }
+
+  /** An SVG file: read by the server (POST api/parse), one sketch. */
+  function svgFile(file) {
+    return {count: 1, async sketch() {
+      const query = new URLSearchParams({format: "svg", name: file.name});
+      let response;
+      try {
+        response = await fetch(`api/parse?${query}`, {method: "POST", body: await file.arrayBuffer(),
+                                                      headers: {"Content-Type": "application/octet-stream"}});
+      } catch (error) {
+        throw new Error(`${file.name}: an SVG is read by the server, which is not answering (${error.message})`);
+      }
+      if (!response.ok) throw new Error(await errorText(response));  // the message names the file
+      return {drawing: (await response.json()).drawing, label: null};
+    }};
+  }
+
   document.getElementById("file").addEventListener("change", async (event) => {
     const file = event.target.files[0];
     event.target.value = "";  // the same file may be chosen again
     if (!file) return;
-    const format = /\.svg$/i.test(file.name) ? "svg" : /\.(ndjson|jsonl?)$/i.test(file.name) ? "ndjson" : null;
-    if (!format) return say(`${file.name}: not a sketch file (.ndjson, .json, .jsonl or .svg)`, true);
-    if (file.size > MAX_FILE_BYTES) return say(`${file.name}: larger than ${MAX_FILE_BYTES} bytes`, true);
-    const query = new URLSearchParams({format, name: file.name});
-    const response = await fetch(`api/parse?${query}`, {method: "POST", body: await file.arrayBuffer(),
-                                                       headers: {"Content-Type": "application/octet-stream"}});
-    if (!response.ok) return say(await errorText(response), true);  // the message names the file
-    const parsed = await response.json();
-    strokes = fitToCanvas(parsed.drawing);
-    attention = null;
-    redraw();
-    await predict();
-    if (parsed.label) say(`${statusLine.textContent} Loaded ${file.name} (labelled "${parsed.label}").`);
+    unload();
+    const svg = /\.svg$/i.test(file.name);
+    if (!svg && !/\.(ndjson|jsonl?)$/i.test(file.name)) {
+      return loadFailed(`${file.name}: not a sketch file (.ndjson, .json, .jsonl or .svg)`);
+    }
+    const limit = svg ? MAX_FILE_BYTES : MAX_JSON_BYTES;
+    if (file.size > limit) return loadFailed(`${file.name}: larger than ${limit} bytes`);
+    let opened;
+    try {
+      opened = svg ? svgFile(file) : openSketchFile(file.name, await file.text());
+    } catch (error) {
+      return loadFailed(error.message || String(error));
+    }
+    loaded = {name: file.name, file: opened, index: 0};
+    await showSketch(0);
   });
+
+  function pick(index) {
+    if (!loaded) return;
+    const k = Math.min(Math.max(Math.round(index) || 0, 0), loaded.file.count - 1);
+    if (k !== loaded.index || String(k + 1) !== sketchNumber.value) showSketch(k);
+  }
+
+  document.getElementById("previous-sketch").addEventListener("click", () => pick(loaded.index - 1));
+  document.getElementById("next-sketch").addEventListener("click", () => pick(loaded.index + 1));
+  sketchNumber.addEventListener("change", () => pick(Number(sketchNumber.value) - 1));
 
   // ---------------------------------------------------------------------------------------------------------
   // start
@@ -365,7 +461,7 @@
 
   function startBrowserEngine(offer) {
     document.body.dataset.browserEngine = "loading";
-    engineLine.textContent = `loading the model into the browser (${(offer.bytes / 1e6).toFixed(1)} MB)…`;
+    setEngineNote(`loading the model into the browser (${(offer.bytes / 1e6).toFixed(1)} MB)…`);
     const session = loadScript(`${ORT_DIR}ort.wasm.min.js`).then(() => {
       ort.env.wasm.wasmPaths = new URL(ORT_DIR, location.href).href;
       ort.env.wasm.numThreads = 1;  // threads need a cross-origin-isolated page
@@ -374,12 +470,35 @@
     browserEngine = {runtime: offer.runtime, margin: offer.margin, session, last: Promise.resolve()};
     session.then(() => {
       document.body.dataset.browserEngine = "ready";
-      engineLine.textContent = `the browser recognises by itself (${offer.runtime}, WASM): no server needed`;
+      setEngineNote(`the browser recognises by itself (${offer.runtime}, WASM): no server needed`);
     }, (error) => {
       document.body.dataset.browserEngine = "failed";
-      engineLine.textContent = `the browser engine did not start (${error.message || error}): the server ` +
-                               "answers";
+      setEngineNote(`the browser engine did not start (${error.message || error}): the server answers`);
     });
+  }
+
+  /** With a model for the browser (--onnx), a service worker (static/sw.js, served at sw.js) keeps the page, its
+   *  runtime and the model in the browser's cache, so that a reload works with the server stopped. Without one,
+   *  an earlier worker of this address and its cache go: the page is the server's again. */
+  async function offlineCache(offer) {
+    if (!("serviceWorker" in navigator) || !window.caches) {  // not a secure context (http://127.0.0.1 is one)
+      document.body.dataset.offline = "off";
+      return;
+    }
+    try {
+      if (!offer) {
+        document.body.dataset.offline = "off";
+        for (const registration of await navigator.serviceWorker.getRegistrations()) await registration.unregister();
+        for (const key of await caches.keys()) if (key.startsWith("r2cnn-page")) await caches.delete(key);
+        return;
+      }
+      await navigator.serviceWorker.register(`sw.js?runtime=${encodeURIComponent(offer.runtime)}`, {scope: "./"});
+      await navigator.serviceWorker.ready;
+      if (document.body.dataset.offline !== "cache") document.body.dataset.offline = "ready";
+    } catch (error) {
+      if (document.body.dataset.offline !== "cache") document.body.dataset.offline = "off";
+      console.warn(`the page cannot be kept for offline use: ${error.message || error}`);
+    }
   }
 
   async function start() {
@@ -389,28 +508,31 @@
     try {
       const response = await fetch("api/classes");
       if (!response.ok) throw new Error(await errorText(response));
+      const fromCache = response.headers.get("X-R2CNN-Offline") === "1";  // sw.js: the server did not answer
+      if (fromCache) document.body.dataset.offline = "cache";
       const info = await response.json();
       hasAttention = info.has_attention;
       classes = info.classes;
       modelLine.textContent = `model ${info.model}, ${classes.length} classes`;
-      document.getElementById("classes").replaceChildren(...classes.map((name) => {
-        const item = document.createElement("li");
-        item.textContent = name;
-        return item;
-      }));
+      document.getElementById("classes").textContent = classes.join(", ");
       if (info.browser_model) {
         startBrowserEngine(info.browser_model);
       } else {
         document.body.dataset.browserEngine = "off";
-        engineLine.textContent = info.browser_note || "recognition on the server";
+        setEngineNote(info.browser_note || "recognition on the server");
       }
-      if (!hasAttention) {
-        document.getElementById("legend").classList.add("hidden");
+      offlineCache(info.browser_model);
+      if (fromCache) {
+        say("The server is not answering: this page, its runtime and the model come from the browser's cache, " +
+            "and the browser recognises by itself. Loading an .svg needs the server.");
+      } else if (!hasAttention) {
         say("This model has no per-point attention (CNN-only): you get predictions, and strokes stay in ink " +
             "colour.");
       }
+      if (!hasAttention) document.getElementById("legend").classList.add("hidden");
     } catch (error) {
       modelLine.textContent = `could not ask the server about the model: ${error.message || error}`;
+      document.getElementById("classes").textContent = "(unknown: the server did not say)";
     }
   }
 
