@@ -10,8 +10,9 @@ time in three ways, in the same run:
 
 The sketches are built-in ones resampled to ``--lengths`` points, each length once per pass, in the order given:
 a TorchScript module specialises and optimises its graph for every new input length, so a bench that repeats one
-length hides what a user pays, whose every sketch has a new length. Each pass starts from freshly loaded modules
-(one warm-up sketch of another length first, so the one-off start-up is not counted). Each row is the median over
+length hides what a user pays, whose every sketch has a new length. Pass ``p`` adds ``p`` points to every length,
+so no length is ever seen twice in the process, and starts from freshly loaded modules (one warm-up sketch of
+another length first, so the one-off start-up is not counted). Each row is the median over
 ``--repeat`` passes of one sketch's latency, its ratio to the anchor, and TorchScript's ratio to onnxruntime (the
 goal was <= 1.5x per sketch); the largest logit difference to PyTorch is printed below.
 """
@@ -41,7 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", help="a trained checkpoint (default: the --preset model, random weights)")
     p.add_argument("--lengths", type=_lengths, default=list(LENGTHS),
                    help=f"points of each sketch, one sketch per length (default {','.join(map(str, LENGTHS))})")
-    p.add_argument("--repeat", type=int, default=3, help="passes, each from freshly loaded modules (median reported)")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="passes, each from freshly loaded modules, pass p at lengths + p (median reported)")
     p.add_argument("--threads", type=int, help="intra-op threads for torch and onnxruntime (default: theirs)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
 
@@ -116,6 +118,7 @@ def _run(args) -> int:
         torch.set_num_threads(args.threads)
     model, classes, config = _model(args)
     sketches = resampled_sketches(args.lengths)
+    passes = [resampled_sketches([n + p for n in args.lengths]) for p in range(args.repeat)]
     warm_up = resampled_sketches([WARM_UP_LENGTH], seed=2)[0]
     options = onnxruntime.SessionOptions()
     if args.threads:
@@ -141,14 +144,16 @@ def _run(args) -> int:
         tmp = Path(tmp_name)
         export_model(model, classes, config, "onnx", tmp / "model.onnx")
         export_model(model, classes, config, "torchscript", tmp / "model.pt")
-        for _ in range(args.repeat):
+        for p, shifted in enumerate(passes):
             for name, make in engines.items():
-                run = make()  # freshly loaded: every length below is new to it
+                run = make()  # freshly loaded, and every length below is new to the process
                 run(warm_up)
-                for i, sketch in enumerate(sketches):
+                for i, sketch in enumerate(shifted):
                     t = time.perf_counter()
-                    logits.setdefault(name, {})[i] = run(sketch)
+                    out = run(sketch)
                     times[name][i].append(time.perf_counter() - t)
+                    if p == 0:
+                        logits.setdefault(name, {})[i] = out
     ms = {name: [1000 * statistics.median(t) for t in per] for name, per in times.items()}
     anchor_name, onnx_name, ts_name = engines
     diff = {name: max(float(np.abs(logits[name][i] - logits[anchor_name][i]).max()) for i in range(len(sketches)))
