@@ -20,6 +20,7 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/r2cnn demo --out runs/demo
 
 test: $(VENV)/.installed
+	$(VENV)/bin/lint-imports --no-cache
 	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -q -m "not slow"
 
 test-all: $(VENV)/.installed

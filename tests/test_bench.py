@@ -15,6 +15,7 @@ from r2cnn import cli
 from r2cnn.bench import _paths
 from r2cnn.cli import main
 from r2cnn.errors import R2CNNError
+from r2cnn.launch import LAUNCH_ENV
 
 ENV = dict(os.environ, R2CNN_NO_REEXEC="1")
 
@@ -110,7 +111,7 @@ def test_launcher_restarts_with_passive_openmp_threads_and_keeps_what_the_user_s
     calls = []
     monkeypatch.setattr(os, "execve", lambda exe, argv, env: calls.append((exe, argv, env)))
     monkeypatch.delenv("R2CNN_NO_REEXEC", raising=False)
-    for name in cli.LAUNCH_ENV:
+    for name in LAUNCH_ENV:
         monkeypatch.delenv(name, raising=False)
     cli._reexec_with_launch_env(["train", "--help"])
     exe, argv, env = calls.pop()
@@ -122,7 +123,7 @@ def test_launcher_restarts_with_passive_openmp_threads_and_keeps_what_the_user_s
     cli._reexec_with_launch_env(["train"])
     assert calls.pop()[2]["OMP_WAIT_POLICY"] == "ACTIVE"
 
-    for name, value in cli.LAUNCH_ENV.items():
+    for name, value in LAUNCH_ENV.items():
         monkeypatch.setenv(name, value)
     cli._reexec_with_launch_env(["train"])
     assert calls == []  # everything set: no restart
