@@ -13,8 +13,9 @@ A preset is a plain dict (JSON types only; it is stored in checkpoints as the ru
 Warm-up in short runs: a warm-up lasts at most 10 % of the run (``warmup_cap``,
 :func:`r2cnn.engine.optim.parse_schedule`): ``min(warmup, 0.1 x the run's steps)``, and with a time budget
 (``--max-minutes``, ``r2cnn demo``) it also ends once 10 % of the budget has passed. The CPU presets' 100 steps are
-thus whole in runs of 1,000 steps or more, and a 35-step run warms up for 4 (before the cap, 35 steps of cpu-r2cnn
-stayed near chance). ``"warmup_cap": 1`` keeps a warm-up as given. The paper's presets have no warm-up (a constant
+thus whole in runs of 1,000 steps or more, and a 35-step run warms up for 4 (35 steps of cpu-r2cnn on 720 built-in
+sketches a class: valid top-1 0.545 with the cap, 0.21 without; :data:`r2cnn.engine.optim.WARMUP_CAP`).
+``"warmup_cap": 1`` keeps a warm-up as given. The paper's presets have no warm-up (a constant
 rate), so the cap never changes them.
 
 Paper settings (Sec. 4.1): Adam, batch 48, lr 1e-4 on QuickDraw and 5e-5 on TU-Berlin; TU-Berlin sketches
