@@ -1,7 +1,7 @@
 """sketch-r2cnn: Sketch-R2CNN (Li et al., IEEE TVCG 2020) for vector sketch recognition.
 
-The data path runs one way (docs/architecture.md):
-formats -> store -> transforms -> loader -> raster -> models -> engine -> cli.
+The data path runs one way, formats -> store -> transforms -> loader -> raster -> models -> engine -> cli, and the
+imports with it: the layers are import-linter contracts in pyproject.toml (docs/architecture.md "Layers").
 """
 
 from r2cnn.errors import R2CNNError, SketchFormatError
