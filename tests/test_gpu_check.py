@@ -138,9 +138,11 @@ def test_cpu_rehearsal_writes_every_section(tmp_path):
     out = tmp_path / "out"
     proc = subprocess.run(["scripts/gpu_check.sh", "--device", "cpu", "--quick"], cwd=ROOT, capture_output=True,
                           text=True, env={**os.environ, "OUT": str(out), "PYTHON": sys.executable})
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     sections = summary["sections"]
+    failed = {n: (out / e["log"]).read_text()[-3000:] for n, e in sections.items() if e["status"].startswith("failed")}
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:] + "".join(
+        f"\n--- {name}'s log, its end:\n{tail}" for name, tail in failed.items())
     assert list(sections) == list(gpu.NAMES)
     for name, entry in sections.items():
         assert entry["status"] == "ran" or entry["status"].startswith("skipped: "), (name, entry["status"])

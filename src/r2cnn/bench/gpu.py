@@ -293,9 +293,8 @@ def _parse_only(text: str | None) -> set[str]:
 
 
 def _child_env() -> dict:
-    from r2cnn.cli import LAUNCH_ENV
-
-    env = {**LAUNCH_ENV, **os.environ, "R2CNN_NO_REEXEC": "1", "PYTHONUNBUFFERED": "1"}
+    # the launcher's variables (malloc thresholds, passive OpenMP threads) are already in this process's environment
+    env = {**os.environ, "R2CNN_NO_REEXEC": "1", "PYTHONUNBUFFERED": "1"}
     src = str(Path(__file__).resolve().parents[2])  # a checkout's src/ (or site-packages): r2cnn from where it is
     env["PYTHONPATH"] = os.pathsep.join([src, *filter(None, [env.get("PYTHONPATH")])])
     return env
@@ -664,13 +663,15 @@ def section_raster(ctx: Context) -> None:
 
 
 def _raster_bench(ctx: Context) -> dict:
-    from r2cnn.cli import main
+    from r2cnn.bench import raster
 
     path = ctx.work / "raster_bench.json"
-    extra = ["--batch", "8", "--size", "64"] if ctx.quick else []
-    print(f"\n== r2cnn bench raster --device {ctx.device}", flush=True)
-    code = main(["bench", "raster", "--device", ctx.device, "--repeat", str(ctx.sizes.raster_repeat),
-                 "--json", str(path), *extra])
+    argv = ["--device", ctx.device, "--repeat", str(ctx.sizes.raster_repeat), "--json", str(path),
+            *(["--batch", "8", "--size", "64"] if ctx.quick else [])]
+    print(f"\n== r2cnn bench raster {' '.join(argv)}", flush=True)
+    parser = argparse.ArgumentParser(prog="r2cnn bench raster")
+    raster.add_arguments(parser)
+    code = raster.run(parser.parse_args(argv))
     if code != 0:
         raise Failed(f"r2cnn bench raster --device {ctx.device} exited with {code}")
     bench = json.loads(path.read_text())
@@ -808,10 +809,10 @@ def _step_times(ctx: Context, store: Path) -> dict:
     from r2cnn.data.loader import make_loader
     from r2cnn.data.store import SketchStore
     from r2cnn.engine.factory import build_model, build_transform
-    from r2cnn.engine.config import make_config
-    from r2cnn.engine.optim import build_optimizer
     from r2cnn.engine.precision import amp_dtype
     from r2cnn.engine.timing import make_step, timed
+    from r2cnn.engine.config import make_config
+    from r2cnn.engine.optim import build_optimizer
 
     device = torch.device(ctx.device)
     configs = {k: make_config(_train_options(ctx, p, store, ctx.work / "unused")) for k, p in
@@ -897,44 +898,36 @@ def section_train(ctx: Context) -> None:
 
 
 def section_dry_runs(ctx: Context) -> None:
-    from r2cnn.cli import main
-    from r2cnn.experiments import dryrun
+    from r2cnn.experiments import dryrun, execute
+    from r2cnn.experiments.spec import load_spec
 
     if ctx.cuda:
         ctx.require_cuda()
-    captured: list[dict] = []
-    measure = dryrun.dry_run
-
-    def recording(*args, **kwargs):  # the rows the command prints, kept as figures
-        rows = measure(*args, **kwargs)
-        captured.extend(rows)
-        return rows
-
-    dryrun.dry_run = recording
     # the rehearsal plans every row of the paper's specs (sizes, paper-scale steps) without timing ResNet50s on the
     # CPU, and times the CPU spec's models (the same measurement code)
-    runs = [(name, ["--measure-steps", "0"] if ctx.quick else []) for name in DRY_RUN_SPECS]
+    runs = [(name, 2 if not ctx.quick else 0, {}) for name in DRY_RUN_SPECS]
     if ctx.quick:
-        runs.append(("table3-cpu", ["--measure-steps", "1", "--set", "batch_size=8"]))
-    specs, failures = {}, []
-    for name, extra in runs:
-        captured.clear()
-        argv = ["experiment", name, "--dry-run", "--device", ctx.device, *extra]
-        print(f"\n== r2cnn {' '.join(argv)}", flush=True)
+        runs.append(("table3-cpu", 1, {"batch_size": 8}))
+    specs = {}
+    for name, measure_steps, overrides in runs:
+        print(f"\n== r2cnn experiment {name} --dry-run --device {ctx.device} --measure-steps {measure_steps}"
+              + "".join(f" --set {k}={v}" for k, v in overrides.items()), flush=True)
         start = time.perf_counter()
-        code = main(argv)
-        hours = [r["paper_scale"]["estimate_seconds"] / 3600 for r in captured
+        # what `r2cnn experiment SPEC --dry-run` runs without --data (r2cnn.commands.experiment)
+        spec = load_spec(name)
+        budget = execute.Budget(overrides=overrides)
+        rows = dryrun.dry_run_without_data(lambda data: execute.plan(spec, data, budget, None),
+                                           measure_steps=measure_steps, device=ctx.device)
+        print(dryrun.format_dry_run(rows, ctx.device, reference=spec.reference))
+        hours = [r["paper_scale"]["estimate_seconds"] / 3600 for r in rows
                  if r["paper_scale"]["estimate_seconds"] is not None]
-        specs[name] = {"exit_code": code, "seconds": time.perf_counter() - start,
-                       "paper_scale_hours": sum(hours) if hours else None,
+        specs[name] = {"seconds": time.perf_counter() - start, "paper_scale_hours": sum(hours) if hours else None,
                        "rows": [{"id": r["id"], "preset": r["preset"], "runner": r["runner"],
                                  "step_ms": None if r["step_seconds"] is None else 1000 * r["step_seconds"],
                                  "paper_subruns": r["paper_scale"]["subruns"],
                                  "paper_steps_per_subrun": r["paper_scale"]["steps_per_subrun"],
                                  "paper_scale_hours": None if r["paper_scale"]["estimate_seconds"] is None
-                                 else r["paper_scale"]["estimate_seconds"] / 3600} for r in captured]}
-        if code != 0:
-            failures.append(f"{name} exited with {code}")
+                                 else r["paper_scale"]["estimate_seconds"] / 3600} for r in rows]}
         ctx.record(specs=specs)
     unit = "GPU-hours" if ctx.cuda else "hours on this CPU"
     print(f"\npaper-scale {unit} (training steps only, one device; the tables above give each row):")
@@ -944,8 +937,6 @@ def section_dry_runs(ctx: Context) -> None:
     ctx.record(unit=unit, headline="; ".join(
         f"{n} {s['paper_scale_hours']:,.0f} {unit}" if s["paper_scale_hours"] else f"{n} not timed"
         for n, s in specs.items()))
-    if failures:
-        raise Failed("; ".join(failures))
 
 
 def _checkpoint(ctx: Context) -> tuple[Path, str]:
