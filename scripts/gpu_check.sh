@@ -23,7 +23,8 @@ unset TRITON_INTERPRET  # the tests' conftest sets it again where there is no GP
 
 if ! "$PY" -c "import torch" 2>/dev/null; then
     echo "gpu_check: $("$PY" -c 'import sys; print(sys.executable)' 2>/dev/null || echo "$PY") has no torch;" \
-         "the device image is expected to hold it (KINDS.md), and torch cannot be carried (over 64 MiB): nothing ran" >&2
+         "the device image is expected to hold it (KINDS.md), and torch cannot be carried" \
+         "(over 64 MiB): nothing ran" >&2
     printf '{"error": "no torch in %s: nothing ran"}\n' "$PY" >"$OUT/summary.json"
     exit 3
 fi

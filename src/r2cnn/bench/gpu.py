@@ -69,7 +69,7 @@ ASSUMPTIONS = {
     "test_s": (1.0, "one CUDA test, Triton compilations included"),
     "raster_test_s": (0.3, "one rasteriser test on the GPU machine"),
     "raster_bench_s": (30.0, "`r2cnn bench raster --device cuda --repeat 50`, reference and dense anchors included"),
-    "dry_run_model_s": (4.0, "one model timed by a dry run: build, 8 loader workers, 1 + 2 steps"),
+    "dry_run_model_s": (4.0, "one model timed by a dry run: build, 3 batches loaded in-process, 1 + 2 steps"),
     "export_s": (30.0, "tracing and writing the ONNX file of R2CNN-ResNet50, then three loads and predictions"),
 }
 
@@ -78,7 +78,7 @@ def _assumed(key: str) -> float:
     return ASSUMPTIONS[key][0]
 
 
-# --- sizes -----------------------------------------------------------------------------------------------------------
+# --- sizes ------------------------------------------------------------------------------------------------------------
 
 PRESET = "qd-r2cnn-resnet50"
 GOAL_OVER_RESNET50 = 1.15  # the R2CNN step at most this multiple of a plain torchvision ResNet50 step (on a GPU)
@@ -112,7 +112,7 @@ class Sizes:
                      warmup_steps=5, raster_repeat=50, predict_sketches=24, ddp_steps=30)
 
 
-# --- the plan ----------------------------------------------------------------------------------------------------------
+# --- the plan ---------------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Section:
@@ -197,7 +197,7 @@ def format_plan(device: str, quick: bool, budget: float, caps: dict, expected: d
     return "\n".join(lines)
 
 
-# --- which tests need CUDA ------------------------------------------------------------------------------------------
+# --- which tests need CUDA --------------------------------------------------------------------------------------------
 
 CUDA_REASON = re.compile(r"CUDA|GPU")  # as tests/_skips.py groups skip reasons
 _CANDIDATE = re.compile(r"skipif\([^\n]*(CUDA|cuda|GPU)|mark\.gpu\b")
@@ -264,7 +264,7 @@ class Outcomes:
             self.failures.append(f"{report.nodeid} (collection)")
 
 
-# --- the parent: plan, sections, summary -----------------------------------------------------------------------------
+# --- the parent: plan, sections, summary ------------------------------------------------------------------------------
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cuda", choices=["cuda", "cpu"],
@@ -849,7 +849,8 @@ def _step_times(ctx: Context, store: Path) -> dict:
     out = {"batch_size": batch_size, "canvas": canvas, "timed_steps": len(times["R2CNN"]),
            "precision": str(amp_dtype(configs["R2CNN"], device) or torch.float32).replace("torch.", ""),
            "step_ms": {k: 1000 * v for k, v in med.items()},
-           "r2cnn_over_resnet50": med["R2CNN"] / med["ResNet50"], "cnn_over_resnet50": med["CNN-only"] / med["ResNet50"],
+           "r2cnn_over_resnet50": med["R2CNN"] / med["ResNet50"],
+           "cnn_over_resnet50": med["CNN-only"] / med["ResNet50"],
            "r2cnn_over_cnn": med["R2CNN"] / med["CNN-only"],
            "goal_r2cnn_over_resnet50_max": GOAL_OVER_RESNET50,
            # the rehearsal's tiny R2CNN against a full ResNet50 says nothing about the goal
