@@ -1,122 +1,18 @@
-"""Built-in data: a procedural sketch generator, so the main job, tests and demos run without any download.
-
-Twelve classes drawn the way people draw them in Quick, Draw!: wobbly strokes in a typical (but not fixed)
-order, varying shape, proportions, stroke count and detail, sometimes with distractor strokes. Some classes
-share parts on purpose (house / envelope: a rectangle with a triangle; sun / flower: a circle with things around
-it; umbrella / cup / fish: arcs), so a classifier has to look at the arrangement. Coordinates end as Quick, Draw!
-*simplified* data: ints in 0..255 (longest side 255), RDP epsilon 2 (:func:`r2cnn.data.transforms.raw_to_simplified`).
-How each class is drawn: ``docs/builtin-data.md``.
-
-- :data:`CLASSES`: class names.
-- :func:`draw`: one sketch of a class from a ``numpy.random.Generator``.
-- :func:`generate`: ``n_per_class`` sketches of every class, deterministic by ``seed`` (:func:`iterate`: lazily).
-- :func:`split_sizes`: how a store of built-in sketches alone is split (``r2cnn prepare --builtin N`` without
-  ``--split-sizes``, ``r2cnn demo``).
-"""
+"""The twelve built-in classes: each drawer puts an object's strokes on the pen in a typical order (with variations),
+as ``docs/builtin-data.md`` describes; and the distractor strokes that are not part of any object."""
 
 from __future__ import annotations
 
-from typing import Iterator
-
 import numpy as np
 
-from r2cnn.errors import R2CNNError
-from r2cnn.sketch import Sketch
-
-__all__ = ["CLASSES", "draw", "generate", "iterate", "key_id", "split_sizes"]
-
-TAU = 2.0 * np.pi
-_STEP = 0.012  # sampling step of drawn paths on the unit canvas (about 3 px of the final 0..255 square)
-
-
-class _Pen:
-    """Collects the strokes of one sketch on a unit canvas (y down) and gives them a hand-drawn look.
-
-    Every path is sampled densely; :meth:`points` then displaces it by a smooth wobble (one sinusoid per axis
-    along arc length, amplitude and base frequency fixed per sketch: one person's hand; frequency factor and
-    phase per stroke) plus small per-point jitter, for all strokes at once.
-    """
-
-    def __init__(self, rng: np.random.Generator):
-        self.rng = rng
-        self.strokes: list[np.ndarray] = []
-        self.wobble = rng.uniform(0.002, 0.012)
-        self.freq = rng.uniform(4.0, 12.0)
-        self.jitter = rng.uniform(0.0, 0.0025)
-
-    def add(self, pts: np.ndarray) -> None:
-        self.strokes.append(np.asarray(pts, np.float64))
-
-    def points(self, transform: np.ndarray) -> np.ndarray:
-        """float32 ``(N, 3)`` x, y, pen_end of all strokes, wobbled, then mapped by the 2x2 ``transform``."""
-        rng = self.rng
-        lengths = np.array([len(p) for p in self.strokes])
-        xy = np.concatenate(self.strokes)
-        sid = np.repeat(np.arange(len(lengths)), lengths)
-        ends = np.cumsum(lengths)
-        d = np.diff(xy, axis=0)
-        seg = np.sqrt((d * d).sum(axis=1))
-        seg[ends[:-1] - 1] = 0.0  # no arc length across the pen lifts
-        arc = np.zeros(len(xy))
-        np.cumsum(seg, out=arc[1:])
-        arc -= arc[ends - lengths][sid]
-        r = rng.random((len(lengths), 4))  # per stroke: frequency factor in [0.7, 1.4) and phase, per axis
-        wob = np.sin(arc[:, None] * (self.freq * (0.7 + 0.7 * r[:, :2]))[sid] + TAU * r[sid, 2:])
-        noise = self.wobble * wob + rng.normal(0.0, self.jitter, xy.shape)
-        xy += noise * (lengths > 1)[sid, None]  # dots got their own offset in :meth:`dot`
-        out = np.zeros((len(xy), 3), np.float32)
-        out[:, :2] = xy @ transform.T
-        out[ends - 1, 2] = 1.0
-        return out
-
-    def line(self, p, q) -> None:
-        self.add(_polyline([p, q]))
-
-    def poly(self, corners, closed: bool = False) -> None:
-        corners = list(corners)
-        if closed:
-            corners.append(corners[0])
-        self.add(_polyline(corners))
-
-    def ellipse(self, c, rx, ry, start=0.0, sweep=TAU, rot=0.0) -> None:
-        self.add(_ellipse(c, rx, ry, start, sweep, rot))
-
-    def loop(self, c, r) -> None:
-        """A closed hand-drawn circle: random start, random direction, a little over- or under-shoot."""
-        sweep = self.rng.choice([-1.0, 1.0]) * (TAU + self.rng.uniform(-0.25, 0.5))
-        ry = r * self.rng.uniform(0.85, 1.15)
-        self.ellipse(c, r, ry, self.rng.uniform(0, TAU), sweep, self.rng.uniform(0, np.pi))
-
-    def dot(self, p) -> None:
-        self.strokes.append(np.asarray(p, np.float64).reshape(1, 2) + self.rng.normal(0, 0.003, (1, 2)))
-
-
-def _polyline(corners) -> np.ndarray:
-    """Dense samples (about :data:`_STEP` apart) along straight segments through ``corners``."""
-    c = np.asarray(corners, np.float64)
-    seg = c[1:] - c[:-1]
-    n = np.maximum(1, np.ceil(np.hypot(seg[:, 0], seg[:, 1]) / _STEP)).astype(np.int64)
-    idx = np.repeat(np.arange(len(seg)), n)
-    t = (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)) / n[idx]
-    return np.concatenate([c[idx] + seg[idx] * t[:, None], c[-1:]])
-
-
-def _ellipse(c, rx, ry, start, sweep, rot) -> np.ndarray:
-    n = max(3, int(abs(sweep) * max(rx, ry) / _STEP) + 1)
-    t = start + np.linspace(0.0, sweep, n)
-    x, y = rx * np.cos(t), ry * np.sin(t)
-    cr, sr = np.cos(rot), np.sin(rot)
-    return np.stack([c[0] + cr * x - sr * y, c[1] + sr * x + cr * y], axis=1)
+from r2cnn.data.builtin.pen import TAU, Pen, ellipse_path
 
 
 def _u(rng, lo, hi):
     return rng.uniform(lo, hi)
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# the classes: each drawer puts the object's strokes on the pen in a typical order (with variations)
-
-def _sun(pen: _Pen, rng) -> None:
+def _sun(pen: Pen, rng) -> None:
     c = np.array([_u(rng, 0.42, 0.58), _u(rng, 0.42, 0.58)])
     r = _u(rng, 0.14, 0.26)
     n = int(rng.integers(6, 15))
@@ -145,7 +41,7 @@ def _sun(pen: _Pen, rng) -> None:
         pen.ellipse(c + [0, e * 0.2], e * 1.2, e * 0.9, 0.3, np.pi - 0.6)
 
 
-def _flower(pen: _Pen, rng) -> None:
+def _flower(pen: Pen, rng) -> None:
     c = np.array([_u(rng, 0.4, 0.6), _u(rng, 0.25, 0.4)])
     r = _u(rng, 0.05, 0.09)
     n = int(rng.integers(5, 9))
@@ -168,7 +64,7 @@ def _flower(pen: _Pen, rng) -> None:
         pen.loop(c, r)
     top = c + [0, r + petal_len]
     bottom = np.array([c[0] + _u(rng, -0.08, 0.08), _u(rng, 0.85, 0.95)])
-    pen.add(_ellipse((top + bottom) / 2, 0.02 * rng.choice([-1, 1]), (bottom[1] - top[1]) / 2, -np.pi / 2, np.pi, 0))
+    pen.add(ellipse_path((top + bottom) / 2, 0.02 * rng.choice([-1, 1]), (bottom[1] - top[1]) / 2, -np.pi / 2, np.pi, 0))
     for k in range(int(rng.integers(0, 3))):  # leaves on the stem
         p = top + (bottom - top) * _u(rng, 0.35, 0.75)
         side = 1 if k % 2 == 0 else -1
@@ -180,7 +76,7 @@ def _flower(pen: _Pen, rng) -> None:
         pen.line([bottom[0] - 0.2, bottom[1]], [bottom[0] + 0.2, bottom[1]])
 
 
-def _house(pen: _Pen, rng) -> None:
+def _house(pen: Pen, rng) -> None:
     w, h = _u(rng, 0.45, 0.75), _u(rng, 0.3, 0.5)
     x0, y0 = 0.5 - w / 2, _u(rng, 0.85, 0.92) - h
     bl, br, tr, tl = [x0, y0 + h], [x0 + w, y0 + h], [x0 + w, y0], [x0, y0]
@@ -212,7 +108,7 @@ def _house(pen: _Pen, rng) -> None:
         pen.poly([base, base + [0, -0.12], base + [cw, -0.12], base + [cw, 0.02]])
 
 
-def _envelope(pen: _Pen, rng) -> None:
+def _envelope(pen: Pen, rng) -> None:
     w = _u(rng, 0.6, 0.85)
     h = w / _u(rng, 1.3, 1.9)
     x0, y0 = 0.5 - w / 2, 0.5 - h / 2
@@ -237,7 +133,7 @@ def _envelope(pen: _Pen, rng) -> None:
             pen.line([x0 + w * 0.35, y], [x0 + w * 0.7, y])
 
 
-def _tree(pen: _Pen, rng) -> None:
+def _tree(pen: Pen, rng) -> None:
     tw = _u(rng, 0.06, 0.14)
     ground = _u(rng, 0.88, 0.95)
     crown_y = _u(rng, 0.45, 0.6)
@@ -282,7 +178,7 @@ def _tree(pen: _Pen, rng) -> None:
         pen.line([cx - _u(rng, 0.2, 0.4), ground], [cx + _u(rng, 0.2, 0.4), ground])
 
 
-def _car(pen: _Pen, rng) -> None:
+def _car(pen: Pen, rng) -> None:
     L, H = _u(rng, 0.7, 0.9), _u(rng, 0.12, 0.2)
     x0, base = 0.5 - L / 2, _u(rng, 0.6, 0.7)
     roof_h = _u(rng, 0.1, 0.2)
@@ -313,7 +209,7 @@ def _car(pen: _Pen, rng) -> None:
         pen.loop([x0 + L - 0.03, base - H * 0.6], 0.015)
 
 
-def _fish(pen: _Pen, rng) -> None:
+def _fish(pen: Pen, rng) -> None:
     L, H = _u(rng, 0.45, 0.65), _u(rng, 0.22, 0.38)
     c = np.array([0.45, 0.5])
     tail = c - [L / 2, 0]
@@ -343,7 +239,7 @@ def _fish(pen: _Pen, rng) -> None:
         pen.loop([c[0] + sgn * (L / 2 + _u(rng, 0.04, 0.12)), c[1] - _u(rng, 0.1, 0.3)], _u(rng, 0.015, 0.035))
 
 
-def _star(pen: _Pen, rng) -> None:
+def _star(pen: Pen, rng) -> None:
     c = np.array([0.5, 0.52])
     R = _u(rng, 0.3, 0.42)
     a0 = -np.pi / 2 + _u(rng, -0.2, 0.2)
@@ -372,7 +268,7 @@ def _star(pen: _Pen, rng) -> None:
         pen.line(c + [-0.02, 0], c + [0.02, 0])
 
 
-def _cup(pen: _Pen, rng) -> None:
+def _cup(pen: Pen, rng) -> None:
     w_top, h = _u(rng, 0.35, 0.55), _u(rng, 0.4, 0.6)
     w_bot = w_top * _u(rng, 0.65, 1.0)
     cx, y0 = 0.45, _u(rng, 0.25, 0.35)
@@ -401,7 +297,7 @@ def _cup(pen: _Pen, rng) -> None:
         pen.ellipse([cx, y0 + h + 0.01], w_bot * 0.9, 0.04, 0, TAU + 0.2, 0)
 
 
-def _umbrella(pen: _Pen, rng) -> None:
+def _umbrella(pen: Pen, rng) -> None:
     c = np.array([0.5, _u(rng, 0.38, 0.48)])
     R = _u(rng, 0.3, 0.42)
     ry = R * _u(rng, 0.55, 0.95)
@@ -432,7 +328,7 @@ def _umbrella(pen: _Pen, rng) -> None:
             pen.line(p, p + [0.0, 0.05])
 
 
-def _ladder(pen: _Pen, rng) -> None:
+def _ladder(pen: Pen, rng) -> None:
     w, top = _u(rng, 0.22, 0.4), _u(rng, 0.04, 0.12)
     bot = _u(rng, 0.88, 0.96)
     lean = _u(rng, -0.08, 0.08)
@@ -457,7 +353,7 @@ def _ladder(pen: _Pen, rng) -> None:
         pen.line(*right)
 
 
-def _spiral(pen: _Pen, rng) -> None:
+def _spiral(pen: Pen, rng) -> None:
     turns = _u(rng, 2.0, 4.0)
     R = _u(rng, 0.3, 0.45)
     t = np.linspace(0, turns * TAU, int(turns * 90))
@@ -475,14 +371,14 @@ def _spiral(pen: _Pen, rng) -> None:
         pen.add(pts)
 
 
-_DRAWERS = {
+DRAWERS = {
     "sun": _sun, "flower": _flower, "house": _house, "envelope": _envelope, "tree": _tree, "car": _car,
     "fish": _fish, "star": _star, "cup": _cup, "umbrella": _umbrella, "ladder": _ladder, "spiral": _spiral,
 }
-CLASSES: list[str] = list(_DRAWERS)
+CLASSES: list[str] = list(DRAWERS)
 
 
-def _distractors(pen: _Pen, rng) -> None:
+def distractors(pen: Pen, rng) -> None:
     """Strokes that are not part of the object: a short line, a dot, a scribble, a small circle."""
     for _ in range(int(rng.integers(1, 3))):
         p = rng.uniform(0.05, 0.95, 2)
@@ -495,75 +391,3 @@ def _distractors(pen: _Pen, rng) -> None:
             pen.add(p + np.cumsum(rng.normal(0, 0.03, (int(rng.integers(3, 8)), 2)), axis=0))
         else:
             pen.loop(p, _u(rng, 0.02, 0.05))
-
-
-def draw(class_name: str, rng: np.random.Generator) -> Sketch:
-    """One sketch of ``class_name`` (a name in :data:`CLASSES`), 0..255 int coordinates like Quick, Draw!
-    simplified data; ``label`` is the class name, ``meta`` is empty (see :func:`generate`)."""
-    from r2cnn.data.transforms import raw_to_simplified  # numba compiles on first use; keep import light
-
-    try:
-        drawer = _DRAWERS[class_name]
-    except KeyError:
-        raise R2CNNError(f"unknown built-in class {class_name!r}; classes: {', '.join(CLASSES)}") from None
-    pen = _Pen(rng)
-    distract_first = rng.random() < 0.05
-    distract = rng.random() < 0.25
-    if distract and distract_first:
-        _distractors(pen, rng)
-    drawer(pen, rng)
-    if distract and not distract_first:
-        _distractors(pen, rng)
-    # the whole drawing: small rotation and anisotropic scaling (people draw at different angles and aspect)
-    a = rng.normal(0.0, 0.08)
-    m = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]) @ np.diag(np.exp(rng.normal(0, 0.1, 2)))
-    # paths are already sampled about every 3 output pixels, so Google's 1-pixel resampling would change nothing
-    return raw_to_simplified(Sketch(pen.points(m), class_name), spacing=None)
-
-
-_KEY_BASE = 1 << 40
-
-
-def key_id(seed: int, class_index: int, index: int) -> int:
-    """The ``meta["key_id"]`` of built-in sketch ``index`` of class ``class_index`` generated with ``seed``:
-    ``seed * 2**40 + class_index * 2**32 + index`` (unique for seeds < 2**23, < 256 classes, < 2**32 per class)."""
-    return int(seed) * _KEY_BASE + class_index * (1 << 32) + index
-
-
-def iterate(n_per_class: int, seed: int = 0, classes: list[str] | None = None) -> Iterator[Sketch]:
-    """The sketches of :func:`generate`, one at a time (memory stays flat for millions of sketches)."""
-    if n_per_class < 0:
-        raise R2CNNError(f"n_per_class must be >= 0, not {n_per_class}")
-    if not 0 <= seed < (1 << 23):
-        raise R2CNNError(f"built-in data seed must be in [0, 2**23), not {seed}")
-    names = CLASSES if classes is None else list(classes)
-    for name in names:
-        if name not in _DRAWERS:
-            raise R2CNNError(f"unknown built-in class {name!r}; classes: {', '.join(CLASSES)}")
-    for name in names:
-        c = CLASSES.index(name)
-        for i in range(n_per_class):
-            sketch = draw(name, np.random.default_rng((seed, c, i)))
-            sketch.meta.update(key_id=key_id(seed, c, i), source="builtin", seed=seed)
-            yield sketch
-
-
-def generate(n_per_class: int, seed: int = 0, classes: list[str] | None = None) -> list[Sketch]:
-    """``n_per_class`` sketches of every class in :data:`CLASSES` (or ``classes``), class after class.
-
-    Deterministic: sketch ``i`` of class ``c`` is drawn from its own generator seeded with ``(seed, c, i)``,
-    so it does not depend on ``n_per_class`` or on the other classes. ``meta``: ``key_id`` (see :func:`key_id`),
-    ``source`` = ``"builtin"``, ``seed``. :func:`iterate` yields the same sketches lazily.
-    """
-    return list(iterate(n_per_class, seed, classes))
-
-
-def split_sizes(n_per_class: int) -> tuple[int, int, int]:
-    """Per-class (train, valid, test) sizes of a store of ``n_per_class`` built-in sketches a class: valid and test
-    each get a tenth of the class, or, when more, a quarter of it up to 5 sketches (so that a small store still
-    measures something), ``max(round(n / 10), min(5, n // 4))``; the rest is train. E.g. 10 -> 6/2/2,
-    30 -> 20/5/5, 60 -> 48/6/6, 700 -> 560/70/70. ``r2cnn prepare --builtin N`` (without ``--split-sizes``) and
-    ``r2cnn demo`` split by it."""
-    n = int(n_per_class)
-    held = max(round(n / 10), min(5, n // 4))
-    return n - 2 * held, held, held
