@@ -11,7 +11,8 @@
 - :mod:`r2cnn.engine.distributed`: process group set-up, all-reduce, synchronised batch norm on CPU and GPU.
 - :mod:`r2cnn.engine.metrics`, :mod:`r2cnn.engine.log` (JSONL + optional TensorBoard),
   :mod:`r2cnn.engine.report` (confusion-matrix PNG, tables), :mod:`r2cnn.engine.factory` (model and transforms
-  from a run's config).
+  from a run's config), :mod:`r2cnn.engine.timing` (a training step and its wall clock, for the benchmarks and the
+  dry run), :mod:`r2cnn.engine.demo` (where ``r2cnn demo`` leaves its runs: the default checkpoint).
 
 Submodules import torch; this package itself imports nothing, so ``import r2cnn`` stays light.
 """
