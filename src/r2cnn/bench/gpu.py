@@ -731,7 +731,7 @@ def _store(ctx: Context) -> Path:
 
 
 def _train_options(ctx: Context, preset: str, store: Path, out: Path, **kwargs):
-    from r2cnn.engine.train import TrainOptions
+    from r2cnn.engine.config import TrainOptions
 
     overrides = {"model_options": dict(TINY_OPTIONS, pretrained=None)} if ctx.quick else {
         "model_options.pretrained": None}
