@@ -86,7 +86,8 @@ def run(args) -> int:
         (run_dir / "test_report.json").write_text(json.dumps(report, indent=1))
         reports[title] = report
         partial = "/".join(f"{100 * v:.1f}" for v in report["partial"].values())
-        rows.append((title, preset, str(result["step"]), f"{report['train_sketches_per_s'] or 0:.0f}",
+        speed = report["train_sketches_per_s"]  # None: too few steps for a logged window
+        rows.append((title, preset, str(result["step"]), "-" if speed is None else f"{speed:.0f}",
                      f"{100 * report['valid_top1']:.2f}", f"{100 * report['top1']:.2f}", f"{100 * report['top5']:.2f}",
                      partial, f"{report['sketches_per_s']:.0f}"))
 
