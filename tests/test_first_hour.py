@@ -170,3 +170,12 @@ def test_a_warmup_cap_outside_0_1_is_one_line(tiny_store, tmp_path, capsys):
     assert main(["train", "--preset", "cpu-cnn", "--data", str(tiny_store), "--out", str(tmp_path / "r"),
                  "--steps", "1", "--set", 'lr_schedule={"warmup_cap": 0}']) == 2
     assert "lr_schedule must be" in capsys.readouterr().err
+
+
+def test_train_help_says_what_amp_does_on_a_cpu(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--help"])
+    assert e.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "mixed precision on CUDA (default" not in text
+    assert "on a CPU bf16 runs the CNN in bf16 where the processor has native bf16" in text
