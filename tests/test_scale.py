@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from r2cnn.bench.mirror import MirrorServer, generate
+from r2cnn.data import download
 from r2cnn.data.download import QUICKDRAW_CLASSES, download_quickdraw
 from r2cnn.errors import R2CNNError
 
@@ -62,8 +63,17 @@ def test_one_full_size_class_file_through_the_local_bucket(tmp_path):
         assert (dl / "cat.ndjson.part").stat().st_size == 1 << 20 and not (dl / "cat.ndjson").exists()
         download_quickdraw(["cat"], "simplified", dl, base_url=srv.base_url, progress=False, log=lambda *a: None)
         assert (dl / "cat.ndjson").read_bytes() == f.read_bytes()
-        download_quickdraw(["cat"], "simplified", dl, base_url=srv.base_url, progress=False, log=lambda *a: None)
-        assert srv.gets == [("simplified/cat.ndjson", 0), ("simplified/cat.ndjson", 1 << 20)]  # rerun: no GET
+        hashed = []
+        real_md5 = download._file_md5
+        download._file_md5 = lambda path: hashed.append(path) or real_md5(path)
+        try:  # a rerun: no GET, and the file is not hashed again (its size and mtime are those recorded)
+            download_quickdraw(["cat"], "simplified", dl, base_url=srv.base_url, progress=False, log=lambda *a: None)
+            assert srv.gets == [("simplified/cat.ndjson", 0), ("simplified/cat.ndjson", 1 << 20)] and not hashed
+            os.truncate(dl / "cat.ndjson", 1000)  # a truncated copy is fetched again
+            download_quickdraw(["cat"], "simplified", dl, base_url=srv.base_url, progress=False, log=lambda *a: None)
+            assert srv.gets[-1] == ("simplified/cat.ndjson", 0) and (dl / "cat.ndjson").read_bytes() == f.read_bytes()
+        finally:
+            download._file_md5 = real_md5
 
     store = prepare([dl], tmp_path / "store", progress=False, log=lambda *a: None)
     counts = store.manifest["counts"]

@@ -14,6 +14,9 @@ names URL-encoded (spaces as ``%20``):
 - ``../sketchrnn/<class>.npz`` (sketch-rnn stroke-3, the paper's 70K/2.5K/2.5K split).
 
 Files are saved as ``OUT/<class>.<ext>`` so that ``r2cnn prepare OUT`` takes the class from the file stem.
+A rerun skips the files already there: each verified file's size, mtime and MD5 are recorded in
+``OUT/.r2cnn-download.state`` (JSON), so a file whose size and mtime match its record is not hashed again (a file with
+neither a record nor a match is hashed, and fetched again when its MD5 differs from the server's).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
+import json
 import os
 import re
 import urllib.error
@@ -173,7 +177,7 @@ def download_file(url: str, dest: Path, *, progress: bool | None = None, log: Ca
     dest = Path(dest)
     head = _head(url)
     size, md5 = _size(head), remote_md5(head)
-    if dest.exists() and (size is None or dest.stat().st_size == size) and (md5 is None or _file_md5(dest) == md5[0]):
+    if dest.exists() and (size is None or dest.stat().st_size == size) and (md5 is None or _verified(dest, md5[0])):
         return "exists"
     part = dest.with_name(dest.name + ".part")
     start = part.stat().st_size if part.exists() else 0
@@ -213,7 +217,42 @@ def download_file(url: str, dest: Path, *, progress: bool | None = None, log: Ca
     if size is None and md5 is None:
         log(f"{dest}: not verified: the server sent neither a size nor a checksum ({got} bytes received)")
     replace_durably(part, dest)
+    if md5 is not None:
+        _record_verified(dest, md5[0])
     return status
+
+
+STATE_FILE = ".r2cnn-download.state"  # JSON in the output folder (not a sketch file suffix): files checked
+
+
+def _state(folder: Path) -> dict:
+    try:
+        state = json.loads((folder / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def _verified(dest: Path, md5: str) -> bool:
+    """Whether ``dest`` has the MD5 ``md5``: from the folder's record of checked files when its size and mtime are
+    those recorded (a rerun after a kill at hour 2 does not hash the 20 GB already there again), else hashed."""
+    st = dest.stat()
+    rec = _state(dest.parent).get(dest.name)
+    if isinstance(rec, dict) and rec.get("size") == st.st_size and rec.get("mtime_ns") == st.st_mtime_ns:
+        return rec.get("md5") == md5
+    if _file_md5(dest) != md5:
+        return False
+    _record_verified(dest, md5)
+    return True
+
+
+def _record_verified(dest: Path, md5: str) -> None:
+    st = dest.stat()
+    state = _state(dest.parent)
+    state[dest.name] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "md5": md5}
+    tmp = dest.parent / (STATE_FILE + ".tmp")
+    tmp.write_text(json.dumps(state, indent=0, sort_keys=True))
+    os.replace(tmp, dest.parent / STATE_FILE)
 
 
 def download_quickdraw(classes: Sequence[str], fmt: str, out: str | Path, *, base_url: str = BASE_URL,
