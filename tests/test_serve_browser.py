@@ -418,6 +418,26 @@ def test_page_reloads_and_recognises_with_the_server_stopped(browser, tiny_r2cnn
         assert errors == []
 
 
+def test_service_worker_caches_every_file_of_the_page():
+    """sw.js caches every script, style sheet and icon the page names and every file of the runtime, and each
+    exists: a file added to the page but not to the worker would be missing after an offline reload, and one the
+    worker names but the package lacks would fail its install (no browser needed)."""
+    import re
+
+    from r2cnn.serve.app import STATIC
+
+    worker = (STATIC / "sw.js").read_text()
+    page = re.findall(r'"([^"]+)"', re.search(r"const PAGE = \[(.*?)\];", worker, re.S).group(1))
+    ort = re.search(r'const ORT = "([^"]+)";', worker).group(1)
+    runtime = re.findall(r"\$\{ORT\}([^`]+)`", re.search(r"const RUNTIME_FILES = \[(.*?)\];", worker, re.S).group(1))
+    named = re.findall(r'(?:src|href)="((?:static/|favicon)[^"]+)"', (STATIC / "index.html").read_text())
+    assert "./" in page and set(named) <= set(page), set(named) - set(page)
+    assert all((STATIC.parent / f).is_file() for f in page if f.startswith("static/"))
+    vendored = {f.name for f in (STATIC.parent / ort).iterdir() if f.suffix in (".js", ".mjs", ".wasm")}
+    assert set(runtime) == vendored
+    assert f'const ORT_DIR = "{ort}";' in (STATIC / "app.js").read_text()
+
+
 def test_docs_render_offline(browser, tiny_r2cnn_checkpoint):
     """/docs shows the API with every request answered by the server itself (Swagger UI from the package)."""
     from r2cnn.serve.server import serve_subprocess

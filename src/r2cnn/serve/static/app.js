@@ -207,7 +207,8 @@
       response = await fetch("api/predict", {method: "POST", headers: {"Content-Type": "application/json"},
                                              body: JSON.stringify({drawing, top_k: TOP_K})});
     } catch (error) {
-      throw new Error(`The server is not answering (stopped?): no recognition until it is back (${error.message || error}).`);
+      throw new Error("The server is not answering (stopped?): no recognition until it is back " +
+                      `(${error.message || error}).`);
     }
     if (!response.ok) throw new Error(`not recognised: ${await errorText(response)}`);
     return await response.json();
