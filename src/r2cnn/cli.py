@@ -2,7 +2,8 @@
 
 Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``. Modules are
 imported only when their command runs, so ``r2cnn --help`` stays fast. A :class:`r2cnn.errors.R2CNNError`, a bad
-option, and an OS error on a path the user gave (a file in the way of an output folder, no permission) are
+option, an OS error on a path the user gave (a file in the way of an output folder, no permission) and a full or
+read-only disk anywhere (:func:`r2cnn.errors.write_failure`; the project's writers name the file themselves) are
 printed as one line (``r2cnn: error: ...``) with exit status 2; anything else is a bug and keeps its traceback.
 """
 
@@ -14,7 +15,7 @@ import os
 import sys
 
 from r2cnn.commands.bench import TARGETS as BENCH_TARGETS  # light registries: the lists below are made from them
-from r2cnn.errors import R2CNNError
+from r2cnn.errors import R2CNNError, write_failure
 from r2cnn.experiments.spec import BUILTIN as SPECS
 
 # name -> (module, one-line help). The help is repeated here so that `r2cnn --help` imports nothing heavy.
@@ -158,8 +159,11 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
-    except OSError as e:
-        line = user_path_error(e, args)
+    except (OSError, RuntimeError) as e:  # RuntimeError: torch's writers report a full disk as one
+        line = user_path_error(e, args) if isinstance(e, OSError) else None
+        disk = write_failure(e)
+        if line is None and disk is not None:
+            line = f"{disk.filename + ': ' if disk.filename else ''}cannot write ({disk.strerror or disk})"
         if line is None:
             raise
         print(f"r2cnn: error: {line}", file=sys.stderr)

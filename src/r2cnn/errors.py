@@ -6,6 +6,7 @@ prints it as one line and exits non-zero, never with a traceback. Bugs stay ordi
 
 from __future__ import annotations
 
+import errno
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -54,6 +55,25 @@ class SketchFormatError(R2CNNError):
         what = f"field '{self.field}': " if self.field else ""
         tail = f" ({self.detail})" if self.detail else ""
         return f"{where}: {what}{self.reason}{tail}"
+
+
+# What the place a file is written to raises, not the program: a full disk, a quota, a read-only file system, a file
+# over the file system's size limit. Wherever it comes from, it is the user's to fix, and a one-line error.
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
+
+
+def write_failure(error: BaseException) -> OSError | None:
+    """The :data:`WRITE_ERRNOS` ``OSError`` behind ``error``, else None: ``error`` itself or one in its chain of
+    causes: ``torch.save`` to a file object reports a failed ``write`` as ``RuntimeError: [enforce fail at
+    inline_container.cc...]`` with the ``OSError`` as its context. (Given a file name instead, torch's writers
+    fail in C++ with no ``OSError``, or abort the process: the project's writers hand them file objects.)"""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in WRITE_ERRNOS:
+            return error
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def describe_load_failure(error: Exception) -> str:

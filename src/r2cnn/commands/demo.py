@@ -52,6 +52,7 @@ def run(args) -> int:
 
     from r2cnn.commands.options import resolve_device
     from r2cnn.data.builtin import split_sizes as builtin_split_sizes
+    from r2cnn.data.formats.common import write_file
     from r2cnn.data.store import prepare
     from r2cnn.engine.chance import chance_warning
     from r2cnn.engine.evaluate import evaluate_checkpoint
@@ -83,7 +84,7 @@ def run(args) -> int:
                                                     run_dir / "confusion_test.png"))
         report["train_sketches_per_s"] = _train_speed(run_dir)
         report["train_steps"], report["valid_top1"] = result["step"], result["best"]["value"]
-        (run_dir / "test_report.json").write_text(json.dumps(report, indent=1))
+        write_file(run_dir / "test_report.json", json.dumps(report, indent=1))
         reports[title] = report
         partial = "/".join(f"{100 * v:.1f}" for v in report["partial"].values())
         speed = report["train_sketches_per_s"]  # None: too few steps for a logged window
@@ -99,7 +100,8 @@ def run(args) -> int:
     html = build_report(out / "r2cnn", data=str(out / "data"), device=device)
     minutes = (time.perf_counter() - started) / 60
     report_md = out / "report.md"
-    report_md.write_text(
+    write_file(
+        report_md,
         f"# r2cnn demo\n\nBuilt-in data ({len(store.classes)} classes, chance {chance:.1f} %), "
         f"training per model: the preset's epochs or {args.minutes / len(MODELS):.1f} min, whichever ends first; "
         f"test split of {reports['R2CNN']['count']} sketches. Partial sketches: {reports['R2CNN']['partial_rounding']}.\n\n{text}\n\n"

@@ -70,6 +70,7 @@ def run(args) -> int:
 
     from r2cnn.classic.modelfile import is_classic_model
     from r2cnn.commands.options import resolve_device
+    from r2cnn.data.formats.common import write_file
     from r2cnn.engine.chance import chance_warning
     from r2cnn.engine.evaluate import evaluate_checkpoint
     from r2cnn.engine.report import confusion_png
@@ -85,10 +86,9 @@ def run(args) -> int:
     if args.out:
         out = Path(args.out)
         report["confusion_png"] = str(confusion_png(report["confusion"], report["classes"], out / "confusion.png"))
-        (out / "report.json").write_text(json.dumps(report, indent=1))
+        write_file(out / "report.json", json.dumps(report, indent=1))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=1))
+        write_file(Path(args.json), json.dumps(report, indent=1))
     print(format_report(report, full=args.json or (str(Path(args.out) / "report.json") if args.out else None)))
     if args.out:
         print(f"report: {Path(args.out) / 'report.json'}, confusion matrix: {report['confusion_png']}")

@@ -9,6 +9,9 @@ from r2cnn.commands.options import add_device, resolve_device
 # More resamples than this change no reported digit and only cost memory and time (a user's typo of 10**12 would
 # ask for terabytes).
 MAX_BOOTSTRAP = 100_000
+# --dry-run reports the median step of these: beyond a hundred it no longer moves, and the run only gets longer (a
+# typo of 10**9 would time ResNet50 steps for centuries).
+MAX_MEASURE_STEPS = 100
 
 HELP = "run a table of the paper (a built-in spec, see --list, or a TOML spec): resumable, with statistics"
 
@@ -42,7 +45,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bootstrap", type=int, default=10000, metavar="N",
                    help=f"bootstrap resamples (default 10000, at most {MAX_BOOTSTRAP})")
     p.add_argument("--measure-steps", type=int, default=2, metavar="N",
-                   help="--dry-run: timed training steps per model (0: no measurement; default 2)")
+                   help=f"--dry-run: timed training steps per model (0: no measurement; default 2, at most "
+                        f"{MAX_MEASURE_STEPS})")
 
 
 def _positive(args, names) -> None:
@@ -72,6 +76,8 @@ def run(args) -> int:
     _positive(args, ["epochs", "steps", "max_minutes", "train_subset", "bootstrap"])
     if args.bootstrap > MAX_BOOTSTRAP:
         raise R2CNNError(f"--bootstrap must be at most {MAX_BOOTSTRAP}, not {args.bootstrap}")
+    if not 0 <= args.measure_steps <= MAX_MEASURE_STEPS:
+        raise R2CNNError(f"--measure-steps must be 0 to {MAX_MEASURE_STEPS}, not {args.measure_steps}")
     if args.workers is not None and args.workers < 0:
         raise R2CNNError(f"--workers must be >= 0, not {args.workers}")
     spec = load_spec(args.spec)
@@ -85,7 +91,7 @@ def run(args) -> int:
     if args.dry_run:
         from r2cnn.experiments import dryrun
 
-        kwargs = dict(measure_steps=max(args.measure_steps, 0), device=device)
+        kwargs = dict(measure_steps=args.measure_steps, device=device)
         if data:
             rows = dryrun.dry_run(execute.plan(spec, data, budget, only), **kwargs)
         else:

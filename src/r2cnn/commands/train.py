@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import re
 
 HELP = "train a model from a preset on a prepared store (torchrun --nproc_per_node N -m r2cnn train ... for DDP)"
@@ -130,11 +132,12 @@ def run(args) -> int:
     from r2cnn.presets import get_preset
 
     preset = get_preset(args.preset) if args.preset else None
-    if preset is not None and preset.get("runner", "neural") == "classic":
-        return _run_classic(args, preset)
-    from r2cnn.engine.train import train
+    with one_run_per_folder(args.out):
+        if preset is not None and preset.get("runner", "neural") == "classic":
+            return _run_classic(args, preset)
+        from r2cnn.engine.train import train
 
-    result = train(options_from_args(args))
+        result = train(options_from_args(args))
     if result.get("rank", 0) == 0:
         best = result["best"]
         if best is not None:
@@ -156,6 +159,26 @@ def warn_at_chance(top1: float, count: int, num_classes: int, steps: int, what: 
                                     f"too low or too high for them (--lr; the lr column of log.jsonl)")
     if warning:
         print(warning, file=sys.stderr)
+
+
+@contextlib.contextmanager
+def one_run_per_folder(out: str):
+    """The process that writes ``out`` (rank 0 under torchrun) holds its lock for the whole run, the lock
+    ``r2cnn experiment`` takes on its folder: a second ``train`` or ``experiment`` into it is refused with one line
+    naming the holder, and the kernel drops the lock when the process dies. Holding it, the run first removes the
+    temporary files that killed runs left in ``out``."""
+    from pathlib import Path
+
+    from r2cnn.data.formats.common import remove_stale_parts
+    from r2cnn.data.store import one_writer_at_a_time
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        yield
+        return
+    with one_writer_at_a_time(Path(out), print, command="r2cnn train", wait=False):
+        if Path(out).is_dir():
+            remove_stale_parts(Path(out))
+        yield
 
 
 def _run_classic(args, preset: dict) -> int:

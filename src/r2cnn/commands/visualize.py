@@ -72,6 +72,7 @@ def _stats(args) -> int:
     import json
     from pathlib import Path
 
+    from r2cnn.data.formats.common import write_file
     from r2cnn.errors import R2CNNError
     from r2cnn.viz.attention_stats import format_statistics, split_statistics
 
@@ -81,8 +82,7 @@ def _stats(args) -> int:
     stats = split_statistics(args.checkpoint, args.data, split=split, fold=args.fold, max_sketches=args.stats_max,
                              seed=args.seed, device=resolve_device(args.device))
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "attention-stats.json").write_text(json.dumps(stats, indent=1))
+    write_file(out / "attention-stats.json", json.dumps(stats, indent=1))
     print(format_statistics(stats, f"{stats['model']} on {split}"))
     print(f"wrote {out / 'attention-stats.json'}")
     return 0

@@ -43,7 +43,9 @@ CHECKPOINT_FORMAT = 1
 
 def save_atomic(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save(obj)`` to ``path`` atomically (:class:`~r2cnn.data.formats.common.AtomicWriter`: temp file +
-    fsync + rename + folder fsync)."""
+    fsync + rename + folder fsync). A full or read-only disk is a one-line :class:`R2CNNError` naming ``path`` and
+    saying the previous file is kept, with the temporary file removed (torch reports the failed write as a
+    ``RuntimeError``; AtomicWriter finds the ``OSError`` behind it)."""
     with AtomicWriter(Path(path), compress=False) as f:
         torch.save(obj, f)
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 
+from r2cnn.data.formats.common import write_file
 from r2cnn.errors import R2CNNError
 
 
@@ -32,9 +34,9 @@ class RunLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is not None and self.path.exists():
             kept = [line for line, record in _read_records(self.path) if record.get("step", 0) <= resume_step]
-            self.path.write_text("".join(line + "\n" for line in kept))
+            write_file(self.path, "".join(line + "\n" for line in kept))
         elif resume_step is None:
-            self.path.write_text("")
+            write_file(self.path, "")
         if tensorboard:
             self.writer = SummaryWriter(str(Path(run_dir) / "tensorboard"), purge_step=resume_step)
 
@@ -42,12 +44,30 @@ class RunLog:
         if self.path is None:
             return
         record = {"kind": kind, "time": round(time.time(), 3), **fields}
-        with self.path.open("a") as f:
-            f.write(json.dumps(record, allow_nan=True) + "\n")
+        self._append((json.dumps(record, allow_nan=True) + "\n").encode())
         if self.writer is not None and "step" in fields:
             for key, value in fields.items():
                 if key not in ("step", "epoch") and isinstance(value, (int, float)) and math.isfinite(value):
                     self.writer.add_scalar(f"{kind}/{key}", value, fields["step"])
+
+    def _append(self, data: bytes) -> None:
+        """Append one record; on a full disk, cut the log back to its whole records and say so in one line."""
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            end = os.lseek(fd, 0, os.SEEK_END)
+            view = memoryview(data)
+            try:
+                while view:
+                    view = view[os.write(fd, view):]
+            except OSError as e:
+                try:
+                    os.ftruncate(fd, end)
+                except OSError:  # the reader drops a torn last line anyway
+                    pass
+                raise R2CNNError(f"{self.path}: cannot write ({e.strerror or e}); the records before this one "
+                                 f"are kept") from None
+        finally:
+            os.close(fd)
 
     def close(self) -> None:
         if self.writer is not None:

@@ -15,6 +15,8 @@ def confusion_png(confusion: Sequence[Sequence[int]], classes: Sequence[str], pa
     """
     from PIL import Image, ImageDraw
 
+    from r2cnn.data.formats.common import AtomicWriter
+
     k = len(classes)
     cell = cell or max(2, min(40, 800 // max(k, 1)))
     labelled = cell >= 10
@@ -38,8 +40,8 @@ def confusion_png(confusion: Sequence[Sequence[int]], classes: Sequence[str], pa
             ImageDraw.Draw(label).text((2, 0), name, fill="black")
             img.paste(label.rotate(90, expand=True), (margin + i * cell + cell // 2 - 6, 0))
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path)
+    with AtomicWriter(path, compress=False) as f:
+        img.save(f, format="PNG")
     return path
 
 

@@ -358,8 +358,7 @@ def collect(out: Path, planned: list[PlannedRow]) -> dict[str, list[dict]]:
     result = {}
     for p in planned:
         row_dir = out / "rows" / p.row.id
-        ran = json.loads((row_dir / "row.json").read_text()).get("mode", "test") \
-            if (row_dir / "row.json").exists() else p.mode
+        ran = read_json(row_dir / "row.json").get("mode", "test") if (row_dir / "row.json").exists() else p.mode
         if ran != p.mode:
             raise R2CNNError(f"{row_dir}: row {p.row.id} ran in {ran} mode, this report is in {p.mode} mode "
                              f"({'leave out' if ran == 'test' else 'add'} --tuning, or use another --out)")

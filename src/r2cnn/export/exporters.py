@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 
+from r2cnn.data.formats.common import AtomicWriter, write_file
 from r2cnn.errors import R2CNNError
 
 FORMATS = ("onnx", "torchscript")
@@ -111,16 +111,16 @@ def export_model(model, classes: list[str], config: dict, fmt: str, out: str | o
     model = model.eval()
     meta = describe(model, classes, config, fmt)
     traced = trace(model)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with _atomic(out) as tmp:
+    # torch's writers get file objects: given a file name, a full disk aborts the process (torch.jit.save) or
+    # leaves the file torn; AtomicWriter turns it into one line and removes the temporary file
+    with AtomicWriter(out, compress=False) as f:
         if fmt == "torchscript":
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)  # torch.jit.save's deprecation notice
-                torch.jit.save(traced, str(tmp), _extra_files={METADATA_FILE: json.dumps(meta)})
+                torch.jit.save(traced, f, _extra_files={METADATA_FILE: json.dumps(meta)})
         else:
-            _write_onnx(traced, tmp, meta)
-    with _atomic(Path(f"{out}.json")) as tmp:
-        tmp.write_text(json.dumps(meta, indent=2) + "\n")
+            f.write(_onnx_bytes(traced, meta))
+    write_file(Path(f"{out}.json"), json.dumps(meta, indent=2) + "\n")
     return meta
 
 
@@ -145,35 +145,21 @@ def export_checkpoint(checkpoint: str | os.PathLike, fmt: str, out: str | os.Pat
     return export_model(model, list(ckpt["classes"]), ckpt["config"], fmt, out)
 
 
-def _write_onnx(traced: torch.jit.ScriptModule, path: Path, meta: dict) -> None:
+def _onnx_bytes(traced: torch.jit.ScriptModule, meta: dict) -> bytes:
+    """The ONNX model of ``traced`` with ``meta`` in its metadata, serialised (in memory: a model of the paper's
+    sizes is tens of MB, well under protobuf's 2 GB limit)."""
+    import io
+
     import onnx
 
+    buffer = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript-based exporter's deprecation notice
-        torch.onnx.export(traced, (example_points(),), str(path), dynamo=False, opset_version=OPSET,
+        torch.onnx.export(traced, (example_points(),), buffer, dynamo=False, opset_version=OPSET,
                           input_names=["points"], output_names=["logits", "attention"],
                           dynamic_axes={"points": {0: "N"}, "attention": {0: "N"}})
-    proto = onnx.load(str(path))
+    proto = onnx.load_from_string(buffer.getvalue())
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, json.dumps(value)
-    onnx.save(proto, str(path))
-
-
-class _atomic:
-    """``with _atomic(path) as tmp``: write ``tmp`` (same folder), renamed to ``path`` on success."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __enter__(self) -> Path:
-        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        os.close(fd)
-        self.tmp = Path(name)
-        return self.tmp
-
-    def __exit__(self, kind, value, tb) -> None:
-        if kind is None:
-            os.replace(self.tmp, self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
+    return proto.SerializeToString()

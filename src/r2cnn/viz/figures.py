@@ -18,6 +18,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
+from r2cnn.data.formats.common import AtomicWriter
 from r2cnn.sketch import Sketch
 from r2cnn.viz.attention import SketchView
 
@@ -330,13 +331,13 @@ def partial_figure(partial: dict) -> Figure:
 
 
 def save(fig: Figure, stem: str | Path, formats: Sequence[str] = ("png", "svg")) -> list[Path]:
-    """Write ``stem.png`` and ``stem.svg`` (or ``formats``); returns the paths."""
+    """Write ``stem.png`` and ``stem.svg`` (or ``formats``), each atomically; returns the paths."""
     stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
     paths = []
     for fmt in formats:
         path = stem.with_name(f"{stem.name}.{fmt}")
-        fig.savefig(path, format=fmt)
+        with AtomicWriter(path, compress=False) as f:
+            fig.savefig(f, format=fmt)
         paths.append(path)
     return paths
 

@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from r2cnn.data.formats.common import AtomicWriter
+from r2cnn.data.formats.common import AtomicWriter, write_file
 from r2cnn.errors import R2CNNError
 from r2cnn.viz.attention import AttentionModel, open_store
 
@@ -198,7 +198,7 @@ def build_report(run_dir: str | Path, *, checkpoint: str | None = None, data: st
     if evaluation is None or evaluation.get("data") != str(data):
         log(f"evaluating {ckpt_path} on {data} [{split}]")
         evaluation = evaluate_checkpoint(str(ckpt_path), str(data), split=split, device=device, progress=False)
-        (run / "report.json").write_text(json.dumps(evaluation, indent=1))
+        write_file(run / "report.json", json.dumps(evaluation, indent=1))
     store = open_store(str(data), model.classes)
     positions = store.indices(split, fold=evaluation.get("fold"))
 

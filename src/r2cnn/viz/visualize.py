@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from r2cnn.data.formats.common import write_file
 from r2cnn.errors import R2CNNError
 from r2cnn.viz.attention import AttentionModel, SketchView, check_same_classes, open_store
 
@@ -114,11 +115,10 @@ def visualize(checkpoint: str, data: str, out: str | Path, *, split: str = "test
             np.sort(rng.choice(positions, deletion_max, replace=False))
         deletion = deletion_check(model, [store[int(i)] for i in subset], deletion_ks, seed=seed)
         deletion.update(checkpoint=model.path, data=str(data), split=split)
-        (out / "deletion.json").write_text(json.dumps(deletion, indent=1))
+        write_file(out / "deletion.json", json.dumps(deletion, indent=1))
         files += [out / "deletion.json", *figures.save(figures.deletion_figure(deletion), out / "deletion")]
         log(format_deletion(deletion, f"deletion check on {split}"))
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "sketches.json").write_text(json.dumps(
+    write_file(out / "sketches.json", json.dumps(
         {"checkpoint": model.path, "compare": other.path if other else None, "data": str(data), "split": split,
          "sketches": records}, indent=1))
     files.append(out / "sketches.json")

@@ -19,7 +19,7 @@ from typing import IO, Callable, Iterable
 
 import numpy as np
 
-from r2cnn.errors import ErrorPolicy, R2CNNError, SketchFormatError
+from r2cnn.errors import ErrorPolicy, R2CNNError, SketchFormatError, write_failure
 from r2cnn.sketch import Sketch
 from r2cnn.strokes import FLOAT32_MAX, MAX_POINTS, MAX_STROKES, points_from_strokes  # noqa: F401 (the readers' names)
 
@@ -134,13 +134,20 @@ class AtomicWriter:
     """A binary output file written under a temporary name in its folder and, on success, flushed to disk (fsync),
     renamed into place and the rename made durable (fsync of the folder): a failed, interrupted or power-cut write
     leaves the old file or the new one, never a half-written file that looks complete. ``*.gz`` is compressed
-    (``compress`` overrides the suffix). Operating-system errors (no space, no permission, a folder in the way)
-    are one-line :class:`R2CNNError`. The project's one atomic writer: also a context manager,
-    ``with AtomicWriter(path) as f: ...`` (commits on success, discards on any exception)."""
+    (``compress`` overrides the suffix). The project's one atomic writer: also a context manager,
+    ``with AtomicWriter(path) as f: ...`` (commits on success, discards on any exception).
+
+    Operating-system errors (no space, no permission, a read-only file system, a folder in the way) are one-line
+    :class:`R2CNNError` naming the file and what was kept (the file as it was before, or none), with the temporary
+    file removed: from :meth:`write` and :meth:`commit`, and from the ``with`` body when what it raised comes from a
+    full or read-only disk (:func:`r2cnn.errors.write_failure`: ``torch.save`` into ``f`` reports it as a
+    ``RuntimeError``). The first writer into a folder removes the temporary files killed writers left there
+    (:func:`remove_stale_parts`)."""
 
     def __init__(self, path: Path, compress: bool | None = None):
         self.path = Path(path)
         make_folder(self.path.parent)
+        remove_stale_parts(self.path.parent)
         self._tmp = self.path.with_name(f".{self.path.name}.part{os.getpid()}")
         try:
             raw = open(self._tmp, "wb")
@@ -152,12 +159,14 @@ class AtomicWriter:
         self._raw = raw
 
     def _error(self, e: OSError) -> R2CNNError:
-        return R2CNNError(f"{self.path}: cannot write ({_os_reason(self.path, e)})")
+        kept = f"the previous {self.path.name} is kept" if self.path.exists() else "no file was written"
+        return R2CNNError(f"{self.path}: cannot write ({_os_reason(self.path.parent, e)}); {kept}")
 
     def write(self, data: bytes) -> None:
         try:
             self.file.write(data)
         except OSError as e:
+            self.discard()
             raise self._error(e) from None
 
     def commit(self) -> None:
@@ -167,17 +176,23 @@ class AtomicWriter:
             self._raw.close()
             replace_durably(self._tmp, self.path)
         except BaseException as e:  # the old file at ``path`` is untouched; only the temporary file goes
-            self._raw.close()
-            self._tmp.unlink(missing_ok=True)
+            self.discard()
             if isinstance(e, OSError):
                 raise self._error(e) from None
             raise
 
     def discard(self) -> None:
-        if self.file is not self._raw:
-            self.file.close()
-        self._raw.close()
-        self._tmp.unlink(missing_ok=True)
+        """Remove the temporary file; ``path`` stays as it was. Quiet about the disk: closing a file on a full disk
+        fails to flush what it buffered, which is being thrown away anyway."""
+        for f in (self.file, self._raw):
+            try:
+                f.close()
+            except (OSError, ValueError):
+                pass
+        try:
+            self._tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
 
     def __enter__(self) -> IO[bytes]:
         return self.file
@@ -185,8 +200,64 @@ class AtomicWriter:
     def __exit__(self, kind, value, traceback) -> None:
         if kind is None:
             self.commit()
-        else:
-            self.discard()
+            return
+        self.discard()
+        failure = write_failure(value)
+        if failure is not None:
+            raise self._error(failure) from None
+
+
+def write_file(path: Path, data: str | bytes) -> None:
+    """Write ``data`` (text as UTF-8) to ``path`` with :class:`AtomicWriter`: the whole file or the old one, and a
+    one-line error naming ``path`` when the disk refuses."""
+    with AtomicWriter(Path(path), compress=False) as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+
+
+# AtomicWriter's temporary files, ``.NAME.partPID``; and the folders this process has already swept.
+_PART = re.compile(r"\..+\.part([0-9]{1,10})")
+_swept: set[Path] = set()
+
+
+def remove_stale_parts(folder: Path) -> list[Path]:
+    """Remove the temporary files of :class:`AtomicWriter` (``.NAME.partPID``) that a killed writer left in
+    ``folder``: those whose process is gone, never one of a live process (it is still writing). Done once per folder
+    and process (the first writer into it; ``r2cnn train`` when it takes its folder); returns what it removed.
+    The process is looked up on this machine only: a folder that writers on other machines share (NFS) or that
+    containers with their own process ids share must not be written from both at once. Not on Windows (no
+    signal-0 check there)."""
+    folder = Path(folder)
+    if os.name == "nt" or folder in _swept:
+        return []
+    _swept.add(folder)
+    removed = []
+    try:
+        names = [e.name for e in os.scandir(folder) if e.name.startswith(".") and ".part" in e.name]
+    except OSError:
+        return []
+    for name in names:
+        match = _PART.fullmatch(name)
+        if match is None or _running(int(match.group(1))):
+            continue
+        try:
+            (folder / name).unlink()
+            removed.append(folder / name)
+        except OSError:  # gone already (another process swept it), or not ours to remove
+            pass
+    return removed
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (signal 0 checks without signalling)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):  # PermissionError: it exists but is another user's; or not a valid pid
+        return True
+    return True
 
 
 def replace_durably(tmp: Path, path: Path) -> None:

@@ -154,11 +154,6 @@ def write_npz(path: Path, sketches: Iterable[Sketch], *, policy: ErrorPolicy, pe
             continue
         written += 1
     for target, arrays in groups.items():
-        writer = AtomicWriter(target)
-        try:
-            np.savez_compressed(writer.file, **{s: _object_array(arrays[s]) for s in SPLITS})
-        except BaseException:
-            writer.discard()
-            raise
-        writer.commit()
+        with AtomicWriter(target) as f:
+            np.savez_compressed(f, **{s: _object_array(arrays[s]) for s in SPLITS})
     return written, list(groups)

@@ -3,7 +3,8 @@
 One build at a time: ``prepare`` holds an exclusive ``flock`` on ``.DIR.lock`` beside the store (the directory
 itself is replaced, so it cannot carry the lock; the file is removed when the build ends) from the up-to-date check
 to the rename; a second ``prepare`` into the same directory says it is waiting, then finds the store up to date or
-builds its own. ``r2cnn experiment`` takes the same lock on its run folder and refuses instead of waiting.
+builds its own. ``r2cnn experiment`` and ``r2cnn train`` take the same lock on their run folder and refuse
+instead of waiting. The holder writes its process id and command into the lock file, so a refusal names it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def one_writer_at_a_time(out: Path, log, *, command: str = "r2cnn prepare", wait
     :class:`R2CNNError`. The kernel releases a lock when its process dies, so a killed writer never leaves a stale
     one. The holder removes the file before releasing it; a waiter that then gets the lock of a removed file opens
     the file again, so two writers never hold locks on two different files. (``prepare`` waits; ``experiment``
-    refuses, since the second run would only find the first one's work.)"""
+    and ``train`` refuse: the second run would only find the first one's work, or mix its checkpoints and log
+    with the first one's.)"""
     if fcntl is None:
         yield
         return
@@ -45,10 +47,12 @@ def one_writer_at_a_time(out: Path, log, *, command: str = "r2cnn prepare", wait
         except BlockingIOError:
             if not wait:
                 f.close()
-                raise R2CNNError(f"{out}: another `{command}` is writing this folder (lock: {lock_path}); wait for "
-                                 f"it to end, or use another folder") from None
+                holder, pid = _holder(lock_path, command)
+                raise R2CNNError(f"{out}: another `{holder}` is writing this folder ({pid}lock: {lock_path}); wait "
+                                 f"for it to end, or use another folder") from None
             if not said:
-                log(f"{out}: waiting for another `{command}` that is writing this folder (lock: {lock_path})")
+                holder, pid = _holder(lock_path, command)
+                log(f"{out}: waiting for another `{holder}` that is writing this folder ({pid}lock: {lock_path})")
                 said = True
             fcntl.flock(f, fcntl.LOCK_EX)
         try:
@@ -58,8 +62,25 @@ def one_writer_at_a_time(out: Path, log, *, command: str = "r2cnn prepare", wait
             pass
         f.close()
     try:
+        os.ftruncate(f.fileno(), 0)
+        os.write(f.fileno(), f"{os.getpid()} {command}\n".encode())
+    except OSError:  # a full disk: the lock holds all the same, only unnamed
+        pass
+    try:
         yield
     finally:
         lock_path.unlink(missing_ok=True)
         f.close()
+
+
+def _holder(lock_path: Path, command: str) -> tuple[str, str]:
+    """The command holding the lock and ``"process PID, "``, as the lock file says; else ``command`` and ``""``
+    (the holder has not written it yet, or the file is not one of ours)."""
+    try:
+        pid, _, holder = lock_path.read_text(errors="replace").strip().partition(" ")
+    except OSError:
+        return command, ""
+    if not (pid.isdigit() and len(pid) < 11 and holder.startswith("r2cnn ") and len(holder) < 40):
+        return command, ""
+    return holder, f"process {pid}, "
 
