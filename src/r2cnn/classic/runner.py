@@ -31,6 +31,7 @@ from r2cnn.classic.encoders import alignment_weights, build_block
 from r2cnn.classic.images import DEFAULT_CHUNK, iterate_images
 from r2cnn.classic.modelfile import load_model, save_model
 from r2cnn.classic.svm import KernelSVM, LinearSVM
+from r2cnn.data.formats.common import write_file
 from r2cnn.data.store import SketchStore
 from r2cnn.errors import R2CNNError
 
@@ -227,9 +228,8 @@ class ClassicRunner:
                       kernel_weights=(pipeline.scale ** 2).tolist(),
                       seconds=dict(encoders=fitted - start, features=encoded - fitted, classifier=done - encoded))
         save_model(path, config, pipeline.parts())
-        (out / "train.json").write_text(json.dumps({k: config[k] for k in ("request", "train_count",
-                                                                             "num_features", "kernel_weights",
-                                                                             "seconds")}, indent=1))
+        write_file(out / "train.json", json.dumps({k: config[k] for k in ("request", "train_count", "num_features",
+                                                                          "kernel_weights", "seconds")}, indent=1))
         return path
 
     @staticmethod
