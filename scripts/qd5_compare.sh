@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# R2CNN vs CNN-only on the 5-class QuickDraw set (issue 4's comparison): the same CPU preset pair, the same budget
+# R2CNN vs CNN-only on the 5-class QuickDraw set (the first qd5 comparison): the same CPU preset pair, the same budget
 # (4 epochs or 8 minutes each), model selection on a part carved out of qd5/train, the score on qd5/valid.
 # Usage: scripts/qd5_compare.sh [QD5_DIR] [OUT_DIR]
 set -euo pipefail

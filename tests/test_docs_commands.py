@@ -1,4 +1,4 @@
-"""Every command in README.md and docs/*.md works as written (issue 18).
+"""Every command in README.md and docs/*.md works as written.
 
 The commands are read from the Markdown at run time: every line of a ```bash (sh, shell, console) block, and the
 lines of a plain ``` block that start with a program (``r2cnn``, ``make``, ``python``, ``pip``, ``torchrun`` ...);

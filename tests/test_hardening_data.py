@@ -411,7 +411,7 @@ def test_a_tiny_or_zero_size_drawing_is_a_dot_not_nan(tmp_path, extent):
     for i in range(len(store)):
         assert np.isfinite(tf(store[i], np.random.default_rng(i)).points).all()
 # ------------------------------------------------------------------------------------ crafted SVG numbers
-CRAFTED_SVGS = {  # issue 19: each was a traceback (rc 1) and a 500 from /api/parse, and --on-error skip did not skip it
+CRAFTED_SVGS = {  # each once gave a traceback (rc 1) and a 500 from /api/parse, and --on-error skip did not skip it
     "arc.svg": ('<svg><path d="M 0 0 A 1e-300 1e-300 0 1 1 1e300 1e300"/></svg>', "non-finite coordinate"),
     "smooth.svg": ('<svg><path d="M 0 0 C 0 0 0 0 0 0 S 1 1 1e308 1e308"/></svg>', "non-finite coordinate"),
     "utf7.svg": ('<?xml version="1.0" encoding="UTF-7"?><svg/>', "unsupported XML encoding"),

@@ -1,6 +1,6 @@
 """Small hostile files must not take large memory: every reader checks its limits while streaming, before it
 allocates, so a crafted file costs at most ``max(20 x its size, 256 MiB)`` of peak memory over the reader's
-start, and gives one line naming the file and the record (issue 19, "memory blow-ups from small files").
+start, and gives one line naming the file and the record.
 
 Each crafted file is built in ``tmp_path`` and read by a fresh interpreter whose peak resident memory (Linux's
 ``VmHWM``, the high-water mark of the process's own memory; ``ru_maxrss`` would include the parent's, inherited

@@ -77,7 +77,7 @@ def test_cpu_pair_differs_only_in_the_model_and_what_acts_on_its_fixed_channels(
         assert {k: v for k, v in preset.items() if k not in ("model", "model_options", "description")} == \
                {k: v for k, v in cnn.items() if k not in ("model", "model_options", "description")}
     assert models.get_spec(cnn["model"]).kind == "cnn"
-    # the CPU preset is the design kept on validation (issue 16): still RNN -> NLR -> CNN, the attention drawn
+    # the CPU preset is the design kept on validation (docs/experiments.md): still RNN -> NLR -> CNN, the attention drawn
     # next to the time-encoded channels, which half the training sketches get as zeros; the paper's design
     # (attention as the only channel) is cpu-r2cnn-paper
     assert r2cnn["model"] == get_preset("cpu-attention-time-encoded")["model"] == "attention-time-encoded-resnet18"

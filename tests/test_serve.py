@@ -228,7 +228,7 @@ def test_parse_reads_ndjson_and_svg_with_the_format_readers(client):
     ("ndjson", b"\x80\x03cos\nsystem\n.", "malformed JSON"),  # a pickle is data, never unpickled
     ("svg", b"<svg><path d='M 1 2 L'/></svg>", "unparsable path data"),
     ("svg", b"<svg", "malformed XML"),
-    # issue 19: tracebacks (500) before
+    # crafted numbers that once gave a traceback (500)
     ("svg", b'<svg><path d="M 0 0 A 1e-300 1e-300 0 1 1 1e300 1e300"/></svg>', "non-finite coordinate"),
     ("svg", b'<svg><path d="M 0 0 C 0 0 0 0 0 0 S 1 1 1e308 1e308"/></svg>', "non-finite coordinate"),
     ("svg", b'<?xml version="1.0" encoding="UTF-7"?><svg/>', "unsupported XML encoding"),

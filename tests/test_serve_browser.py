@@ -620,7 +620,7 @@ def _export_onnx(checkpoint: Path, out: Path) -> Path:
     from r2cnn.cli import COMMANDS, main
 
     if "export" not in COMMANDS:
-        pytest.skip("no `r2cnn export` in this checkout (issue 17 item 3): the page's offline test needs an "
+        pytest.skip("no `r2cnn export` in this checkout: the page's offline test needs an "
                     "exported ONNX model")
     assert main(["export", "--checkpoint", str(checkpoint), "--format", "onnx", "--out", str(out)]) == 0
     return out
@@ -628,7 +628,7 @@ def _export_onnx(checkpoint: Path, out: Path) -> Path:
 
 @pytest.mark.parametrize("kind", ["r2cnn", "cnn"])
 def test_page_recognises_offline_with_the_exported_model(browser, kind, request, tmp_path):
-    """Issue 17 item 4: with the exported model the page answers the same top-5 as the server (probabilities
+    """With the exported model the page answers the same top-5 as the server (probabilities
     and attention within 1e-4) with /api/predict aborted, and goes on answering once the server has stopped;
     a CNN-only model the same, in ink colour."""
     from r2cnn.serve.server import serve_subprocess

@@ -1,4 +1,4 @@
-"""Tuning mode of ``r2cnn experiment`` (issue 16): trains as usual, reports the validation split carved from
+"""Tuning mode of ``r2cnn experiment``: trains as usual, reports the validation split carved from
 train, and never reads the test split: not its indices, not one of its sketches."""
 
 import csv

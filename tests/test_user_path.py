@@ -1,4 +1,4 @@
-"""A newcomer's small stumbles (issue 18): each message points at an option that exists, a failed command leaves
+"""A newcomer's small stumbles: each message points at an option that exists, a failed command leaves
 nothing behind that blocks the next one, and the help lists what the registries hold."""
 
 import json

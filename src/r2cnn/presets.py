@@ -122,15 +122,15 @@ def _build() -> dict[str, dict]:
         preset["transform"] = {**preset["transform"], **needs}
         preset["eval_transform"] = {**preset["eval_transform"], **needs}
         presets[name] = preset
-    # The CPU preset of Sketch-R2CNN is the design kept on validation (issue 16, docs/experiments.md "Issue 16:
-    # attention designs, chosen on carved validation splits"): still RNN -> NLR -> CNN end to end, its NLR drawing
-    # the learned attention next to the binary, stroke-order and point-order channels, and in training half the
-    # sketches get those fixed channels drawn as zeros (model option fixed_dropout), so that the CNN must classify
-    # them from the attention alone. Session 9 kept the design without the dropout (cpu-attention-time-encoded:
-    # mean top-1 over qd340-mini and qd5 validation 61.43 against 58.58 for the paper's design, cpu-r2cnn-paper);
-    # with it, validation top-1 went from 83.88 to 89.49 on qd5 at 320 sketches a class (3 seeds) and from 27.70 to
-    # 31.29 on qd340-mini (docs/experiments/qd5-low-attention-tuning.toml). Its step is 1.36x cpu-cnn's
-    # (`r2cnn bench train`). The tables' CPU specs use cpu-r2cnn-paper, the paper's system.
+    # The CPU preset of Sketch-R2CNN is the design kept on validation (docs/experiments.md "The CPU design and its
+    # evidence"): still RNN -> NLR -> CNN end to end, its NLR drawing the learned attention next to the binary,
+    # stroke-order and point-order channels, and in training half the sketches get those fixed channels drawn as
+    # zeros (model option fixed_dropout), so that the CNN must classify them from the attention alone. The
+    # attention-design study chose the design without the dropout first (cpu-attention-time-encoded: mean top-1 over
+    # qd340-mini and qd5 validation 61.43 against 58.58 for the paper's design, cpu-r2cnn-paper); with the dropout,
+    # validation top-1 went from 83.88 to 89.49 on qd5 at 320 sketches a class (3 seeds) and from 27.70 to 31.29 on
+    # qd340-mini (docs/experiments/qd5-low-attention-tuning.toml). Its step is 1.36x cpu-cnn's (`r2cnn bench
+    # train`). The tables' CPU specs use cpu-r2cnn-paper, the paper's system.
     presets["cpu-r2cnn"] = dict(copy.deepcopy(presets["cpu-attention-time-encoded"]),
                                 model_options=dict(_CPU_MODEL_OPTIONS, fixed_dropout=0.5),
                                 description="fast CPU: Sketch-R2CNN, its attention (BiLSTM 2x64, 10x lr) drawn next "
@@ -157,7 +157,7 @@ _CPU_TWINS = [  # (preset, model, description)
     ("cpu-time-encoded", "time-encoded-resnet18", "time-encoded image, binary + stroke + point order (Kaggle style)"),
     ("cpu-attention-time-encoded", "attention-time-encoded-resnet18",
      "R2CNN attention next to the time-encoded image (beyond the paper)"),
-    # Issue 16's attention designs, each still Sketch-R2CNN (RNN -> NLR -> CNN, end to end), so each could become
+    # The attention-design study's designs, each still Sketch-R2CNN (RNN -> NLR -> CNN, end to end), so any could be
     # cpu-r2cnn; docs/experiments/*-attention-tuning.toml says why each is tried.
     ("cpu-r2cnn-stroke", "r2cnn-stroke-resnet18", "Sketch-R2CNN with stroke-level attention, one value per stroke "
                                                  "(beyond the paper)"),
@@ -209,5 +209,5 @@ def cnn_twin(name: str) -> str | None:
     side-by-side comparisons), or None."""
     twin = name.replace("r2cnn", "cnn", 1) if "r2cnn" in name else None
     if twin not in PRESETS and name in PRESETS and name.startswith(("cpu-r2cnn-", "cpu-attention-")):
-        twin = "cpu-cnn"  # issue 16's attention designs: cpu-cnn's backbone, canvas and options
+        twin = "cpu-cnn"  # the attention designs: cpu-cnn's backbone, canvas and options
     return twin if twin in PRESETS else None

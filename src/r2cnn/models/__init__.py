@@ -17,7 +17,7 @@ Names cover every row of the paper's tables (Sketch-R2CNN, Li et al. 2020):
 - Beyond the paper: ``time-encoded-<arch>``, the Kaggle-style time-encoded image (binary, stroke-order and
   point-order channels: C + 2 CNN inputs), and ``attention-time-encoded-<arch>``, R2CNN whose CNN sees its C
   attention channels next to those three fixed channels (C + 3 inputs); ``<arch>`` is ``resnet18`` or ``resnet50``.
-- Attention designs of issue 16 (still Sketch-R2CNN: RNN -> NLR -> CNN, end to end; ``<arch>`` as above):
+- The attention designs (docs/experiments.md; still Sketch-R2CNN: RNN -> NLR -> CNN, end to end; ``<arch>`` as above):
   ``r2cnn-stroke-<arch>`` (stroke-level attention: one value per stroke, :class:`StrokeAttentionEncoder`),
   ``r2cnn-contrast-<arch>`` (the attention standardised within each sketch, :class:`ContrastAttentionEncoder`),
   ``attention-replaces-binary-<arch>`` (the time-encoded image whose binary channel is the C attention channels:

@@ -389,7 +389,7 @@ class AttentionEncoder(nn.Module):
 
 
 class StrokeAttentionEncoder(AttentionEncoder):
-    """Stroke-level attention (beyond the paper; issue 16): the RNN still reads every point, but the head's
+    """Stroke-level attention (beyond the paper; an attention design): the RNN still reads every point, but the head's
     per-point logits are averaged over each stroke before the sigmoid, so all points of a stroke get one value.
     The CNN then sees each stroke at one brightness: attention can only say which strokes matter, not where
     along a stroke, which is the granularity of the time-encoded image's stroke-order channel.
@@ -408,10 +408,10 @@ class StrokeAttentionEncoder(AttentionEncoder):
 
 
 class ContrastAttentionEncoder(AttentionEncoder):
-    """Sketch-level contrast (beyond the paper; issue 16): the head's per-point logits are standardised within each
-    sketch (and channel) before a learned gain and bias and the sigmoid, ``a = sigmoid(g * z + b)``.
+    """Sketch-level contrast (beyond the paper; an attention design): the head's per-point logits are standardised
+    within each sketch (and channel) before a learned gain and bias and the sigmoid, ``a = sigmoid(g * z + b)``.
 
-    Why: trained as in the paper, the cpu-r2cnn attention on qd340-mini stayed within 0.70-0.86 for 90% of the points
+    Why: the paper's design's attention (cpu-r2cnn-paper) on qd340-mini stayed within 0.70-0.86 for 90% of the points
     (std 0.041 within a sketch): the CNN saw an almost binary image, while the time-encoded image's order channels
     span 0 to 1. Standardising makes every sketch's attention use the range from the first step (g = 2, b = 1: about
     0.05-0.99), and the gain, learned, sets how much contrast the CNN gets. A sketch whose points all have the same

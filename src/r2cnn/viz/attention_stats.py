@@ -1,5 +1,5 @@
-"""What the CNN receives from the RNN: statistics of a checkpoint's per-point attention over a store split (issue 16:
-why does a fixed order encoding beat the learned attention?).
+"""What the CNN receives from the RNN: statistics of a checkpoint's per-point attention over a store split (the
+attention-design study: why does a fixed order encoding beat the learned attention?).
 
 Per sketch and attention channel, over its points (the sketch as the model saw it, evaluation transform applied):
 
