@@ -215,6 +215,27 @@ def test_experiment_on_a_full_disk(store, tmp_path, capsys, disk):
     assert [p for p in out.rglob("*") if p.is_file()] == []
 
 
+def test_prepare_on_a_full_disk_keeps_the_store_there_before(tmp_path, capsys, monkeypatch):
+    from r2cnn.data.store import SketchStore
+    from r2cnn.data.store import npy
+
+    out = tmp_path / "store"
+    full = _Disk()
+    argv = ["prepare", "--builtin", "4", "--split-sizes", "2,1,1", "--out", out]
+    with monkeypatch.context() as m:
+        m.setattr(npy, "open", full.open, raising=False)
+        line = one_line_error(capsys, argv)
+        assert line.startswith(f"r2cnn: error: {out}: cannot write the store (No space left on device")
+        assert line.endswith("; no store was written") and sorted(p.name for p in tmp_path.iterdir()) == []
+    assert main([str(a) for a in argv]) == 0
+    before = SketchStore(out).manifest["created"]
+    with monkeypatch.context() as m:
+        m.setattr(npy, "open", full.open, raising=False)
+        line = one_line_error(capsys, [*argv, "--force"])
+        assert line.endswith("; the store there before is kept"), line
+    assert SketchStore(out).manifest["created"] == before and sorted(p.name for p in tmp_path.iterdir()) == ["store"]
+
+
 def test_the_command_line_turns_any_full_disk_into_one_line(monkeypatch, capsys):
     """A writer outside the project's helpers (a library writing a file of its own) still gives one line; an
     error that is not the disk's keeps its traceback."""

@@ -237,7 +237,7 @@ def remove_stale_parts(folder: Path) -> list[Path]:
         return []
     for name in names:
         match = _PART.fullmatch(name)
-        if match is None or _running(int(match.group(1))):
+        if match is None or process_running(int(match.group(1))):
             continue
         try:
             (folder / name).unlink()
@@ -247,7 +247,7 @@ def remove_stale_parts(folder: Path) -> list[Path]:
     return removed
 
 
-def _running(pid: int) -> bool:
+def process_running(pid: int) -> bool:
     """Whether process ``pid`` exists on this machine (signal 0 checks without signalling)."""
     if pid == os.getpid():
         return True

@@ -13,7 +13,7 @@ import contextlib
 import os
 from pathlib import Path
 
-from r2cnn.data.formats.common import make_folder
+from r2cnn.data.formats.common import make_folder, process_running
 from r2cnn.errors import R2CNNError
 
 try:
@@ -80,7 +80,8 @@ def _holder(lock_path: Path, command: str) -> tuple[str, str]:
         pid, _, holder = lock_path.read_text(errors="replace").strip().partition(" ")
     except OSError:
         return command, ""
-    if not (pid.isdigit() and len(pid) < 11 and holder.startswith("r2cnn ") and len(holder) < 40):
+    if not (pid.isdigit() and len(pid) < 11 and holder.startswith("r2cnn ") and len(holder) < 40
+            and process_running(int(pid))):  # a dead pid: a killed holder's file, the new one not written yet
         return command, ""
     return holder, f"process {pid}, "
 

@@ -265,7 +265,8 @@ def write_store(out: Path, feed, *, seed: int, split_sizes, folds, fold_valid_fr
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         where = f": {e.filename}" if e.filename else ""
-        raise R2CNNError(f"{out}: cannot write the store ({e.strerror or e}{where})") from None
+        kept = "the store there before is kept" if (out / MANIFEST).is_file() else "no store was written"
+        raise R2CNNError(f"{out}: cannot write the store ({e.strerror or e}{where}); {kept}") from None
     except KeyboardInterrupt:
         if resume_key is None:
             shutil.rmtree(tmp, ignore_errors=True)
