@@ -194,9 +194,9 @@ def _commands(runs, out):
     }
 
 
-@pytest.mark.parametrize("command", ["evaluate --json", "report",
-                                     *(pytest.param(c, marks=pytest.mark.slow)
-                                       for c in ("evaluate --out", "visualize", "visualize --stats"))])
+@pytest.mark.parametrize("command", ["evaluate --json",
+                                     *(pytest.param(c, marks=pytest.mark.slow)  # the same writers, more work first
+                                       for c in ("evaluate --out", "report", "visualize", "visualize --stats"))])
 def test_evaluate_visualize_and_report_on_a_full_disk(tiny_runs, tmp_path, capsys, disk, command):
     out = tmp_path / "out"
     argv, name = _commands(tiny_runs, out)[command]
