@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One run that proves every CUDA path of the project on a lent GPU, in under 8 minutes (docs/architecture.md
-# "On a GPU"): `r2cnn bench gpu` (src/r2cnn/bench/gpu.py) runs seven sections, each under its own time cap,
+# "On a GPU"): `r2cnn bench gpu` (src/r2cnn/bench/gpu/) runs seven sections, each under its own time cap,
 # and writes $OUT/summary.json plus one log per section.
 #
 #   scripts/gpu_check.sh                       # on the GPU machine: the device tool sets $OUT

@@ -1,4 +1,4 @@
-"""``scripts/gpu_check.sh`` / ``r2cnn bench gpu`` (src/r2cnn/bench/gpu.py): the plan fits its 8 minutes, the tests
+"""``scripts/gpu_check.sh`` / ``r2cnn bench gpu`` (src/r2cnn/bench/gpu/): the plan fits its 8 minutes, the tests
 that need CUDA are found, every section lands in the summary whatever happens to it, and (slow) the whole script
 rehearses on the CPU."""
 
