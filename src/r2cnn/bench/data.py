@@ -48,7 +48,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON")
     p.add_argument("--store", type=Path, help="time the loader over this prepared store's train split instead")
     p.add_argument("--presets", default="qd-r2cnn-resnet50,cpu-r2cnn-paper",
-                   help="with --store: presets whose transform, canvas and batch size the loader rows use")
+                   help="with --store: presets whose transform, canvas and batch size the loader rows use "
+                        "(default: qd-r2cnn-resnet50 and cpu-r2cnn-paper)")
     p.add_argument("--workers", type=int, default=1, help="with --store: loader worker processes (default 1)")
 
 

@@ -143,7 +143,7 @@ def run(args) -> int:
         if best is not None:
             print(f"best valid top-1 {best['value']:.4f} at step {best['step']}: {result['best_path']}")
         print(f"last checkpoint: {result['last']}")
-        if best is not None:
+        if best is not None and result.get("valid"):  # None when a resumed run had nothing left to evaluate
             warn_at_chance(best["value"], result["valid"]["count"], len(result["classes"]), result["step"])
     return 0
 
