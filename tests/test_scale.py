@@ -259,3 +259,18 @@ def test_parallel_prepare_killed_leaves_no_reader_behind_and_resumes(tmp_path):
     logs = []
     store = prepare([src], out, workers=2, progress=False, log=logs.append)
     assert len(store) == 600 and any("resuming" in line for line in logs)
+
+
+def test_evaluate_partial_option_parses_fractions():
+    """`evaluate --partial 1` (one pass over an 862,500-sketch split instead of four) and its one-line error."""
+    import argparse
+
+    from r2cnn.commands.evaluate import add_arguments
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    args = p.parse_args(["--checkpoint", "c.pt", "--data", "s", "--partial", "0.5,1"])
+    assert args.partial == (0.5, 1.0)
+    assert p.parse_args(["--checkpoint", "c.pt", "--data", "s"]).partial is None
+    with pytest.raises(SystemExit):
+        p.parse_args(["--checkpoint", "c.pt", "--data", "s", "--partial", "0,1"])
