@@ -181,6 +181,7 @@ def test_predicts_and_parses_beyond_the_bounds_get_503_while_health_answers(reco
     from concurrent.futures import ThreadPoolExecutor
 
     from r2cnn.serve import Limits, app as app_module, create_app
+    from r2cnn.serve.app import WorkLimit
 
     predicts = Gate(recognizer.recognize)
     parses = Gate(app_module._parse_sketch)
@@ -188,12 +189,13 @@ def test_predicts_and_parses_beyond_the_bounds_get_503_while_health_answers(reco
     monkeypatch.setattr(app_module, "_parse_sketch", parses)
     drawing = json.dumps({"drawing": DRAWING}).encode()
     ndjson = json.dumps({"word": "v", "drawing": DRAWING}).encode()
-    with serving(create_app(recognizer, Limits(max_predicts=2, max_parses=1, retry_after=3))) as port, \
-            ThreadPoolExecutor(3) as pool:
+    app = create_app(recognizer, Limits(max_predicts=2, max_parses=1, retry_after=3))
+    with serving(app) as port, ThreadPoolExecutor(3) as pool:
         held = [pool.submit(_request, port, "POST", "/api/predict", drawing) for _ in range(2)]
         held.append(pool.submit(_request, port, "POST", "/api/parse?format=ndjson", ndjson))
-        predicts.wait_for(2)
+        predicts.wait_for(1)  # one predicts, the other waits for it (one_at_a_time)
         parses.wait_for(1)
+        _wait_until(lambda: _middleware(app, WorkLimit).in_flight == {"/api/predict": 2, "/api/parse": 1})
         for path, body in (("/api/predict", drawing), ("/api/parse?format=ndjson", ndjson)):
             status, headers, answer = _request(port, "POST", path, body)
             assert status == 503 and headers["retry-after"] == "3", (path, status, answer)
@@ -221,7 +223,7 @@ def _wait_until(condition) -> None:
     assert condition()
 
 
-def test_bodies_in_flight_beyond_the_byte_bound_get_503_and_the_connection_closes(recognizer):
+def test_bodies_in_flight_beyond_the_byte_bound_get_503(recognizer):
     from r2cnn.serve import Limits, create_app
     from r2cnn.serve.app import BodyLimit
 
@@ -233,11 +235,8 @@ def test_bodies_in_flight_beyond_the_byte_bound_get_503_and_the_connection_close
         first.sendall(_post_head(1024) + b" " * 10)
         second.sendall(_post_head(1024) + b" " * 10)
         _wait_until(lambda: bodies.buffered == 2048)  # both heads read
-        with socket.create_connection(("127.0.0.1", port)) as third:
-            third.sendall(_post_head(600) + b" " * 10)
-            data, closed = _answer(third)
-        status, headers, body = _status_and_json(data)
-        assert closed and status == 503 and headers["retry-after"] == "1", data
+        status, headers, body = _request(port, "POST", "/api/predict", b" " * 600)
+        assert status == 503 and headers["retry-after"] == "1", body
         assert "request bodies in flight hold 2048 bytes" in body["message"]
         first.close()  # its bytes are given back
         _wait_until(lambda: bodies.buffered == 1024)
@@ -254,3 +253,29 @@ def test_limits_are_checked():
         Limits(max_predicts=0)
     with pytest.raises(R2CNNError, match="max_buffered_bytes"):
         Limits(max_body_bytes=10_000, max_buffered_bytes=5_000)
+
+
+def test_memory_is_handed_back_once_no_request_with_a_body_is_in_flight(recognizer, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from r2cnn.serve import create_app, server
+    from r2cnn.serve.app import BodyLimit
+
+    trims = []
+    monkeypatch.setattr(server, "release_memory", lambda: trims.append(time.monotonic()))
+    monkeypatch.setattr(BodyLimit, "TRIM_AFTER", 0.2)
+    with TestClient(create_app(recognizer)) as client:
+        assert client.get("/health").status_code == 200
+        time.sleep(0.5)
+        assert trims == []  # a GET has no body: nothing to hand back
+        assert client.post("/api/predict", json={"drawing": DRAWING}).status_code == 200
+        _wait_until(lambda: len(trims) == 1)
+        time.sleep(0.5)
+        assert len(trims) == 1  # once per quiet spell, not again and again
+
+
+def test_the_launcher_starts_serve_without_the_training_malloc_thresholds():
+    from r2cnn.launch import LAUNCH_ENV, launch_env
+
+    assert launch_env("serve") == {"OMP_WAIT_POLICY": "PASSIVE"}
+    assert launch_env("train") == LAUNCH_ENV and launch_env("predict") == {}

@@ -17,6 +17,7 @@ import sys
 from r2cnn.commands.bench import TARGETS as BENCH_TARGETS  # light registries: the lists below are made from them
 from r2cnn.errors import R2CNNError, write_failure
 from r2cnn.experiments.spec import BUILTIN as SPECS
+from r2cnn.launch import launch_env
 
 # name -> (module, one-line help). The help is repeated here so that `r2cnn --help` imports nothing heavy.
 COMMANDS = {
@@ -36,18 +37,6 @@ COMMANDS = {
     "demo": ("r2cnn.commands.demo", "the main job: built-in data, train R2CNN and CNN-only, compare"),
     "export": ("r2cnn.commands.export", "export a checkpoint as ONNX or TorchScript, with its input contract"),
 }
-
-# Commands that train or benchmark start with these set (they act only at start-up, so the launcher restarts the
-# process once to set them; a value the user set is kept):
-# - glibc's malloc thresholds keep big tensors mapped between steps (docs/architecture.md "Performance");
-# - OMP_WAIT_POLICY=PASSIVE: an idle OpenMP thread sleeps at once instead of spinning for up to ~300k iterations
-#   (libgomp's default) after each parallel region. Spinning only pays on cores nobody else wants; on a shared
-#   machine the spinning threads of one training took the cores from another (two concurrent trainings slowed each
-#   other 7-16x). The regions that stay multi-threaded (convolutions, big GEMMs and element-wise ops) are long
-#   against the microseconds it takes to wake a sleeping thread (r2cnn.models.encoder, module docstring).
-LAUNCH_ENV = {"MALLOC_MMAP_THRESHOLD_": "1000000000", "MALLOC_TRIM_THRESHOLD_": "1000000000",
-              "OMP_WAIT_POLICY": "PASSIVE"}
-_HEAVY = {"train", "bench", "evaluate", "demo", "visualize", "report", "experiment", "serve"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,11 +113,12 @@ def user_path_error(error: OSError, args: argparse.Namespace | None) -> str | No
 
 
 def _reexec_with_launch_env(argv: list[str]) -> None:
-    """Restart this process with :data:`LAUNCH_ENV` when one of its variables is unset (they act at start-up only);
-    variables the user set keep their values. ``R2CNN_NO_REEXEC=1`` turns this off."""
-    if all(k in os.environ for k in LAUNCH_ENV) or os.environ.get("R2CNN_NO_REEXEC"):
+    """Restart this process with :func:`~r2cnn.launch.launch_env` when one of its variables is unset (they act at
+    start-up only); variables the user set keep their values. ``R2CNN_NO_REEXEC=1`` turns this off."""
+    wanted = launch_env(argv[0])
+    if all(k in os.environ for k in wanted) or os.environ.get("R2CNN_NO_REEXEC"):
         return
-    env = {**LAUNCH_ENV, **os.environ}
+    env = {**wanted, **os.environ}
     os.execve(sys.executable, [sys.executable, "-m", "r2cnn", *argv], env)
 
 
@@ -141,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     name = argv[0]
-    if from_process and name in _HEAVY:
+    if from_process:
         _reexec_with_launch_env(argv)
     args = None
     try:

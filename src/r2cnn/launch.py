@@ -19,6 +19,15 @@ LAUNCH_ENV = {"MALLOC_MMAP_THRESHOLD_": "1000000000", "MALLOC_TRIM_THRESHOLD_": 
 HEAVY_COMMANDS = {"train", "bench", "evaluate", "demo", "visualize", "report", "experiment", "serve"}
 
 
+# `serve` gets OMP_WAIT_POLICY alone: with the malloc thresholds a server kept the memory of its busiest burst for
+# good (docs/architecture.md "Serving under load": 1.33-1.46x its idle RSS after a burst, against 1.03-1.18x with
+# glibc's defaults, `r2cnn bench serve --server-malloc`).
+SERVE_UNSET = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+
+
 def launch_env(command: str) -> dict[str, str]:
-    """The variables the launcher sets for ``command`` (:data:`LAUNCH_ENV` for the heavy ones)."""
-    return dict(LAUNCH_ENV) if command in HEAVY_COMMANDS else {}
+    """The variables the launcher sets for ``command``: :data:`LAUNCH_ENV` for the heavy ones, less the malloc
+    thresholds for ``serve``."""
+    if command not in HEAVY_COMMANDS:
+        return {}
+    return {k: v for k, v in LAUNCH_ENV.items() if not (command == "serve" and k in SERVE_UNSET)}

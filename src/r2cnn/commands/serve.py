@@ -30,6 +30,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--browser-max-mb", type=float, default=DEFAULT_MAX_MB, metavar="MB",
                    help="an --onnx model larger than this stays on the server (default %(default)s)")
     p.add_argument("--max-body-bytes", type=int, default=2_000_000, help="largest request body accepted")
+    p.add_argument("--request-timeout", type=float, default=10.0, metavar="S",
+                   help="seconds a client has to send a whole request, head and body; a slower one gets 408 and "
+                        "is disconnected")
+    p.add_argument("--max-predicts", type=int, default=8, metavar="N",
+                   help="predict requests in flight at once (one runs, the others wait for it); more get 503 "
+                        "with Retry-After")
+    p.add_argument("--max-parses", type=int, default=2, metavar="N",
+                   help="sketch-file parses (/api/parse) in flight at once; more get 503 with Retry-After")
     p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
 
 
@@ -77,6 +85,11 @@ def run(args) -> int:
         raise R2CNNError(f"--browser-max-mb must be a size in MB (>= 0), not {args.browser_max_mb}")
     if args.max_body_bytes < 1024:
         raise R2CNNError(f"--max-body-bytes must be at least 1024, not {args.max_body_bytes}")
+    if not args.request_timeout > 0:
+        raise R2CNNError(f"--request-timeout must be a number of seconds > 0, not {args.request_timeout}")
+    if min(args.max_predicts, args.max_parses) < 1:
+        raise R2CNNError(f"--max-predicts and --max-parses must be at least 1, not {args.max_predicts} and "
+                         f"{args.max_parses}")
     recognizer, browser, serves = load_served(args)
     sock = listen(args.host, args.port)
     attention = "with attention" if recognizer.has_attention else "no per-point attention (CNN-only)"
@@ -87,6 +100,8 @@ def run(args) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: listening on {args.host}: other machines can reach this server", flush=True)
     hosts = loopback_hosts(args.host, sock.getsockname()[1])
-    app = create_app(recognizer, Limits(max_body_bytes=args.max_body_bytes), hosts, browser)
-    run_server(app, sock, args.log_level)
+    limits = Limits(max_body_bytes=args.max_body_bytes, max_predicts=args.max_predicts, max_parses=args.max_parses,
+                    max_buffered_bytes=max(Limits.max_buffered_bytes, 8 * args.max_body_bytes))
+    app = create_app(recognizer, limits, hosts, browser)
+    run_server(app, sock, args.log_level, args.request_timeout)
     return 0

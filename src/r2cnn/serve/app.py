@@ -20,13 +20,23 @@ Bad input gets a 4xx answer with a one-line ``message``: a body over :attr:`Limi
 drawing, too many strokes or points, a ``top_k`` that is not a whole number >= 1 get 422 naming the field, with the
 message Python gives for the same input; a body that cannot be parsed at all (not UTF-8, nested too deeply, a
 number of thousands of digits) gets 400, with its ``message`` too; on the loopback default, a ``Host`` header other
-than the server's own names gets 400 (:class:`HostCheck`). Prediction runs in the server's thread pool (a plain
-``def`` endpoint), never on the event loop; :class:`~r2cnn.serve.recognizer.Recognizer` serialises model calls.
+than the server's own names gets 400 (:class:`HostCheck`).
+
+Under load (docs/architecture.md "Serving under load"): requests beyond the bounds of :class:`Limits` (predicts and
+parses in flight, request bytes in flight) get 503 with ``Retry-After`` and a ``message`` before anything parses
+them (:class:`WorkLimit`, :class:`BodyLimit`); a predict runs in the server's thread pool from its JSON body to its
+answer, one at a time (:func:`one_at_a_time`, :func:`json_in_threads`), never on the event loop, so ``/health``
+(on the event loop) answers during a burst. The HTTP layer's own limits (the request deadline, malformed HTTP) are
+:mod:`r2cnn.serve.server`'s.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import json
 import tempfile
+import threading
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -38,6 +48,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import HTTPException, RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -143,12 +154,23 @@ class ParseResponse(BaseModel):
     label: str | None = Field(description="the record's word (ndjson); null for SVG")
 
 
-def busy(message: str, retry_after: int, close: bool = False) -> JSONResponse:
-    """The 503 of a request beyond a bound on the work in flight; ``close``: the connection closes after it (its
-    body was not read)."""
-    headers = {"Retry-After": str(retry_after), **({"Connection": "close"} if close else {})}
+# An answer given before the request body is read (413, 503): the rest of the body, up to this many bytes, is read
+# and dropped, so that the client (which sends its whole body before it reads) gets the answer; more (or a chunked
+# body), and the connection closes after the answer instead of reading it.
+DRAIN_BYTES = 1_000_000
+
+
+def early_answer_headers(scope, read: int) -> dict:
+    """``Connection: close`` for an answer given after ``read`` body bytes when more than DRAIN_BYTES are to come."""
+    declared = dict(scope["headers"]).get(b"content-length", b"")
+    left = int(declared) - read if declared.isdigit() else None
+    return {} if left is not None and left <= DRAIN_BYTES else {"Connection": "close"}
+
+
+def busy(message: str, retry_after: int, headers: dict | None = None) -> JSONResponse:
+    """The 503 of a request beyond a bound on the work in flight."""
     return JSONResponse({"detail": message, "message": f"{message}; retry in {retry_after} s"}, status_code=503,
-                        headers=headers)
+                        headers={"Retry-After": str(retry_after), **(headers or {})})
 
 
 class BodyLimit:
@@ -156,25 +178,37 @@ class BodyLimit:
     while the bodies of the requests in flight (being received or worked on) hold ``max_buffered`` bytes.
 
     A declared ``Content-Length`` over the limit is refused without reading; otherwise the body is read up to the
-    limit (chunked uploads included) and handed on. A refusal before the whole body is read closes the connection
-    (the rest of the body is never read)."""
+    limit (chunked uploads included) and handed on. After a refusal the rest of the body is read and dropped, or
+    the connection closed when more than DRAIN_BYTES are to come (:func:`early_answer_headers`).
+
+    Once no request with a body has been in flight for ``TRIM_AFTER`` seconds, the memory that bodies, parses and
+    predictions freed is handed back to the OS (:func:`r2cnn.serve.server.release_memory`, in a thread): a burst
+    does not leave the server at its peak size (docs/architecture.md "Serving under load")."""
+
+    TRIM_AFTER = 1.0
 
     def __init__(self, app, max_bytes: int, max_buffered: int | None = None, retry_after: int = 1):
         self.app = app
         self.max_bytes = max_bytes
         self.max_buffered = max_buffered if max_buffered is not None else 32 * max_bytes
         self.retry_after = retry_after
-        self.buffered = 0  # bytes counted against max_buffered (the event loop's only: no lock)
+        # the event loop's only, no lock: bytes counted against max_buffered, requests holding some, the trim due
+        self.buffered = 0
+        self.requests = 0
+        self._trim = None
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            return await self._refuse(scope, receive, send)
+            return await self._refuse(scope, receive, send, 0)
         held = int(declared or 0)  # this request's bytes counted in self.buffered
         if not self._take(held):
-            return await self._busy(scope, receive, send)
+            return await self._busy(scope, receive, send, 0)
+        self.requests += 1
+        if self._trim is not None:
+            self._trim.cancel()
         try:
             body, more = bytearray(), True
             while more:
@@ -184,10 +218,10 @@ class BodyLimit:
                 body += message.get("body", b"")
                 more = message.get("more_body", False)
                 if len(body) > self.max_bytes:
-                    return await self._refuse(scope, receive, send)
+                    return await self._refuse(scope, receive, send, len(body))
                 if len(body) > held:  # chunked, or more than declared: count what came
                     if not self._take(len(body) - held):
-                        return await self._busy(scope, receive, send)
+                        return await self._busy(scope, receive, send, len(body))
                     held = len(body)
             replayed = False
 
@@ -201,6 +235,15 @@ class BodyLimit:
             await self.app(scope, replay, send)
         finally:
             self.buffered -= held
+            self.requests -= 1
+            if self.requests == 0:
+                self._trim = asyncio.get_running_loop().call_later(self.TRIM_AFTER, self._release)
+
+    def _release(self):
+        from r2cnn.serve.server import release_memory
+
+        self._trim = None
+        asyncio.get_running_loop().run_in_executor(None, release_memory)
 
     def _take(self, n: int) -> bool:
         if n and self.buffered + n > self.max_buffered:
@@ -208,20 +251,20 @@ class BodyLimit:
         self.buffered += n
         return True
 
-    async def _refuse(self, scope, receive, send):
+    async def _refuse(self, scope, receive, send, read: int):
         message = f"request body larger than {self.max_bytes} bytes"
         await JSONResponse({"detail": message, "message": message}, status_code=413,
-                           headers={"Connection": "close"})(scope, receive, send)
+                           headers=early_answer_headers(scope, read))(scope, receive, send)
 
-    async def _busy(self, scope, receive, send):
+    async def _busy(self, scope, receive, send, read: int):
         message = f"server busy: request bodies in flight hold {self.max_buffered} bytes"
-        await busy(message, self.retry_after, close=True)(scope, receive, send)
+        await busy(message, self.retry_after, early_answer_headers(scope, read))(scope, receive, send)
 
 
 class WorkLimit:
-    """ASGI middleware: at most ``bounds[path]`` requests to each of these paths in flight at once, from the moment
-    their body has been received (:class:`BodyLimit` runs first) until they are answered; one more gets 503 with
-    ``Retry-After`` at once, before anything parses it. The work itself runs in the thread pool, so the event loop
+    """ASGI middleware: at most ``bounds[path]`` requests to each of these paths in flight at once, from their head
+    (their body is read within this bound, by :class:`BodyLimit`) until they are answered; one more gets 503 with
+    ``Retry-After`` at once, its body never buffered. The work itself runs in the thread pool, so the event loop
     (and ``/health``) stays free."""
 
     def __init__(self, app, bounds: dict[str, int], retry_after: int = 1):
@@ -236,7 +279,7 @@ class WorkLimit:
             return await self.app(scope, receive, send)
         if self.in_flight[path] >= self.bounds[path]:
             message = f"server busy: {self.bounds[path]} requests to {path} in flight"
-            return await busy(message, self.retry_after)(scope, receive, send)
+            return await busy(message, self.retry_after, early_answer_headers(scope, 0))(scope, receive, send)
         self.in_flight[path] += 1
         try:
             await self.app(scope, receive, send)
@@ -262,6 +305,46 @@ class HostCheck:
                 return await JSONResponse({"detail": message, "message": message}, status_code=400)(
                     scope, receive, send)
         await self.app(scope, receive, send)
+
+
+def one_at_a_time(lock: threading.Lock):
+    """Decorate a thread-pool endpoint so that it runs holding ``lock``. The work of a predict (its JSON body, its
+    checks, the model, its answer) is Python that holds the GIL; several such threads at once starve the event loop
+    (``/health``, every other connection) of it, so admitted predicts do it one after the other, waiting for
+    ``lock`` with the GIL released."""
+    def decorate(endpoint):
+        @functools.wraps(endpoint)
+        def locked(*args, **kwargs):
+            with lock:
+                return endpoint(*args, **kwargs)
+        return locked
+    return decorate
+
+
+def json_in_threads(lock: threading.Lock) -> type[APIRoute]:
+    """A route class whose JSON request body is parsed in the thread pool holding ``lock``: ``json.loads`` of a
+    2 MB body holds the GIL for tens of ms at a stretch, which on the event loop would hold up every connection."""
+    class LockedJSONRequest(Request):
+        async def json(self):
+            if not hasattr(self, "_json"):
+                self._json = await run_in_threadpool(_loads_holding, lock, await self.body())
+            return self._json
+
+    class JSONInThreads(APIRoute):
+        def get_route_handler(self):
+            handler = super().get_route_handler()
+
+            async def handle(request: Request):
+                return await handler(LockedJSONRequest(request.scope, request.receive))
+
+            return handle
+
+    return JSONInThreads
+
+
+def _loads_holding(lock: threading.Lock, body: bytes):
+    with lock:
+        return json.loads(body)
 
 
 def _unparsable_body(error: BaseException | None) -> str:
@@ -292,10 +375,12 @@ def create_app(recognizer, limits: Limits = Limits(), hosts: Sequence[str] | Non
     # Our own /docs (below) instead of FastAPI's, which loads Swagger UI from a CDN; no ReDoc (CDN only).
     app = FastAPI(title="Sketch-R2CNN", version=_version(), docs_url=None, redoc_url=None,
                   description="Vector sketch recognition with per-point attention (Li et al., IEEE TVCG 2020).")
-    # added in this order, run in the reverse: Host check, body (size, bytes in flight), work in flight
-    app.add_middleware(WorkLimit, bounds={"/api/predict": limits.max_predicts, "/api/parse": limits.max_parses},
-                       retry_after=limits.retry_after)
+    predicting = threading.Lock()  # one predict works at a time (one_at_a_time), from its JSON body on
+    app.router.route_class = json_in_threads(predicting)
+    # added in this order, run in the reverse: Host check, work in flight, body (size, bytes in flight)
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes, max_buffered=limits.max_buffered_bytes,
+                       retry_after=limits.retry_after)
+    app.add_middleware(WorkLimit, bounds={"/api/predict": limits.max_predicts, "/api/parse": limits.max_parses},
                        retry_after=limits.retry_after)
     if hosts is not None:
         app.add_middleware(HostCheck, hosts=hosts)  # added last: runs first
@@ -360,6 +445,7 @@ def create_app(recognizer, limits: Limits = Limits(), hosts: Sequence[str] | Non
                                browser_model=browser and browser.info(), browser_note=browser and browser.note)
 
     @app.post("/api/predict", response_model=PredictResponse)
+    @one_at_a_time(predicting)
     def predict(body: PredictRequest):
         from r2cnn.sketch import Sketch
         from r2cnn.strokes import check_top_k

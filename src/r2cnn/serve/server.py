@@ -7,6 +7,7 @@ served, with no window in which another process could take the port.
 from __future__ import annotations
 
 import contextlib
+import functools
 import selectors
 import socket
 import subprocess
@@ -153,6 +154,27 @@ def _protocol(request_timeout: float):
             self.transport.write(out)
 
     return RequestDeadline
+
+
+def release_memory() -> None:
+    """Hand the memory this process has freed back to the OS: glibc's ``malloc_trim(0)``, which returns the free
+    pages of every malloc arena (the main one and each thread's), whatever ``MALLOC_TRIM_THRESHOLD_`` says; nothing
+    where the C library has no ``malloc_trim`` (macOS, musl)."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim():
+    import ctypes
+
+    try:
+        trim = ctypes.CDLL(None).malloc_trim  # the C library this process runs on
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
 
 
 def make_server(app, log_level: str = "warning", request_timeout: float | None = None):
