@@ -309,6 +309,7 @@ DOC_FILES = sorted({c.file for c in COMMANDS} | {w.split(":")[0] for w, _ in PYT
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # a whole file's commands: experiments.md runs about 200 one-step sub-runs
 @pytest.mark.parametrize("doc", DOC_FILES)
 def test_documented_commands_run_on_small_data(doc, tmp_path):
     ws = tmp_path / "ws"
