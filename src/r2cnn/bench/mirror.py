@@ -93,15 +93,27 @@ def _read_pool(files: Sequence[Path], raw: bool) -> _Pool | None:
     return _Pool(drawings, countries, recognized) if drawings else None
 
 
-def _builtin_pool() -> _Pool:
+def _builtin_pool(raw: bool = False) -> _Pool:
+    """The built-in sketches, where the real ones are absent: simplified, on Google's 0..255 grid; raw, on a
+    0..800 canvas in float pixels with a pen clock (ms) that runs 20 ms a point and pauses 300 ms between strokes."""
     from r2cnn.data.builtin import generate
 
     drawings = []
     for sk in generate(8, seed=0):
         pts = sk.points
         mn, ext = pts[:, :2].min(0), max(float(np.ptp(pts[:, :2], 0).max()), 1e-6)
-        drawings.append([[((st[:, 0] - mn[0]) * 255 / ext).round().tolist(),
-                          ((st[:, 1] - mn[1]) * 255 / ext).round().tolist()] for st in sk.strokes()])
+        size = 800.0 if raw else 255.0
+        drawing, clock = [], 0
+        for st in sk.strokes():
+            xs = (st[:, 0] - mn[0]) * size / ext
+            ys = (st[:, 1] - mn[1]) * size / ext
+            if raw:
+                ts = clock + 20 * np.arange(len(st))
+                clock = int(ts[-1]) + 300
+                drawing.append([xs.round(3).tolist(), ys.round(3).tolist(), ts.tolist()])
+            else:
+                drawing.append([xs.round().tolist(), ys.round().tolist()])
+        drawings.append(drawing)
     return _Pool(drawings, ["US"] * len(drawings), [True] * len(drawings))
 
 
@@ -209,9 +221,8 @@ def _write_class(task: tuple) -> tuple[str, int, int, float]:
     t0 = time.perf_counter()
     data = Path(data) if data else None
     if raw:
-        pool = _read_pool([data / "raw-sample" / f"{name}.ndjson"], True) if data else None
-        if pool is None:
-            raise SystemExit(f"no raw source drawings for {name!r} (needs the data folder's quickdraw/raw-sample)")
+        raw_file = data / "raw-sample" / f"{name}.ndjson" if data else None
+        pool = (_read_pool([raw_file], True) if raw_file and raw_file.exists() else None) or _builtin_pool(raw=True)
     else:
         src = _sources(data)
         pool = (_read_pool(src.get(name) or src.get("*", []), False) if src else None) or _builtin_pool()
