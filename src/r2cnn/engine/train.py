@@ -5,11 +5,12 @@ store, model, loaders, optimiser, schedule, resume), then epochs of :func:`train
 by validation and checkpoints. Model selection uses the validation split only; the test split is never
 read here.
 
-Exact resume: everything a step depends on is in the checkpoint (weights, optimiser, schedule, GradScaler,
+Resume: everything a step depends on is in the checkpoint (weights, optimiser, schedule, GradScaler,
 the torch/numpy/python/cuda generators, epoch, step and the number of batches already taken from the
 current epoch). The loader's sample order and augmentation are functions of (seed, epoch, index), and its
 sampler can skip the batches already consumed, so a run killed at any point and resumed from ``last.pt``
-replays exactly the steps an uninterrupted run takes (bit-identical on CPU). Runs with a time budget
+replays the steps an uninterrupted run takes: the same batches and random draws, the weights equal to float
+rounding (tests/test_engine.py). Runs with a time budget
 (``max_minutes``) stop on the clock and are therefore not reproducible step for step.
 """
 
