@@ -55,8 +55,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from r2cnn.errors import R2CNNError, SketchFormatError
 from r2cnn.serve.browser import BrowserModel
-
 from r2cnn.strokes import INPUT, MAX_POINTS, MAX_STROKES
+
 STATIC = Path(__file__).parent / "static"
 SWAGGER_UI = "/static/vendor/swagger-ui"  # vendored (its VENDORED.md)
 
