@@ -388,13 +388,9 @@ def test_page_reloads_and_recognises_with_the_server_stopped(browser, tiny_r2cnn
     """--onnx: a service worker keeps the page, onnxruntime-web and the model in the browser's cache. The server
     killed, a reload still shows the page, says where it came from, and recognises a drawing in the browser (the
     same top-5 as onnxruntime in Python)."""
-    from r2cnn.engine.predict import Predictor
     from r2cnn.serve.server import serve_subprocess
 
-    predictor = Predictor(str(tiny_r2cnn_checkpoint))
-    margin = predictor.transform.margin
-    model = tmp_path / "stand-in.onnx"
-    _stand_in_onnx(model, predictor.classes, margin)
+    model, predictor, margin = _stand_in_beside(tiny_r2cnn_checkpoint, tmp_path)
     with serve_subprocess(None, "--onnx", str(model), env=ENV) as (url, proc):
         page, errors = _open(browser, url)
         page.wait_for_function("document.body.dataset.offline === 'ready'", timeout=120_000)
@@ -473,6 +469,17 @@ def test_report_fits_a_phone(browser, tiny_runs, tmp_path):
 
 # ---------------------------------------------------------------------------------------------------------------
 # the in-browser engine (r2cnn serve --onnx)
+
+def _stand_in_beside(checkpoint, tmp_path: Path):
+    """``(model, predictor, margin)``: a stand-in ONNX model (:func:`_stand_in_onnx`) at ``tmp_path/stand-in.onnx``
+    with the classes and normalisation margin of ``checkpoint``'s predictor."""
+    from r2cnn.engine.predict import Predictor
+
+    predictor = Predictor(str(checkpoint))
+    model = tmp_path / "stand-in.onnx"
+    _stand_in_onnx(model, predictor.classes, predictor.transform.margin)
+    return model, predictor, predictor.transform.margin
+
 
 def _stand_in_onnx(path: Path, classes: list[str], margin: float) -> None:
     """A small ONNX model with the export's interface (``points`` (N, 3) -> ``logits`` (1, K), ``attention``
@@ -560,13 +567,9 @@ def test_browser_engine_answers_with_the_server_blocked(browser, tiny_r2cnn_chec
     """A stand-in ONNX model served with --onnx (alone: it is not the checkpoint's model): the page loads it into
     onnxruntime-web, and with /api/predict aborted it answers the same top-5 and attention as onnxruntime in
     Python on the server's normalisation."""
-    from r2cnn.engine.predict import Predictor
     from r2cnn.serve.server import serve_subprocess
 
-    predictor = Predictor(str(tiny_r2cnn_checkpoint))
-    margin = predictor.transform.margin
-    model = tmp_path / "stand-in.onnx"
-    _stand_in_onnx(model, predictor.classes, margin)
+    model, predictor, margin = _stand_in_beside(tiny_r2cnn_checkpoint, tmp_path)
     with serve_subprocess(None, "--onnx", str(model), env=ENV) as (url, _):
         page, errors = _open(browser, url)
         page.wait_for_function("document.body.dataset.browserEngine === 'ready'", timeout=60_000)
@@ -593,12 +596,9 @@ def test_browser_engine_answers_with_the_server_blocked(browser, tiny_r2cnn_chec
 
 def test_browser_engine_stays_off_for_a_model_over_the_size_limit(browser, tiny_r2cnn_checkpoint, tmp_path):
     """Over --browser-max-mb the page asks the server, which answers with that ONNX model (served alone)."""
-    from r2cnn.engine.predict import Predictor
     from r2cnn.serve.server import serve_subprocess
 
-    predictor = Predictor(str(tiny_r2cnn_checkpoint))
-    model = tmp_path / "stand-in.onnx"
-    _stand_in_onnx(model, predictor.classes, predictor.transform.margin)
+    model, predictor, _ = _stand_in_beside(tiny_r2cnn_checkpoint, tmp_path)
     with serve_subprocess(None, "--onnx", str(model), "--browser-max-mb", "0.0001", env=ENV) as (url, _):
         page, errors = _open(browser, url)
         assert page.evaluate("document.body.dataset.browserEngine") == "off"
